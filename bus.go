@@ -1,0 +1,361 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// EventManager routes events of type T to the listeners registered for
+// their names. All its methods are safe for concurrent use, including from
+// inside handlers. It must not be copied after first use. Create one with
+// New and stop it with Close, which is what releases its worker goroutines.
+//
+// Emit delivers on a bounded pool of workers; EmitSync delivers in the
+// calling goroutine. In the terms of [the Go memory model], a call to Emit
+// or EmitSync synchronizes before every handler invocation it causes, and
+// the return of every handler invocation caused by an Emit synchronizes
+// before the return of a later Flush or of Close.
+//
+// [the Go memory model]: https://go.dev/ref/mem
+type EventManager[T any] struct {
+	opts options
+
+	// Registry writers hold mu; emitters read reg without locking.
+	mu        sync.RWMutex
+	byPattern map[string][]*entry[T]
+	seq       uint64
+	reg       atomic.Pointer[registry[T]]
+	listeners atomic.Int64
+
+	closed atomic.Bool
+	pool   *scheduler[T]
+	sync   syncCounters
+}
+
+// New returns an EventManager configured by opts; see WithWorkers,
+// WithQueueSize, WithErrorHandler and WithMiddleware. It starts no goroutine:
+// workers start when Emit first needs them.
+func New[T any](opts ...Option) *EventManager[T] {
+	m := &EventManager[T]{
+		opts:      buildOptions(opts),
+		byPattern: map[string][]*entry[T]{},
+	}
+	m.reg.Store(&registry[T]{})
+	m.pool = newScheduler(m, &m.opts)
+	return m
+}
+
+// reentryKey marks the contexts of listeners run by the pool, so that an Emit
+// made from inside one can be told apart from one made by a caller.
+type reentryKey struct{}
+
+// route finds the listeners of name, validating it unless it is known.
+func (m *EventManager[T]) route(name string) (*route[T], error) {
+	r := m.reg.Load()
+	if rt, ok := r.lookup(name); ok {
+		return rt, nil
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return r.resolve(name), nil
+}
+
+// EmitSync runs every listener whose pattern matches name in the calling
+// goroutine, one after another in priority order, and returns once they have
+// all returned. Each gets ctx itself. Delivery modes (Ordered, OrderedBy,
+// Concurrency, Retry) govern Emit only: EmitSync calls every listener once,
+// directly, so concurrent EmitSync calls may run one listener concurrently.
+//
+// It returns the listeners' failures, each a *ListenerError (a panic is one
+// whose Err is a *PanicError), joined with errors.Join when there are
+// several; they do not go to the error handler. It returns an error without
+// calling any listener when name is invalid (ErrInvalidName), ctx is already
+// done, or Close has been called (ErrClosed). A name that matches no
+// listener is not an error.
+func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
+	if m.closed.Load() {
+		m.sync.rejected.Add(1)
+		return fmt.Errorf("emit %q: %w", name, ErrClosed)
+	}
+	rt, err := m.route(name)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		m.sync.rejected.Add(1)
+		return fmt.Errorf("emit %q: %w", name, err)
+	}
+	var c counters
+	var first error
+	var errs []error
+	if rt != nil {
+		ev := Event[T]{Name: name, Data: data}
+		for _, e := range rt.all {
+			err := m.invoke(ctx, e, ev, 0, &c)
+			switch {
+			case err == nil:
+			case first == nil:
+				first = err
+			default:
+				errs = append(errs, err)
+			}
+		}
+	}
+	m.sync.add(&c)
+	if errs != nil {
+		return errors.Join(append([]error{first}, errs...)...)
+	}
+	return first
+}
+
+// Emit hands the event to the worker pool and returns once it is accepted;
+// it does not wait for listeners to run. Each matching listener runs once,
+// on a worker; listeners of one event may run in parallel on different
+// workers, and, unless a delivery mode says otherwise (Ordered, OrderedBy,
+// Concurrency), in any order relative to other events.
+//
+// Listeners get a context that carries ctx's values but not its deadline or
+// cancellation; it is cancelled only when Close gives up waiting for them.
+// Their failures go to the error handler (see WithErrorHandler).
+//
+// When the queue is full Emit waits for room. If ctx ends first it returns
+// an error that matches both ErrQueueFull and ctx's error, and nothing is
+// delivered. An Emit made with the context of a listener of this
+// EventManager (directly or derived from it) never waits: if the queue and
+// its reserve are both full it returns ErrQueueFull at once, so a listener
+// that emits cannot deadlock the pool. Emit fails with ErrInvalidName for an
+// invalid name and ErrClosed once Close has been called; a name that matches
+// no listener is accepted and counted, and delivers nothing.
+func (m *EventManager[T]) Emit(ctx context.Context, name string, data T) error {
+	return m.emit(ctx, name, data, true)
+}
+
+// TryEmit is Emit that never waits: when the queue has no room it returns
+// an error matching ErrQueueFull and delivers nothing. Listeners get a
+// context without values.
+func (m *EventManager[T]) TryEmit(name string, data T) error {
+	return m.emit(context.Background(), name, data, false)
+}
+
+func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
+	rt, err := m.route(name)
+	if err == nil && rt == nil {
+		if m.closed.Load() {
+			err = ErrClosed
+		} else {
+			m.sync.emitted.Add(1)
+			return nil
+		}
+	}
+	ev := Event[T]{Name: name, Data: data}
+	var keys []string
+	if err == nil {
+		keys, err = m.keys(rt, ev)
+	}
+	if err == nil {
+		err = m.pool.accept(ctx, m.listenerContext(ctx), rt, ev, keys, wait)
+	}
+	if err != nil {
+		m.sync.rejected.Add(1)
+		return fmt.Errorf("emit %q: %w", name, err)
+	}
+	return nil
+}
+
+// keys computes the OrderedBy keys of ev for rt.boxed, or returns nil when no
+// listener of rt is keyed. A panicking key function fails the emit.
+func (m *EventManager[T]) keys(rt *route[T], ev Event[T]) (keys []string, err error) {
+	for i, e := range rt.boxed {
+		if e.keyFn == nil {
+			continue
+		}
+		if keys == nil {
+			keys = make([]string, len(rt.boxed))
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = &ListenerError{Event: ev.Name, Pattern: e.pattern, Err: fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()})}
+				}
+			}()
+			keys[i] = e.keyFn(ev)
+		}()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// listenerContext returns the context that pool listeners of an event
+// emitted with ctx receive: ctx's values, the pool's cancellation.
+func (m *EventManager[T]) listenerContext(ctx context.Context) context.Context {
+	if ctx == context.Background() || ctx == context.TODO() {
+		return m.pool.ctx // no values to carry: share one context
+	}
+	values := ctx
+	if ctx.Done() != nil {
+		// Hide ctx's cancellation from context.Cause and from the
+		// contexts listeners derive (they then attach to the pool's).
+		values = context.WithoutCancel(ctx)
+	}
+	return &listenerCtx{Context: m.pool.ctx, values: values}
+}
+
+// listenerCtx has the Done, Err and Deadline of the pool's context and the
+// values of the emitter's.
+type listenerCtx struct {
+	context.Context
+	values context.Context
+}
+
+func (c *listenerCtx) Value(key any) any {
+	if v := c.values.Value(key); v != nil {
+		return v
+	}
+	return c.Context.Value(key)
+}
+
+// reentrant reports whether ctx is, or derives from, a context given to a
+// pool listener of m.
+func (m *EventManager[T]) reentrant(ctx context.Context) bool {
+	return ctx.Value(reentryKey{}) == m
+}
+
+// outcome is what became of one delivery.
+type outcome uint8
+
+const (
+	delivered outcome = iota
+	failed
+	panicked
+	skipped
+)
+
+// invoke runs e's handler for ev unless e is unregistered (or a Once that
+// fired), counts the outcome in c and e's counters, and returns the failure
+// as a *ListenerError. attempt is the number of attempts that already failed.
+func (m *EventManager[T]) invoke(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters) error {
+	oc, err := m.call(ctx, e, ev, attempt)
+	return m.count(e, ev, oc, err, attempt, c)
+}
+
+func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
+	l := e.l
+	switch oc {
+	case delivered:
+		c.delivered++
+		l.delivered.Add(1)
+		return nil
+	case skipped:
+		c.skipped++
+		l.skipped.Add(1)
+		return nil
+	case failed:
+		c.failed++
+		l.failed.Add(1)
+	case panicked:
+		c.panicked++
+		l.panicked.Add(1)
+	}
+	return &ListenerError{Event: ev.Name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
+}
+
+// call runs the handler, turning a panic into a *PanicError.
+func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], attempt int) (oc outcome, err error) {
+	l := e.l
+	if attempt == 0 || !e.once {
+		if l.removed.Load() {
+			return skipped, nil
+		}
+		if e.once {
+			if !l.fired.CompareAndSwap(false, true) {
+				return skipped, nil
+			}
+			l.Unregister()
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	if err := e.h(ctx, ev); err != nil {
+		return failed, err
+	}
+	return delivered, nil
+}
+
+// deliver runs one pool delivery and reports whether it must be retried;
+// otherwise its outcome is counted and any failure reported.
+func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters) (retry bool) {
+	oc, err := m.call(ctx, e, ev, attempt)
+	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
+		c.retried++
+		e.l.retried.Add(1)
+		return true
+	}
+	if lerr := m.count(e, ev, oc, err, attempt, c); lerr != nil {
+		m.report(lerr)
+	}
+	return false
+}
+
+// report hands err to the error handler; a panicking error handler is
+// logged, never propagated into the pool.
+func (m *EventManager[T]) report(err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			logError(fmt.Errorf("eventbus: error handler panicked (%v) while reporting: %w", r, err))
+		}
+	}()
+	m.opts.onError(err)
+}
+
+// Flush waits until every event accepted by Emit or TryEmit before the call
+// has been handled by every listener it was delivered to, including retries,
+// or until ctx is done (then it returns an error matching ctx's error).
+// Events emitted meanwhile, even by those listeners, are not waited for.
+func (m *EventManager[T]) Flush(ctx context.Context) error {
+	return m.pool.flush(ctx)
+}
+
+// Close stops the EventManager: from its call on, Emit, TryEmit, EmitSync
+// and RegisterListener fail with ErrClosed (an Emit waiting for room is
+// released with it), while every event already accepted is still delivered,
+// retries included. Close returns nil once every delivery has finished and
+// every worker goroutine has exited.
+//
+// If ctx ends first, Close cancels the contexts of the listeners still
+// running, drops the deliveries still queued (counted in Stats.Abandoned) and
+// returns an error matching ctx's error that says how many it abandoned;
+// workers exit as soon as the listener they are running returns. Close is
+// idempotent: a later call waits again, with its own ctx, for the workers
+// to exit.
+func (m *EventManager[T]) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed.Store(true)
+	m.mu.Unlock()
+	return m.pool.close(ctx)
+}
+
+// Stats returns a snapshot of the EventManager's counters; see Stats for
+// how they add up.
+func (m *EventManager[T]) Stats() Stats {
+	s := m.pool.snapshot()
+	s.Emitted += m.sync.emitted.Load()
+	d, f, p, sk := m.sync.delivered.Load(), m.sync.failed.Load(), m.sync.panicked.Load(), m.sync.skipped.Load()
+	s.Delivered += d
+	s.Failed += f
+	s.Panicked += p
+	s.Skipped += sk
+	s.Matched += d + f + p + sk
+	s.Rejected += m.sync.rejected.Load()
+	s.Listeners = int(m.listeners.Load())
+	return s
+}

@@ -1,0 +1,53 @@
+package eventbus
+
+// deque is a growable ring buffer. It is not safe for concurrent use; the
+// scheduler guards its deques with its mutex. Popped slots are zeroed so the
+// ring keeps no event data alive.
+type deque[E any] struct {
+	buf  []E // len is 0 or a power of two
+	head int
+	n    int
+}
+
+func (d *deque[E]) len() int { return d.n }
+
+func (d *deque[E]) grow() {
+	size := 2 * len(d.buf)
+	if size == 0 {
+		size = 8
+	}
+	buf := make([]E, size)
+	for i := 0; i < d.n; i++ {
+		buf[i] = d.buf[(d.head+i)&(len(d.buf)-1)]
+	}
+	d.buf, d.head = buf, 0
+}
+
+// push appends v at the back.
+func (d *deque[E]) push(v E) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	d.buf[(d.head+d.n)&(len(d.buf)-1)] = v
+	d.n++
+}
+
+// pushFront puts v at the front, to be popped next.
+func (d *deque[E]) pushFront(v E) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	d.head = (d.head - 1) & (len(d.buf) - 1)
+	d.buf[d.head] = v
+	d.n++
+}
+
+// pop removes and returns the front element; the deque must not be empty.
+func (d *deque[E]) pop() E {
+	var zero E
+	v := d.buf[d.head]
+	d.buf[d.head] = zero
+	d.head = (d.head + 1) & (len(d.buf) - 1)
+	d.n--
+	return v
+}

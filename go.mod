@@ -1,0 +1,3 @@
+module github.com/eventbus-go/eventbus
+
+go 1.22

@@ -1,0 +1,199 @@
+package eventbus
+
+import (
+	"fmt"
+	"maps"
+	"sync/atomic"
+)
+
+// Listener is a registered handler, returned by RegisterListener. Its
+// methods are safe for concurrent use, including from inside any handler.
+type Listener struct {
+	pattern string
+	removed atomic.Bool
+	fired   atomic.Bool // Once: the one delivery has started
+	remove  func()
+	pending func() int
+
+	delivered, failed, panicked, skipped, retried atomic.Uint64
+}
+
+// Pattern returns the pattern the listener was registered with.
+func (l *Listener) Pattern() string { return l.pattern }
+
+// Unregister removes the listener. It is idempotent and safe to call
+// concurrently and from inside any handler, including the listener's own.
+// Once it returns, no new invocation of the handler starts: deliveries
+// already queued for it are skipped (and counted in Stats.Skipped), while an
+// invocation already running is not interrupted. Unregister does not wait for
+// running invocations; call Flush for that.
+func (l *Listener) Unregister() {
+	if l.removed.Swap(true) {
+		return
+	}
+	l.remove()
+}
+
+// Stats returns a snapshot of the listener's counters. They keep counting
+// deliveries that were queued before Unregister, as skipped.
+func (l *Listener) Stats() ListenerStats {
+	return ListenerStats{
+		Delivered: l.delivered.Load(),
+		Failed:    l.failed.Load(),
+		Panicked:  l.panicked.Load(),
+		Skipped:   l.skipped.Load(),
+		Retried:   l.retried.Load(),
+		Pending:   l.pending(),
+	}
+}
+
+// entry is a listener as the registry and the pool see it.
+type entry[T any] struct {
+	l        *Listener
+	h        Handler[T] // with middleware and timeout applied
+	pattern  string
+	priority int
+	seq      uint64 // registration order
+	once     bool
+	retry    *retryPolicy
+
+	// Delivery mode for Emit; all nil for a plain listener. The mailboxes,
+	// keys and gate are guarded by the scheduler's mutex.
+	box   *mailbox[T]            // Ordered or Concurrency: the listener's mailbox
+	keyFn func(Event[T]) string  // OrderedBy
+	keys  map[string]*mailbox[T] // OrderedBy: a mailbox per key with work
+	gate  *gate[T]               // OrderedBy: bounds keys in flight
+}
+
+func (e *entry[T]) boxed() bool { return e.box != nil || e.keyFn != nil }
+
+// RegisterListener registers h for every event whose name matches pattern
+// (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and
+// returns the Listener, whose Unregister removes it. It is safe for
+// concurrent use, including from inside a handler; an Emit that starts after
+// RegisterListener returns delivers to the new listener.
+//
+// It fails with ErrNilHandler, ErrInvalidPattern, ErrInvalidOption (an
+// option out of range, or a generic option of another data type), or, after
+// Close, ErrClosed.
+func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ...ListenerOption) (*Listener, error) {
+	if h == nil {
+		return nil, fmt.Errorf("register %q: %w", pattern, ErrNilHandler)
+	}
+	if err := ValidatePattern(pattern); err != nil {
+		return nil, err
+	}
+	var cfg listenerConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyListener(&cfg)
+		}
+	}
+	e, err := newEntry(pattern, h, &cfg, m.opts.middleware)
+	if err != nil {
+		return nil, fmt.Errorf("register %q: %w", pattern, err)
+	}
+	l := &Listener{pattern: pattern}
+	e.l = l
+	l.remove = func() { m.remove(e) }
+	l.pending = func() int { return m.pool.pendingFor(e) }
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil, fmt.Errorf("register %q: %w", pattern, ErrClosed)
+	}
+	m.seq++
+	e.seq = m.seq
+	m.update(e, func(list []*entry[T]) []*entry[T] { return appendCopy(list, e) })
+	m.listeners.Add(1)
+	return l, nil
+}
+
+func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, managerMW []any) (*entry[T], error) {
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	h, err := handlerFor(h, cfg, managerMW)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry}
+	switch {
+	case cfg.key != nil:
+		keyFn, ok := cfg.key.(func(Event[T]) string)
+		if !ok {
+			return nil, fmt.Errorf("%w: OrderedBy key %T for an EventManager of %T", ErrInvalidOption, cfg.key, *new(T))
+		}
+		if cfg.ordered {
+			return nil, fmt.Errorf("%w: Ordered and OrderedBy together", ErrInvalidOption)
+		}
+		e.keyFn = keyFn
+		e.gate = &gate[T]{limit: cfg.concurrency}
+	case cfg.ordered:
+		if cfg.concurrency > 1 {
+			return nil, fmt.Errorf("%w: Ordered with Concurrency(%d)", ErrInvalidOption, cfg.concurrency)
+		}
+		e.box = &mailbox[T]{e: e, limit: 1}
+	case cfg.concurrency > 0:
+		e.box = &mailbox[T]{e: e, limit: cfg.concurrency}
+	}
+	return e, nil
+}
+
+// remove takes e out of the registry; its Listener is already marked
+// removed, so queued deliveries to it will be skipped.
+func (m *EventManager[T]) remove(e *entry[T]) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.update(e, func(list []*entry[T]) []*entry[T] { return deleteCopy(list, e) })
+	m.listeners.Add(-1)
+}
+
+// update changes the listeners registered under e.pattern and publishes the
+// result to readers. m.mu must be held.
+func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[T]) {
+	list := change(m.byPattern[e.pattern])
+	if len(list) == 0 {
+		delete(m.byPattern, e.pattern)
+	} else {
+		m.byPattern[e.pattern] = list
+	}
+	old := m.reg.Load()
+	if !isLiteral(e.pattern) {
+		next := &registry[T]{exact: old.exact}
+		if containsEntry(list, e) {
+			next.wild = old.wild.add(e)
+		} else {
+			next.wild = old.wild.remove(e)
+		}
+		m.reg.Store(next)
+		return
+	}
+	exact := old.exact
+	s := exact[e.pattern]
+	if s == nil {
+		// A new name: readers need a new map. Names whose listeners are all
+		// gone keep their (empty) slot, so that registering and unregistering
+		// one listener over and over does not copy the map each time.
+		exact = maps.Clone(exact)
+		if exact == nil {
+			exact = map[string]*slot[T]{}
+		}
+		s = &slot[T]{}
+		exact[e.pattern] = s
+	}
+	s.route.Store(newRoute(append([]*entry[T](nil), list...)))
+	if old.wild != nil || s != old.exact[e.pattern] {
+		m.reg.Store(&registry[T]{exact: exact, wild: old.wild})
+	}
+}
+
+func containsEntry[T any](list []*entry[T], e *entry[T]) bool {
+	for _, x := range list {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}

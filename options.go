@@ -1,0 +1,284 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+const (
+	// _defaultQueueSize bounds the deliveries waiting in the queue (shared
+	// queue and listener mailboxes together) when WithQueueSize is not given.
+	_defaultQueueSize = 4096
+	// _batchSize is how many queued deliveries a worker takes at once.
+	_batchSize = 64
+	// _routeCacheSize bounds how many distinct event names have their
+	// wildcard matches cached; names past it are matched on every emit.
+	_routeCacheSize = 8192
+)
+
+// An Option configures an EventManager; pass it to New.
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	workers    int
+	queueSize  int
+	onError    func(error)
+	middleware []any // each a Middleware[T], checked by RegisterListener
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+func buildOptions(opts []Option) options {
+	o := options{
+		workers:   runtime.GOMAXPROCS(0),
+		queueSize: _defaultQueueSize,
+		onError:   logError,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(&o)
+		}
+	}
+	return o
+}
+
+func logError(err error) {
+	slog.Default().Error("eventbus: listener failed", "err", err)
+}
+
+// WithWorkers sets how many worker goroutines deliver emitted events. The
+// default is runtime.GOMAXPROCS(0); n < 1 keeps the default. Workers are
+// started as work arrives, up to n, and all of them stop in Close.
+func WithWorkers(n int) Option {
+	return optionFunc(func(o *options) {
+		if n >= 1 {
+			o.workers = n
+		}
+	})
+}
+
+// WithQueueSize bounds how many deliveries may wait to run: one per event for
+// the listeners run straight from the shared queue, plus one per event and
+// listener for listeners with their own mailbox (Ordered, OrderedBy,
+// Concurrency). The default is 4096; n < 1 keeps the default. When the bound
+// is reached Emit waits and TryEmit fails with ErrQueueFull. Emits made from
+// inside a listener may use a reserve of the same size again, so that a
+// listener that emits never waits on workers that are waiting on it.
+func WithQueueSize(n int) Option {
+	return optionFunc(func(o *options) {
+		if n >= 1 {
+			o.queueSize = n
+		}
+	})
+}
+
+// WithErrorHandler sets the function that receives every asynchronous
+// delivery failure, as a *ListenerError. It is called from worker
+// goroutines, possibly concurrently, and must not block for long. The default
+// logs through slog.Default(). A nil f keeps the default.
+func WithErrorHandler(f func(err error)) Option {
+	return optionFunc(func(o *options) {
+		if f != nil {
+			o.onError = f
+		}
+	})
+}
+
+// Middleware wraps a Handler, for logging, tracing, metrics or checks. It is
+// applied once, when a listener is registered.
+type Middleware[T any] func(next Handler[T]) Handler[T]
+
+// WithMiddleware adds middleware applied to every listener registered on the
+// EventManager, outermost first, around any listener's own Use middleware.
+// T must be the EventManager's data type, or RegisterListener fails with
+// ErrInvalidOption.
+func WithMiddleware[T any](mw ...Middleware[T]) Option {
+	return optionFunc(func(o *options) {
+		for _, m := range mw {
+			o.middleware = append(o.middleware, m)
+		}
+	})
+}
+
+// A ListenerOption configures one listener; pass it to RegisterListener.
+type ListenerOption interface {
+	applyListener(*listenerConfig)
+}
+
+type listenerConfig struct {
+	once        bool
+	priority    int
+	ordered     bool
+	key         any // func(Event[T]) string
+	concurrency int
+	timeout     time.Duration
+	retry       *retryPolicy
+	middleware  []any // each a Middleware[T]
+	err         error
+}
+
+type listenerOptionFunc func(*listenerConfig)
+
+func (f listenerOptionFunc) applyListener(c *listenerConfig) { f(c) }
+
+func (c *listenerConfig) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+}
+
+// Once makes the listener run at most once: the first delivery to start
+// runs it and unregisters it; every other delivery, including concurrent
+// ones, is skipped.
+func Once() ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) { c.once = true })
+}
+
+// Priority orders listeners of the same event: higher runs first. Listeners
+// of equal priority run in registration order. EmitSync follows it strictly;
+// Emit follows it among the listeners that a worker runs for one event, but
+// listeners with their own mailbox (Ordered, OrderedBy, Concurrency) run on
+// their own schedule. The default is 0.
+func Priority(n int) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) { c.priority = n })
+}
+
+// Ordered makes Emit deliver to this listener one event at a time, in the
+// order the events were accepted by Emit (for one emitting goroutine, the
+// order of its calls). Its backlog waits in the listener's own mailbox,
+// counted against the queue size, so a slow ordered listener holds no worker
+// while it waits for its turn and other listeners keep running.
+func Ordered() ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) { c.ordered = true })
+}
+
+// OrderedBy makes Emit deliver events with the same key to this listener one
+// at a time and in the order they were accepted, while events with different
+// keys run concurrently (bounded by Concurrency, if given). key is called by
+// Emit, in the emitting goroutine, once per event; it must be fast and must
+// not block. T must be the EventManager's data type, or RegisterListener
+// fails with ErrInvalidOption.
+func OrderedBy[T any](key func(Event[T]) string) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if key == nil {
+			c.fail("OrderedBy: nil key function")
+			return
+		}
+		c.key = key
+	})
+}
+
+// Concurrency limits how many invocations of this listener run at once
+// through Emit to n (n ≥ 1). Deliveries beyond the limit wait in the
+// listener's mailbox without holding a worker, and start in the order they
+// were accepted; with n > 1 they may finish in any order. Concurrency(1)
+// alone therefore behaves like Ordered. With OrderedBy, n bounds the number
+// of keys in flight.
+func Concurrency(n int) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if n < 1 {
+			c.fail("Concurrency(%d): must be at least 1", n)
+			return
+		}
+		c.concurrency = n
+	})
+}
+
+// Timeout gives each invocation of the listener a context that ends after
+// d. An invocation that is still running when d has passed is reported as a
+// failure whose error matches context.DeadlineExceeded, whatever the Handler
+// returns; the Handler is not interrupted, so it should watch ctx.Done().
+func Timeout(d time.Duration) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if d <= 0 {
+			c.fail("Timeout(%v): must be positive", d)
+			return
+		}
+		c.timeout = d
+	})
+}
+
+// Retry runs a failing invocation (error or panic) again, up to retries more
+// times, waiting between attempts an exponential backoff that starts at
+// initial, doubles each time up to max, and is randomised (jitter) to
+// between half and all of that. Backoffs are timers, not sleeping workers.
+// Only the last failure reaches the error handler, as a *ListenerError whose
+// Attempts field counts the runs. With Ordered or OrderedBy the listener's
+// next event (for that key) waits until the retried one has succeeded or
+// given up. A retried delivery still counts against Flush and Close.
+// Retry applies to Emit; EmitSync runs each listener once.
+func Retry(retries int, initial, max time.Duration) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if retries < 1 || initial <= 0 || max < initial {
+			c.fail("Retry(%d, %v, %v): need retries ≥ 1 and 0 < initial ≤ max", retries, initial, max)
+			return
+		}
+		c.retry = &retryPolicy{retries: retries, initial: initial, max: max}
+	})
+}
+
+// Use wraps this listener's Handler in middleware, outermost first, inside
+// any middleware given to the EventManager with WithMiddleware. T must be the
+// EventManager's data type, or RegisterListener fails with
+// ErrInvalidOption.
+func Use[T any](mw ...Middleware[T]) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		for _, m := range mw {
+			if m == nil {
+				c.fail("Use: nil middleware")
+				return
+			}
+			c.middleware = append(c.middleware, m)
+		}
+	})
+}
+
+// handlerFor applies the configuration's middleware and timeout to h for an
+// EventManager of data type T.
+func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handler[T], error) {
+	chain := make([]Middleware[T], 0, len(managerMW)+len(c.middleware))
+	for _, list := range [][]any{managerMW, c.middleware} {
+		for _, m := range list {
+			mw, ok := m.(Middleware[T])
+			if !ok {
+				return nil, fmt.Errorf("%w: middleware %T for an EventManager of %T", ErrInvalidOption, m, *new(T))
+			}
+			chain = append(chain, mw)
+		}
+	}
+	if c.timeout > 0 {
+		h = withTimeout(h, c.timeout)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		h = chain[i](h)
+		if h == nil {
+			return nil, fmt.Errorf("%w: middleware returned a nil handler", ErrInvalidOption)
+		}
+	}
+	return h, nil
+}
+
+// withTimeout gives each call its own deadline; an overrun is an error that
+// matches context.DeadlineExceeded even if the handler ignored it.
+func withTimeout[T any](h Handler[T], d time.Duration) Handler[T] {
+	return func(ctx context.Context, e Event[T]) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		err := h(ctx, e)
+		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
+			if err == nil {
+				return fmt.Errorf("eventbus: handler overran its %v timeout: %w", d, context.DeadlineExceeded)
+			}
+			return fmt.Errorf("eventbus: handler overran its %v timeout: %w (and returned: %w)", d, context.DeadlineExceeded, err)
+		}
+		return err
+	}
+}

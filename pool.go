@@ -1,0 +1,639 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The worker pool.
+//
+// Emit turns an event into deliveries and queues them under one mutex: one
+// delivery in the shared queue for all the route's plain listeners, run in
+// priority order by whichever worker takes it, and one delivery in the
+// mailbox of each listener that has a delivery mode (Ordered, OrderedBy,
+// Concurrency). Pushing into a mailbox at accept time is what makes its
+// order the accept order; a mailbox runs at most `limit` deliveries at once,
+// and a mailbox that may start one sits in the ready list, so no worker ever
+// parks waiting for a listener's turn.
+//
+// Workers take deliveries in batches (one lock round trip for up to
+// _batchSize deliveries) and account for them when the batch is done, under
+// the same lock. The bound (capacity) counts queued deliveries, shared and
+// mailbox alike; a worker's batch in hand is not counted, so memory is
+// bounded by capacity + workers × _batchSize deliveries.
+
+// delivery is one unit of queued work.
+type delivery[T any] struct {
+	ctx     context.Context
+	ev      Event[T]
+	to      []*entry[T] // shared queue: the listeners to run; mailbox: nil
+	ep      *epoch
+	attempt int // attempts that already failed (Retry)
+}
+
+// epoch groups the deliveries accepted between two Flush calls.
+type epoch struct {
+	pending int
+	done    chan struct{} // made when sealed by Flush; closed when this and every older epoch are done
+}
+
+// mailbox holds the deliveries of one listener with a delivery mode (or of
+// one key of an OrderedBy listener).
+type mailbox[T any] struct {
+	e        *entry[T]
+	key      string
+	keyed    bool
+	q        deque[delivery[T]]
+	active   int
+	limit    int
+	queued   bool // in the ready list or in the gate's waiting list
+	retrying bool // its head delivery waits out a retry backoff
+}
+
+func (mb *mailbox[T]) idle() bool {
+	return mb.q.len() == 0 && mb.active == 0 && !mb.retrying && !mb.queued
+}
+
+// gate limits the keys of an OrderedBy listener that run at once.
+type gate[T any] struct {
+	limit   int // 0: no limit
+	active  int
+	waiting deque[*mailbox[T]]
+}
+
+type scheduler[T any] struct {
+	m *EventManager[T]
+
+	// ctx is the parent of every listener context on the pool; cancel is
+	// called when Close gives up waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	work     sync.Cond // idle workers wait here
+	shared   deque[delivery[T]]
+	ready    deque[*mailbox[T]]
+	capacity int
+	units    int // queued deliveries, counted against capacity
+	queued   int // queued deliveries, one per listener
+	running  int // deliveries being run, one per listener
+	backoff  int // deliveries waiting out a retry backoff
+	timers   map[*retryTimer[T]]struct{}
+
+	maxWorkers int
+	workers    int // started and not yet exited
+	idle       int // waiting on work and not yet signalled
+
+	roomWaiters int
+	room        chan struct{} // closed when room frees up for waiting emitters
+
+	closed    bool
+	closing   chan struct{} // closed by Close: wakes emitters waiting for room
+	aborted   atomic.Bool   // Close gave up waiting: drop instead of run
+	boxes     map[*mailbox[T]]struct{} // mailboxes that are not idle
+	done      chan struct{} // closed once closed and every worker has exited
+
+	cur    *epoch
+	sealed deque[*epoch]
+
+	stats counters // deliveries made by the pool; guarded by mu
+}
+
+type retryTimer[T any] struct {
+	t  *time.Timer
+	d  delivery[T]
+	mb *mailbox[T] // nil for a shared-queue delivery
+}
+
+func newScheduler[T any](m *EventManager[T], o *options) *scheduler[T] {
+	s := &scheduler[T]{
+		m:          m,
+		capacity:   o.queueSize,
+		maxWorkers: o.workers,
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
+		cur:        &epoch{},
+		timers:     map[*retryTimer[T]]struct{}{},
+		boxes:      map[*mailbox[T]]struct{}{},
+	}
+	s.work.L = &s.mu
+	s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), reentryKey{}, m))
+	return s
+}
+
+// accept queues ev for the listeners of rt; keys holds the OrderedBy key of
+// each of rt.boxed (nil when none is keyed). wait says whether to wait for
+// room (until ctx is done) rather than fail with ErrQueueFull when there is no
+// room. An emit from inside a listener of this EventManager (see reentrant)
+// may use the reserve and never waits.
+func (s *scheduler[T]) accept(ctx, lctx context.Context, rt *route[T], ev Event[T], keys []string, wait bool) error {
+	need := len(rt.boxed)
+	if len(rt.plain) > 0 {
+		need++
+	}
+	s.mu.Lock()
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if s.units+need <= s.capacity || s.units == 0 {
+			break
+		}
+		if s.m.reentrant(ctx) {
+			if s.units+need <= 2*s.capacity {
+				break
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %d deliveries queued, reserve for emits from listeners used up", ErrQueueFull, s.units)
+		}
+		if !wait {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %d deliveries queued", ErrQueueFull, s.units)
+		}
+		if err := s.waitRoom(ctx); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	ep := s.cur
+	if len(rt.plain) > 0 {
+		s.shared.push(delivery[T]{ctx: lctx, ev: ev, to: rt.plain, ep: ep})
+		ep.pending++
+		s.units++
+		s.queued += len(rt.plain)
+		s.wake()
+	}
+	for i, e := range rt.boxed {
+		mb := e.box
+		if e.keyFn != nil {
+			mb = s.keyBox(e, keys[i])
+		}
+		if mb.idle() {
+			s.boxes[mb] = struct{}{}
+		}
+		mb.q.push(delivery[T]{ctx: lctx, ev: ev, ep: ep})
+		ep.pending++
+		s.units++
+		s.queued++
+		s.makeReady(mb)
+	}
+	s.stats.emitted++
+	s.stats.matched += uint64(len(rt.all))
+	s.mu.Unlock()
+	return nil
+}
+
+// waitRoom waits, with s.mu held on entry and on return, until room may have
+// freed up, Close was called, or ctx is done.
+func (s *scheduler[T]) waitRoom(ctx context.Context) error {
+	if s.room == nil {
+		s.room = make(chan struct{})
+	}
+	room := s.room
+	s.roomWaiters++
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-room:
+	case <-s.closing:
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
+	}
+	s.mu.Lock()
+	s.roomWaiters--
+	return err
+}
+
+// freed is called with s.mu held after units went down.
+func (s *scheduler[T]) freed() {
+	if s.roomWaiters > 0 && s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+}
+
+// wake makes sure a worker will look at the queues: an idle one is
+// signalled, or a new one started while under the limit.
+func (s *scheduler[T]) wake() {
+	switch {
+	case s.idle > 0:
+		s.idle--
+		s.work.Signal()
+	case s.workers < s.maxWorkers:
+		s.workers++
+		go s.run()
+	}
+}
+
+func (s *scheduler[T]) keyBox(e *entry[T], key string) *mailbox[T] {
+	mb := e.keys[key]
+	if mb == nil {
+		mb = &mailbox[T]{e: e, key: key, keyed: true, limit: 1}
+		if e.keys == nil {
+			e.keys = map[string]*mailbox[T]{}
+		}
+		e.keys[key] = mb
+	}
+	return mb
+}
+
+// makeReady queues mb for a worker if it can start a delivery now, or in
+// its gate's waiting list if only the gate stops it.
+func (s *scheduler[T]) makeReady(mb *mailbox[T]) {
+	if mb.queued || mb.retrying || mb.q.len() == 0 || mb.active >= mb.limit {
+		return
+	}
+	mb.queued = true
+	if g := mb.e.gate; g != nil && g.limit > 0 && g.active >= g.limit {
+		g.waiting.push(mb)
+		return
+	}
+	s.ready.push(mb)
+	s.wake()
+}
+
+// retire forgets an idle mailbox: keyed ones are dropped, so keys do not
+// accumulate.
+func (s *scheduler[T]) retire(mb *mailbox[T]) {
+	if !mb.idle() {
+		return
+	}
+	delete(s.boxes, mb)
+	if mb.keyed && mb.e.keys[mb.key] == mb {
+		delete(mb.e.keys, mb.key)
+	}
+}
+
+// run is a worker goroutine.
+func (s *scheduler[T]) run() {
+	batch := make([]delivery[T], 0, _batchSize)
+	var retries []delivery[T]
+	var fromBox bool // alternate between mailboxes and the shared queue
+	s.mu.Lock()
+	for {
+		var mb *mailbox[T]
+		switch {
+		case s.ready.len() > 0 && (fromBox || s.shared.len() == 0):
+			mb = s.ready.pop()
+			mb.queued = false
+			if g := mb.e.gate; g != nil && g.limit > 0 && mb.active == 0 && g.active >= g.limit {
+				s.makeReady(mb) // the gate filled up meanwhile
+				continue
+			}
+			n := 1
+			if mb.limit == 1 {
+				n = min(mb.q.len(), _batchSize)
+			}
+			for range n {
+				batch = append(batch, mb.q.pop())
+			}
+			if mb.active == 0 && mb.e.gate != nil {
+				mb.e.gate.active++
+			}
+			mb.active++
+			s.makeReady(mb) // a Concurrency(n > 1) mailbox may start more
+		case s.shared.len() > 0:
+			for s.shared.len() > 0 && len(batch) < _batchSize {
+				batch = append(batch, s.shared.pop())
+			}
+		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
+			s.workers--
+			if s.workers == 0 {
+				close(s.done)
+			}
+			s.idle = 0
+			s.work.Broadcast() // the others exit too
+			s.mu.Unlock()
+			return
+		default:
+			s.idle++
+			s.work.Wait()
+			continue
+		}
+		fromBox = !fromBox
+
+		deliveries := len(batch)
+		if mb == nil {
+			deliveries = 0
+			for i := range batch {
+				deliveries += len(batch[i].to)
+			}
+		}
+		s.units -= len(batch)
+		s.queued -= deliveries
+		s.running += deliveries
+		s.freed()
+		s.mu.Unlock()
+
+		var c counters
+		ran := len(batch)
+		if mb != nil {
+			ran = s.runBox(mb, batch, &c)
+		} else {
+			retries = s.runShared(batch, &c, retries[:0])
+		}
+
+		s.mu.Lock()
+		s.stats.add(&c)
+		if mb != nil {
+			s.finishBox(mb, batch, ran)
+		} else {
+			for i := range batch {
+				s.complete(batch[i].ep)
+			}
+			for _, d := range retries {
+				d.ep.pending++
+				s.startBackoff(d, nil)
+			}
+		}
+		s.running -= deliveries
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// runShared runs shared-queue deliveries, returning those to retry.
+func (s *scheduler[T]) runShared(batch []delivery[T], c *counters, retries []delivery[T]) []delivery[T] {
+	for i := range batch {
+		d := &batch[i]
+		for _, e := range d.to {
+			if s.aborted.Load() {
+				c.abandoned++
+				continue
+			}
+			if s.m.deliver(d.ctx, e, d.ev, d.attempt, c) {
+				r := *d
+				r.to = []*entry[T]{e}
+				r.attempt++
+				retries = append(retries, r)
+			}
+		}
+	}
+	return retries
+}
+
+// runBox runs a mailbox's batch in order and returns how many deliveries are
+// finished; if it stops early, batch[ran] must be retried.
+func (s *scheduler[T]) runBox(mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
+	for i := range batch {
+		d := &batch[i]
+		if s.aborted.Load() {
+			c.abandoned++
+			continue
+		}
+		if s.m.deliver(d.ctx, mb.e, d.ev, d.attempt, c) {
+			return i
+		}
+	}
+	return len(batch)
+}
+
+// finishBox accounts for a mailbox batch, with s.mu held. Deliveries from
+// batch[ran] on were not finished: the first is retried after a backoff,
+// and the rest go back to the front of the mailbox, in order, behind it.
+func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int) {
+	for i := range ran {
+		s.complete(batch[i].ep)
+	}
+	if ran < len(batch) {
+		for i := len(batch) - 1; i > ran; i-- {
+			mb.q.pushFront(batch[i])
+			s.units++
+			s.queued++
+		}
+		d := batch[ran]
+		d.attempt++
+		mb.retrying = true
+		s.startBackoff(d, mb)
+	}
+	mb.active--
+	if g := mb.e.gate; g != nil && mb.active == 0 {
+		g.active--
+		if g.waiting.len() > 0 {
+			w := g.waiting.pop()
+			w.queued = false
+			s.makeReady(w)
+		}
+	}
+	s.makeReady(mb)
+	s.retire(mb)
+}
+
+// startBackoff schedules d to run again after its backoff, with s.mu held.
+// The delivery stays pending (Flush and Close wait for it).
+func (s *scheduler[T]) startBackoff(d delivery[T], mb *mailbox[T]) {
+	s.backoff++
+	e := mb.entry(d)
+	rt := &retryTimer[T]{d: d, mb: mb}
+	s.timers[rt] = struct{}{}
+	rt.t = time.AfterFunc(e.retry.backoff(d.attempt), func() { s.retryDue(rt) })
+}
+
+// entry returns the listener that d is for: the mailbox's, or the one
+// listener of a shared-queue retry when mb is nil.
+func (mb *mailbox[T]) entry(d delivery[T]) *entry[T] {
+	if mb != nil {
+		return mb.e
+	}
+	return d.to[0]
+}
+
+func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.timers[rt]; !ok {
+		return // abort stopped it
+	}
+	delete(s.timers, rt)
+	s.backoff--
+	if s.aborted.Load() {
+		s.abandon(rt.d, false)
+		if rt.mb != nil {
+			rt.mb.retrying = false
+			s.retire(rt.mb)
+		}
+		s.idle = 0
+		s.work.Broadcast() // the pool may have drained
+		return
+	}
+	s.units++
+	s.queued++
+	if rt.mb != nil {
+		rt.mb.retrying = false
+		rt.mb.q.pushFront(rt.d)
+		s.makeReady(rt.mb)
+		return
+	}
+	s.shared.pushFront(rt.d)
+	s.wake()
+}
+
+// complete marks one delivery of epoch ep finished, with s.mu held.
+func (s *scheduler[T]) complete(ep *epoch) {
+	ep.pending--
+	if ep.pending == 0 && ep.done != nil {
+		s.advance()
+	}
+}
+
+// advance closes the done channel of every sealed epoch that is finished
+// and has no unfinished older epoch.
+func (s *scheduler[T]) advance() {
+	for s.sealed.len() > 0 {
+		ep := s.sealed.buf[s.sealed.head]
+		if ep.pending > 0 {
+			return
+		}
+		s.sealed.pop()
+		close(ep.done)
+	}
+}
+
+// flush waits until every delivery accepted before the call is finished.
+func (s *scheduler[T]) flush(ctx context.Context) error {
+	s.mu.Lock()
+	old := s.cur
+	if old.pending == 0 && s.sealed.len() == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	old.done = make(chan struct{})
+	s.sealed.push(old)
+	s.cur = &epoch{}
+	s.advance()
+	s.mu.Unlock()
+	select {
+	case <-old.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("eventbus: flush: %w", ctx.Err())
+	}
+}
+
+// close stops accepting, waits until every accepted delivery is finished and
+// every worker has exited, or until ctx is done: then it abandons what is
+// still queued, cancels the listeners' contexts and reports how many
+// deliveries it abandoned.
+func (s *scheduler[T]) close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+		if s.workers == 0 {
+			close(s.done)
+		}
+		s.idle = 0
+		s.work.Broadcast()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	n, running := s.abort()
+	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", ctx.Err(), n, running)
+}
+
+// abort drops everything queued or backing off, counts it as abandoned and
+// cancels the contexts of running listeners. Workers abandon the rest of the
+// batch in their hands, so the count it returns is a lower bound; Stats has
+// the final one.
+func (s *scheduler[T]) abort() (abandoned uint64, running int) {
+	s.aborted.Store(true)
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.stats.abandoned
+	for s.shared.len() > 0 {
+		s.abandon(s.shared.pop(), true)
+	}
+	for s.ready.len() > 0 {
+		s.ready.pop().queued = false
+	}
+	for mb := range s.boxes {
+		for mb.q.len() > 0 {
+			s.abandon(mb.q.pop(), true)
+		}
+		if g := mb.e.gate; g != nil {
+			for g.waiting.len() > 0 {
+				g.waiting.pop().queued = false
+			}
+		}
+	}
+	for rt := range s.timers {
+		if rt.t.Stop() {
+			delete(s.timers, rt)
+			s.backoff--
+			s.abandon(rt.d, false)
+			if rt.mb != nil {
+				rt.mb.retrying = false
+			}
+		}
+	}
+	for mb := range s.boxes {
+		s.retire(mb)
+	}
+	s.idle = 0
+	s.work.Broadcast()
+	return s.stats.abandoned - before, s.running
+}
+
+// abandon counts the deliveries of d as abandoned, with s.mu held; queued
+// says d was in a queue (rather than waiting out a backoff).
+func (s *scheduler[T]) abandon(d delivery[T], queued bool) {
+	n := 1
+	if d.to != nil {
+		n = len(d.to)
+	}
+	s.stats.abandoned += uint64(n)
+	if queued {
+		s.units--
+		s.queued -= n
+	}
+	s.complete(d.ep)
+}
+
+// snapshot returns the pool's counters, read together.
+func (s *scheduler[T]) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &s.stats
+	return Stats{
+		Emitted:   c.emitted,
+		Matched:   c.matched,
+		Delivered: c.delivered,
+		Failed:    c.failed,
+		Panicked:  c.panicked,
+		Skipped:   c.skipped,
+		Abandoned: c.abandoned,
+		Retried:   c.retried,
+		Queued:    s.queued + s.backoff,
+		Running:   s.running,
+	}
+}
+
+// pendingFor counts the deliveries waiting in e's mailboxes, including one
+// waiting out a retry backoff.
+func (s *scheduler[T]) pendingFor(e *entry[T]) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	if e.box != nil {
+		n += e.box.q.len()
+		if e.box.retrying {
+			n++
+		}
+	}
+	for _, mb := range e.keys {
+		n += mb.q.len()
+		if mb.retrying {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,75 @@
+package eventbus
+
+import "sync/atomic"
+
+// Stats is a snapshot of an EventManager's counters. Every delivery is
+// accounted for: one per emitted event and matching listener, so
+//
+//	Matched == Delivered + Failed + Panicked + Skipped + Abandoned + Queued + Running
+//
+// The pool's counters are read together under its lock and EmitSync adds its
+// counts when it returns, so the equation holds for every snapshot taken
+// while no EmitSync is in progress (and in particular after Flush or Close).
+type Stats struct {
+	Emitted   uint64 // events accepted by Emit, TryEmit and EmitSync, matched or not
+	Matched   uint64 // deliveries those events made: one per event and matching listener
+	Delivered uint64 // deliveries whose handler returned nil
+	Failed    uint64 // deliveries whose handler returned an error (after any retries)
+	Panicked  uint64 // deliveries whose handler panicked (after any retries)
+	Rejected  uint64 // emits refused: invalid name, closed, queue full or context done
+	Skipped   uint64 // deliveries not run: the listener was unregistered, or a Once listener had fired
+	Abandoned uint64 // deliveries dropped because Close's context ended first
+	Retried   uint64 // failed attempts that were run again (Retry); not deliveries
+	Queued    int    // deliveries waiting now, including those waiting out a retry backoff
+	Running   int    // deliveries running now on the pool
+	Listeners int    // listeners registered now
+}
+
+// ListenerStats is a snapshot of one listener's counters.
+type ListenerStats struct {
+	Delivered uint64 // invocations that returned nil
+	Failed    uint64 // deliveries that failed with an error (after any retries)
+	Panicked  uint64 // deliveries that panicked (after any retries)
+	Skipped   uint64 // deliveries not run because it was unregistered (or Once had fired)
+	Retried   uint64 // failed attempts that were run again
+	// Pending counts deliveries waiting in the listener's own mailbox
+	// (Ordered, OrderedBy, Concurrency), including one waiting out a retry
+	// backoff. Deliveries to other listeners wait in the shared queue and
+	// show only in Stats.Queued, so for them Pending is 0.
+	Pending int
+}
+
+// counters are plain: the pool's are guarded by its mutex, and a worker or
+// EmitSync fills its own before adding them in one go.
+type counters struct {
+	emitted, matched, delivered, failed, panicked, skipped, abandoned, retried uint64
+}
+
+func (c *counters) add(o *counters) {
+	c.emitted += o.emitted
+	c.matched += o.matched
+	c.delivered += o.delivered
+	c.failed += o.failed
+	c.panicked += o.panicked
+	c.skipped += o.skipped
+	c.abandoned += o.abandoned
+	c.retried += o.retried
+}
+
+// syncCounters accumulate EmitSync's counts (and emits that matched no
+// listener), added once per call.
+type syncCounters struct {
+	emitted, delivered, failed, panicked, skipped, rejected atomic.Uint64
+}
+
+func (s *syncCounters) add(c *counters) {
+	s.emitted.Add(1)
+	if c.delivered != 0 {
+		s.delivered.Add(c.delivered)
+	}
+	if c.failed|c.panicked|c.skipped != 0 {
+		s.failed.Add(c.failed)
+		s.panicked.Add(c.panicked)
+		s.skipped.Add(c.skipped)
+	}
+}

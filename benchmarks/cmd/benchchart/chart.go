@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+)
+
+// panel is one bar group of the chart: every library's figure for one
+// scenario and unit, and the baseline the ratios are taken against.
+type panel struct {
+	Title    string
+	Unit     string
+	Bars     []result
+	Baseline string // library name, "" when the panel has none
+}
+
+// panels groups results into panels, one per scenario and unit in units
+// (in the order the scenarios first appear), and picks each panel's
+// baseline: the first library in baselines that the panel holds.
+func panels(results []result, units, baselines []string) []panel {
+	var out []panel
+	index := map[[2]string]int{}
+	for _, r := range results {
+		if !slices.Contains(units, r.Unit) {
+			continue
+		}
+		k := [2]string{r.Scenario, r.Unit}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			title := r.Scenario
+			if r.Unit != "ns/op" {
+				title += " " + r.Unit
+			}
+			out = append(out, panel{Title: title, Unit: r.Unit})
+		}
+		out[i].Bars = append(out[i].Bars, r)
+	}
+	for i := range out {
+		for _, b := range baselines {
+			if slices.ContainsFunc(out[i].Bars, func(r result) bool { return r.Library == b }) {
+				out[i].Baseline = b
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Layout, in SVG user units.
+const (
+	width      = 960
+	labelWidth = 110 // library names, left of the bars
+	textWidth  = 210 // value and ratio, right of the bars
+	barHeight  = 16
+	barGap     = 4
+	panelGap   = 18
+	titleSize  = 28
+	margin     = 16
+)
+
+// palette gives each library a colour, in order of first appearance.
+var palette = []string{"#9e9e9e", "#607d8b", "#1e88e5", "#f4511e", "#7cb342", "#8e24aa", "#fdd835", "#00897b"}
+
+// writeSVG draws the panels as horizontal bars on a logarithmic scale
+// shared by every panel of the same unit, labelled with the value and its
+// ratio to the panel's baseline.
+func writeSVG(w io.Writer, title string, ps []panel) error {
+	colours := map[string]string{}
+	lo, hi := map[string]float64{}, map[string]float64{}
+	height := margin + titleSize
+	for _, p := range ps {
+		height += titleSize + len(p.Bars)*(barHeight+barGap) + panelGap
+		for _, b := range p.Bars {
+			if _, ok := colours[b.Library]; !ok {
+				colours[b.Library] = palette[len(colours)%len(palette)]
+			}
+			if b.Value <= 0 {
+				continue
+			}
+			if v, ok := lo[p.Unit]; !ok || b.Value < v {
+				lo[p.Unit] = b.Value
+			}
+			hi[p.Unit] = max(hi[p.Unit], b.Value)
+		}
+	}
+	height += margin
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
+	fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="16" font-weight="bold">%s</text>`+"\n", margin, margin+16, esc(title))
+	y := margin + titleSize
+	barMax := float64(width - 2*margin - labelWidth - textWidth)
+	for _, p := range ps {
+		y += titleSize
+		note := ""
+		if p.Baseline != "" {
+			note = " (ratio to " + p.Baseline + ")"
+		}
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="14" font-weight="bold">%s<tspan font-weight="normal" fill="#555555">%s, log scale</tspan></text>`+"\n",
+			margin, y-8, esc(p.Title), esc(note))
+		var base float64
+		for _, b := range p.Bars {
+			if b.Library == p.Baseline {
+				base = b.Value
+			}
+		}
+		for _, b := range p.Bars {
+			length := scale(b.Value, lo[p.Unit], hi[p.Unit]) * barMax
+			fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", margin+labelWidth-6, y+barHeight-4, esc(b.Library))
+			fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", margin+labelWidth, y, length, barHeight, colours[b.Library])
+			label := formatValue(b.Value, b.Unit)
+			if base > 0 && b.Library != p.Baseline {
+				label += fmt.Sprintf("  %s×", formatRatio(b.Value/base))
+			}
+			fmt.Fprintf(&sb, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(margin+labelWidth)+length+6, y+barHeight-4, esc(label))
+			y += barHeight + barGap
+		}
+		y += panelGap
+	}
+	sb.WriteString("</svg>\n")
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+// scale maps v onto (0, 1] logarithmically between lo and hi, keeping the
+// smallest bar visible.
+func scale(v, lo, hi float64) float64 {
+	const minFrac = 0.04
+	if v <= 0 || lo <= 0 || hi <= lo {
+		if v > 0 {
+			return 1
+		}
+		return 0
+	}
+	// Start the axis a factor of 2 below the smallest value, so that it
+	// still has a bar worth seeing.
+	f := math.Log(v/(lo/2)) / math.Log(hi/(lo/2))
+	return max(f, minFrac)
+}
+
+// formatValue prints a value with its unit, switching durations to the
+// largest unit that keeps them at one or more.
+func formatValue(v float64, unit string) string {
+	if unit == "ns/op" || strings.HasSuffix(unit, "-ns") || unit == "ns/event" {
+		suffix := strings.TrimPrefix(unit, "ns")
+		if strings.HasSuffix(unit, "-ns") {
+			suffix = ""
+		}
+		switch {
+		case v >= 1e9:
+			return fmt.Sprintf("%.3g s%s", v/1e9, suffix)
+		case v >= 1e6:
+			return fmt.Sprintf("%.3g ms%s", v/1e6, suffix)
+		case v >= 1e3:
+			return fmt.Sprintf("%.3g µs%s", v/1e3, suffix)
+		default:
+			return fmt.Sprintf("%.3g ns%s", v, suffix)
+		}
+	}
+	return fmt.Sprintf("%.3g %s", v, unit)
+}
+
+func formatRatio(r float64) string {
+	if r >= 10 {
+		return fmt.Sprintf("%.0f", r)
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '&':
+			b.WriteString("&amp;")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '"':
+			b.WriteString("&quot;")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/eventbus-go/eventbus/benchmarks
+cpu: AMD EPYC
+BenchmarkEmitAsync1/channel-2     	 1000000	       100.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEmitAsync1/channel-2     	 1000000	       300.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEmitAsync1/channel-2     	 1000000	       200.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEmitAsync1/eventbus-2    	 2000000	        50.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEmitAsync1/eventbus-2    	 2000000	        70.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLatency/channel-2        	  100000	      2133 ns/op	      1162 p50-ns	      9000 p99-ns	       0 B/op	       0 allocs/op
+BenchmarkLatency/my<lib>-2        	  100000	      4000 ns/op	      2324 p50-ns	     18000 p99-ns	       0 B/op	       0 allocs/op
+BenchmarkSolo-2                   	  100000	        12 ns/op
+--- BENCH: BenchmarkSolo-2
+    solo_test.go:12: a log line
+PASS
+ok  	github.com/eventbus-go/eventbus/benchmarks	2.145s
+`
+
+func TestParse(t *testing.T) {
+	results, err := parse(strings.NewReader(sample))
+	require.NoError(t, err)
+	get := func(scenario, library, unit string) result {
+		for _, r := range results {
+			if r.Scenario == scenario && r.Library == library && r.Unit == unit {
+				return r
+			}
+		}
+		require.FailNow(t, "missing result", "%s/%s %s", scenario, library, unit)
+		return result{}
+	}
+	tests := []struct {
+		name                    string
+		scenario, library, unit string
+		want                    float64
+		samples                 int
+	}{
+		{"odd count takes the middle", "EmitAsync1", "channel", "ns/op", 200, 3},
+		{"even count averages the middle two", "EmitAsync1", "eventbus", "ns/op", 60, 2},
+		{"custom unit", "Latency", "channel", "p99-ns", 9000, 1},
+		{"allocs", "EmitAsync1", "eventbus", "allocs/op", 0, 2},
+		{"no sub-benchmark", "Solo", "", "ns/op", 12, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(tt.scenario, tt.library, tt.unit)
+			assert.Equal(t, tt.want, r.Value)
+			assert.Equal(t, tt.samples, r.Samples)
+		})
+	}
+}
+
+func TestParseRejectsBrokenLine(t *testing.T) {
+	_, err := parse(strings.NewReader("BenchmarkX-2 10 5 ns/op 3\n"))
+	assert.Error(t, err)
+}
+
+func TestSplitName(t *testing.T) {
+	tests := []struct{ give, scenario, library string }{
+		{"BenchmarkEmitSync1/eventbus-2", "EmitSync1", "eventbus"},
+		{"BenchmarkEmitSync1/eventbus", "EmitSync1", "eventbus"},
+		{"BenchmarkA/b/c-16", "A", "b/c"},
+		{"BenchmarkA/with-dash-8", "A", "with-dash"},
+	}
+	for _, tt := range tests {
+		s, l := splitName(tt.give)
+		assert.Equal(t, tt.scenario, s, tt.give)
+		assert.Equal(t, tt.library, l, tt.give)
+	}
+}
+
+func TestRunWritesWellFormedSVG(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(nil, strings.NewReader(sample), &out))
+	svg := out.String()
+
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		_, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, "output is not well-formed XML")
+	}
+	assert.Contains(t, svg, "EmitAsync1")
+	assert.Contains(t, svg, "Latency p99-ns")
+	assert.Contains(t, svg, "my&lt;lib&gt;", "names are escaped")
+	assert.Contains(t, svg, "0.30×", "eventbus at 60 ns is 0.30× the channel's 200 ns")
+	assert.Contains(t, svg, "2.00×", "2324 p50-ns is 2.00× the channel's 1162")
+}
+
+func TestRunNoResults(t *testing.T) {
+	err := run(nil, strings.NewReader("PASS\n"), io.Discard)
+	assert.Error(t, err)
+}

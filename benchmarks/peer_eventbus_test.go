@@ -1,0 +1,61 @@
+//go:build eventbuscore
+
+package benchmarks
+
+import (
+	"context"
+	"runtime"
+	"testing"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+// eventbusLibrary measures this repository's bus: EmitSync for the
+// synchronous scenarios, Emit to its worker pool for the asynchronous ones.
+// The pool gets the channel baseline's worker count and queue size, so the
+// two are compared like for like.
+func eventbusLibrary() library {
+	return library{
+		name: "eventbus",
+		newSync: func(tb testing.TB, handlers []func(int)) emitter {
+			return newEventbus(tb, handlers, true)
+		},
+		newAsync: func(tb testing.TB, handlers []func(int)) emitter {
+			return newEventbus(tb, handlers, false)
+		},
+	}
+}
+
+func newEventbus(tb testing.TB, handlers []func(int), sync bool) emitter {
+	tb.Helper()
+	m := eventbus.New[int](
+		eventbus.WithWorkers(runtime.GOMAXPROCS(0)),
+		eventbus.WithQueueSize(queueSize),
+	)
+	for _, h := range handlers {
+		_, err := m.RegisterListener(topic, func(_ context.Context, e eventbus.Event[int]) error {
+			h(e.Data)
+			return nil
+		})
+		if err != nil {
+			tb.Fatalf("eventbus: register: %v", err)
+		}
+	}
+	return &eventbusBus{m: m, sync: sync}
+}
+
+type eventbusBus struct {
+	m    *eventbus.EventManager[int]
+	sync bool
+}
+
+func (e *eventbusBus) Emit(seq int) error {
+	if e.sync {
+		return e.m.EmitSync(context.Background(), topic, seq)
+	}
+	return e.m.Emit(context.Background(), topic, seq)
+}
+
+func (e *eventbusBus) Close() error {
+	return e.m.Close(context.Background())
+}

@@ -1,5 +1,3 @@
-//go:build eventbuscore
-
 package benchmarks
 
 import (

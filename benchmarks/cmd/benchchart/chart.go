@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -55,7 +56,7 @@ func panels(results []result, units, baselines []string) []panel {
 const (
 	width      = 960
 	labelWidth = 110 // library names, left of the bars
-	textWidth  = 210 // value and ratio, right of the bars
+	textWidth  = 260 // value and ratio, right of the bars
 	barHeight  = 16
 	barGap     = 4
 	panelGap   = 18
@@ -63,29 +64,32 @@ const (
 	margin     = 16
 )
 
-// palette gives each library a colour, in order of first appearance.
-var palette = []string{"#9e9e9e", "#607d8b", "#1e88e5", "#f4511e", "#7cb342", "#8e24aa", "#fdd835", "#00897b"}
+// Colours: the baselines grey, the focus library a strong blue, every other
+// library the next colour of palette in order of first appearance.
+const (
+	baselineColour = "#9e9e9e"
+	focusColour    = "#1565c0"
+)
 
-// writeSVG draws the panels as horizontal bars on a logarithmic scale
-// shared by every panel of the same unit, labelled with the value and its
-// ratio to the panel's baseline.
-func writeSVG(w io.Writer, title string, ps []panel) error {
-	colours := map[string]string{}
-	lo, hi := map[string]float64{}, map[string]float64{}
+var palette = []string{"#ef6c00", "#7cb342", "#8e24aa", "#00897b", "#c62828", "#f9a825"}
+
+// writeSVG draws the panels as horizontal bars, each panel on its own
+// logarithmic scale, labelled with the value and its ratio to the panel's
+// baseline. Bars of focus stand out in colour.
+func writeSVG(w io.Writer, title, focus string, ps []panel) error {
+	colours := map[string]string{focus: focusColour}
+	for _, p := range ps {
+		if p.Baseline != "" {
+			colours[p.Baseline] = baselineColour
+		}
+	}
 	height := margin + titleSize
 	for _, p := range ps {
 		height += titleSize + len(p.Bars)*(barHeight+barGap) + panelGap
 		for _, b := range p.Bars {
 			if _, ok := colours[b.Library]; !ok {
-				colours[b.Library] = palette[len(colours)%len(palette)]
+				colours[b.Library] = palette[(len(colours)-2+len(palette))%len(palette)]
 			}
-			if b.Value <= 0 {
-				continue
-			}
-			if v, ok := lo[p.Unit]; !ok || b.Value < v {
-				lo[p.Unit] = b.Value
-			}
-			hi[p.Unit] = max(hi[p.Unit], b.Value)
 		}
 	}
 	height += margin
@@ -100,23 +104,29 @@ func writeSVG(w io.Writer, title string, ps []panel) error {
 		y += titleSize
 		note := ""
 		if p.Baseline != "" {
-			note = " (ratio to " + p.Baseline + ")"
+			note = "(ratio to " + p.Baseline + ")"
 		}
-		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="14" font-weight="bold">%s<tspan font-weight="normal" fill="#555555">%s, log scale</tspan></text>`+"\n",
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="14" font-weight="bold">%s <tspan font-weight="normal" fill="#555555">%s, log scale</tspan></text>`+"\n",
 			margin, y-8, esc(p.Title), esc(note))
-		var base float64
+		var base, lo, hi float64
 		for _, b := range p.Bars {
-			if b.Library == p.Baseline {
+			if b.Value > 0 {
+				if lo == 0 || b.Value < lo {
+					lo = b.Value
+				}
+				hi = max(hi, b.Value)
+			}
+			if p.Baseline != "" && b.Library == p.Baseline {
 				base = b.Value
 			}
 		}
 		for _, b := range p.Bars {
-			length := scale(b.Value, lo[p.Unit], hi[p.Unit]) * barMax
+			length := scale(b.Value, lo, hi) * barMax
 			fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", margin+labelWidth-6, y+barHeight-4, esc(b.Library))
 			fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", margin+labelWidth, y, length, barHeight, colours[b.Library])
 			label := formatValue(b.Value, b.Unit)
 			if base > 0 && b.Library != p.Baseline {
-				label += fmt.Sprintf("  %s×", formatRatio(b.Value/base))
+				label += fmt.Sprintf("  (%s×)", formatRatio(b.Value/base))
 			}
 			fmt.Fprintf(&sb, `<text x="%.1f" y="%d">%s</text>`+"\n", float64(margin+labelWidth)+length+6, y+barHeight-4, esc(label))
 			y += barHeight + barGap
@@ -163,7 +173,23 @@ func formatValue(v float64, unit string) string {
 			return fmt.Sprintf("%.3g ns%s", v, suffix)
 		}
 	}
+	if v >= 1000 {
+		return groupThousands(int64(math.Round(v))) + " " + unit
+	}
 	return fmt.Sprintf("%.3g %s", v, unit)
+}
+
+// groupThousands prints n with commas between groups of three digits.
+func groupThousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func formatRatio(r float64) string {

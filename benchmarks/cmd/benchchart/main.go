@@ -9,7 +9,9 @@
 //	go run ./cmd/benchchart -o chart.svg new.txt
 //
 // With no file argument it reads standard input; without -o it writes to
-// standard output. It needs nothing but the standard library.
+// standard output. With -format md it writes the same figures as a
+// Markdown table instead, adding how the -focus library compares with each
+// of the others. It needs nothing but the standard library.
 package main
 
 import (
@@ -31,14 +33,19 @@ func main() {
 func run(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	fs := flag.NewFlagSet("benchchart", flag.ContinueOnError)
 	out := fs.String("o", "", "write the SVG to this file instead of standard output")
-	title := fs.String("title", "eventbus and peers: median time per op (lower is better)", "chart title")
+	title := fs.String("title", "eventbus and peers: medians, lower is better", "chart title")
 	units := fs.String("units", "ns/op,p50-ns,p99-ns", "comma-separated units to chart, each in its own group of bars")
 	baselines := fs.String("baseline", "channel,direct", "comma-separated sub-benchmark names; each group's ratios are to the first one it holds")
+	format := fs.String("format", "svg", "output format: svg or md")
+	focus := fs.String("focus", "eventbus", "library the md table compares every other one with, and the chart colours apart")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return errors.New("at most one input file")
+	}
+	if *format != "svg" && *format != "md" {
+		return fmt.Errorf("unknown -format %q: want svg or md", *format)
 	}
 
 	in := stdin
@@ -72,5 +79,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		}()
 		w = f
 	}
-	return writeSVG(w, *title, ps)
+	if *format == "md" {
+		return writeTable(w, ps, *focus)
+	}
+	return writeSVG(w, *title, *focus, ps)
 }

@@ -106,3 +106,37 @@ func TestRunNoResults(t *testing.T) {
 	err := run(nil, strings.NewReader("PASS\n"), io.Discard)
 	assert.Error(t, err)
 }
+
+func TestRunWritesMarkdownTable(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run([]string{"-format", "md"}, strings.NewReader(sample), &out))
+	md := out.String()
+	assert.Contains(t, md, "| EmitAsync1 | channel | 200 ns/op | baseline | 0.30× |\n")
+	assert.Contains(t, md, "| EmitAsync1 | eventbus | 60 ns/op | 0.30× |  |\n")
+	assert.Contains(t, md, "| Latency p50-ns | my<lib> | 2.32 µs | 2.00× |  |\n")
+	assert.Contains(t, md, "| Solo |  | 12 ns/op |  |  |\n", "no baseline, no ratio")
+}
+
+func TestRunRejectsUnknownFormat(t *testing.T) {
+	assert.Error(t, run([]string{"-format", "png"}, strings.NewReader(sample), io.Discard))
+}
+
+func TestFormatValue(t *testing.T) {
+	tests := []struct {
+		v    float64
+		unit string
+		want string
+	}{
+		{4.4, "ns/op", "4.4 ns/op"},
+		{1291, "ns/op", "1.29 µs/op"},
+		{1.23e9, "ns/op", "1.23 s/op"},
+		{1623, "p99-ns", "1.62 µs"},
+		{2, "peak-goroutines", "2 peak-goroutines"},
+		{33095, "peak-goroutines", "33,095 peak-goroutines"},
+		{1234567, "B/op", "1,234,567 B/op"},
+		{0.00957, "peak-heap-MB", "0.00957 peak-heap-MB"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, formatValue(tt.v, tt.unit))
+	}
+}

@@ -1,0 +1,28 @@
+// Package natsbus bridges an [eventbus.EventManager] to NATS, so that
+// listeners in many processes share one event stream.
+//
+// A [Bridge] connects one EventManager to one *nats.Conn. Events emitted
+// locally whose names match an outbound pattern are published to NATS with
+// the event name (plus an optional prefix) as the subject; messages on
+// subjects matching an inbound pattern are emitted into the local
+// EventManager, so local listeners receive remote events exactly like local
+// ones. Event names and NATS subjects share the same token and wildcard
+// rules, so a pattern means the same thing on both sides.
+//
+// Two delivery modes are available per bridge:
+//
+//   - core NATS (the default): at-most-once, lowest latency. Events published
+//     while no subscriber is connected are gone; messages a slow local side
+//     cannot keep up with are dropped by the client, counted in
+//     [Stats.Dropped] and reported to the error handler.
+//   - JetStream ([WithJetStream]): at-least-once. Publishes are confirmed by
+//     the server, carry a bridge-generated Nats-Msg-Id for de-duplication and
+//     are retried with the same ID when the acknowledgement is lost; inbound
+//     messages are acknowledged only after every local listener returned nil.
+//
+// The wire format (subjects, headers, payload) is documented in the module's
+// README so that services written in other languages can take part.
+//
+// The bridge never owns the connection or the EventManager: close the bridge
+// first, then the EventManager and the connection.
+package natsbus

@@ -1,0 +1,84 @@
+package natsbus
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Errors returned or reported by the bridge wrap one of these;
+// test for them with [errors.Is].
+var (
+	// ErrClosed is returned when an event reaches a bridge that is closing
+	// or closed.
+	ErrClosed = errors.New("natsbus: bridge closed")
+	// ErrConfig is returned by [New] for an invalid option or argument.
+	ErrConfig = errors.New("natsbus: invalid configuration")
+	// ErrInvalidSubject is returned when an event name, prefix or pattern
+	// would give a subject the bridge refuses: one that breaks the token
+	// rules, contains a wildcard where a literal is needed, or starts with
+	// '$' (system subjects such as $SYS and $JS).
+	ErrInvalidSubject = errors.New("natsbus: invalid subject")
+	// ErrPayloadTooLarge is returned when an encoded event (payload plus
+	// headers) exceeds the server's max_payload.
+	ErrPayloadTooLarge = errors.New("natsbus: payload exceeds server max_payload")
+	// ErrEncode is returned when the codec cannot encode an event's data.
+	ErrEncode = errors.New("natsbus: cannot encode event data")
+	// ErrDecode is reported when an inbound payload cannot be decoded.
+	ErrDecode = errors.New("natsbus: cannot decode payload")
+	// ErrSlowConsumer is reported when the NATS client dropped inbound
+	// messages because the local side could not keep up (core mode).
+	ErrSlowConsumer = errors.New("natsbus: slow consumer, messages dropped")
+	// ErrAckTimeout is reported when a JetStream publish was not
+	// acknowledged after every attempt. The server may still have stored it.
+	ErrAckTimeout = errors.New("natsbus: no publish acknowledgement")
+	// ErrPublishRejected is reported when JetStream answered a publish with
+	// an error (for example: no stream captures the subject).
+	ErrPublishRejected = errors.New("natsbus: publish rejected by server")
+	// ErrMaxDeliver is reported when an inbound JetStream message failed in
+	// local listeners on every allowed delivery and was terminated.
+	ErrMaxDeliver = errors.New("natsbus: delivery attempts exhausted")
+	// ErrEmit is reported when the local EventManager refused an inbound
+	// event (core mode; for example because it is closed or its queue
+	// stayed full until the bridge closed).
+	ErrEmit = errors.New("natsbus: local emit failed")
+)
+
+// PublishError describes an outbound event that could not be published.
+// It is returned to the emitter when the failure is known at once and
+// passed to the error handler when it is known only later (JetStream acks).
+type PublishError struct {
+	Event   string // local event name
+	Subject string // NATS subject
+	ID      string // event ID (the Nats-Msg-Id in JetStream mode)
+	Err     error  // wraps one of the sentinel errors, and the cause
+}
+
+func (e *PublishError) Error() string {
+	return fmt.Sprintf("natsbus: publish %q (id %s): %v", e.Subject, e.ID, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// MessageError describes an inbound message the bridge could not deliver
+// locally. It is passed to the error handler.
+type MessageError struct {
+	Subject   string // NATS subject the message arrived on
+	ID        string // event ID from the Eventbus-Id header, if any
+	Delivered uint64 // delivery attempt (JetStream), 1 in core mode
+	Err       error  // wraps one of the sentinel errors, and the cause
+}
+
+func (e *MessageError) Error() string {
+	if e.ID == "" {
+		return fmt.Sprintf("natsbus: message on %q: %v", e.Subject, e.Err)
+	}
+	return fmt.Sprintf("natsbus: message on %q (id %s): %v", e.Subject, e.ID, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *MessageError) Unwrap() error { return e.Err }
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+}

@@ -1,0 +1,284 @@
+package natsbus
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Defaults used when an option or a JetStreamConfig field is left zero.
+const (
+	_defaultMaxInFlight    = 256
+	_defaultAckTimeout     = 5 * time.Second
+	_defaultPublishTries   = 5
+	_defaultRetryWait      = 250 * time.Millisecond
+	_defaultMaxDeliver     = 5
+	_defaultAckWait        = 30 * time.Second
+	_defaultNakDelay       = time.Second
+	_defaultMaxAckPending  = 1000
+	_defaultPullBatch      = 100
+	_defaultPendingMsgs    = nats.DefaultSubPendingMsgsLimit
+	_defaultPendingBytes   = nats.DefaultSubPendingBytesLimit
+	_defaultRequestTimeout = 5 * time.Second
+)
+
+// An Option configures a [Bridge]. Options that can be invalid make [New]
+// return an error wrapping [ErrConfig].
+type Option interface {
+	apply(*options) error
+}
+
+type optionFunc func(*options) error
+
+func (f optionFunc) apply(o *options) error { return f(o) }
+
+type options struct {
+	outbound     []string
+	inbound      []string
+	prefix       string
+	codec        Codec
+	onError      func(error)
+	origin       string
+	propagators  []Propagator
+	queue        string
+	pendingMsgs  int
+	pendingBytes int
+	js           *JetStreamConfig
+}
+
+// Outbound publishes every local event whose name matches one of the
+// patterns. An event matching several patterns is published once.
+func Outbound(patterns ...string) Option {
+	return optionFunc(func(o *options) error {
+		o.outbound = append(o.outbound, patterns...)
+		return nil
+	})
+}
+
+// Inbound emits into the local EventManager every message whose subject
+// (after the prefix) matches one of the patterns. A message matching several
+// patterns is emitted once.
+func Inbound(patterns ...string) Option {
+	return optionFunc(func(o *options) error {
+		o.inbound = append(o.inbound, patterns...)
+		return nil
+	})
+}
+
+// WithSubjectPrefix puts prefix in front of every subject the bridge
+// publishes or subscribes to, and strips it from inbound subjects to get the
+// local event name. The prefix is one or more literal tokens followed by a
+// dot, such as "orders.svc1.".
+func WithSubjectPrefix(prefix string) Option {
+	return optionFunc(func(o *options) error {
+		o.prefix = prefix
+		return nil
+	})
+}
+
+// WithCodec sets the codec for event data. The default is [JSON].
+func WithCodec(c Codec) Option {
+	return optionFunc(func(o *options) error {
+		if c == nil {
+			return configErr("nil codec")
+		}
+		o.codec = c
+		return nil
+	})
+}
+
+// WithErrorHandler receives the errors the bridge cannot return to a caller:
+// undecodable messages, slow-consumer drops, failed JetStream acks,
+// exhausted redeliveries. It may be called from several goroutines at once
+// and must not block for long. Without it, such errors are only counted in
+// [Stats].
+func WithErrorHandler(f func(err error)) Option {
+	return optionFunc(func(o *options) error {
+		o.onError = f
+		return nil
+	})
+}
+
+// WithOrigin names the bridge in the Eventbus-Origin header. Messages that
+// carry the bridge's own origin are not emitted locally again. The default
+// is a random unique ID; a fixed name must be unique among running bridges.
+func WithOrigin(name string) Option {
+	return optionFunc(func(o *options) error {
+		if name == "" {
+			return configErr("empty origin")
+		}
+		o.origin = name
+		return nil
+	})
+}
+
+// WithPropagator copies values between an event's context and message
+// headers: Inject on the way out, Extract on the way in. Several
+// propagators may be given; they run in order.
+func WithPropagator(p Propagator) Option {
+	return optionFunc(func(o *options) error {
+		if p == nil {
+			return configErr("nil propagator")
+		}
+		o.propagators = append(o.propagators, p)
+		return nil
+	})
+}
+
+// WithQueueGroup makes the core-mode inbound subscriptions members of a
+// NATS queue group, so that each message reaches only one of the bridges
+// sharing the group name (load balancing across replicas). JetStream
+// bridges share work by using the same Durable name instead.
+func WithQueueGroup(name string) Option {
+	return optionFunc(func(o *options) error {
+		if name == "" {
+			return configErr("empty queue group")
+		}
+		o.queue = name
+		return nil
+	})
+}
+
+// WithPendingLimits sets how many messages and bytes the NATS client may
+// buffer for a core-mode inbound subscription before it drops messages as a
+// slow consumer. The defaults are nats.go's.
+func WithPendingLimits(msgs, bytes int) Option {
+	return optionFunc(func(o *options) error {
+		if msgs == 0 || bytes == 0 {
+			return configErr("pending limits must be non-zero")
+		}
+		o.pendingMsgs, o.pendingBytes = msgs, bytes
+		return nil
+	})
+}
+
+// WithJetStream switches the bridge to JetStream (at-least-once) mode.
+func WithJetStream(cfg JetStreamConfig) Option {
+	return optionFunc(func(o *options) error {
+		if cfg.Stream == "" {
+			return configErr("JetStream: empty stream name")
+		}
+		c := cfg
+		o.js = &c
+		return nil
+	})
+}
+
+// JetStreamConfig configures JetStream mode. Zero fields take the defaults
+// given in their comments.
+type JetStreamConfig struct {
+	// Stream is the stream that captures the outbound subjects and holds
+	// the inbound ones. It must exist; the bridge does not create or
+	// change streams. Required.
+	Stream string
+	// Durable is the name of the durable pull consumer the bridge creates
+	// or updates for its inbound patterns. Required when there are inbound
+	// patterns. Bridges sharing a Durable share the work.
+	Durable string
+
+	// MaxInFlight bounds outbound publishes awaiting the server's ack.
+	// When it is reached, the outbound listener waits, which pushes back
+	// on Emit. Default 256.
+	MaxInFlight int
+	// AckTimeout is how long to wait for a publish ack before sending the
+	// same message again (same Nats-Msg-Id). Default 5s.
+	AckTimeout time.Duration
+	// PublishAttempts is how often a message is sent at most before
+	// ErrAckTimeout is reported. Default 5.
+	PublishAttempts int
+	// RetryWait is the pause before resending after the server answered
+	// that no stream is available (for example while it restarts).
+	// Default 250ms.
+	RetryWait time.Duration
+
+	// MaxDeliver is how often an inbound message is delivered to local
+	// listeners at most; after the last failure it is reported as
+	// ErrMaxDeliver and terminated. Default 5.
+	MaxDeliver int
+	// AckWait is the consumer's ack wait. Listeners that run longer are
+	// kept alive with in-progress acks every AckWait/2. Default 30s.
+	AckWait time.Duration
+	// NakDelay is the delay before a failed message is redelivered.
+	// Default 1s.
+	NakDelay time.Duration
+	// MaxAckPending is the consumer's max-ack-pending. It must be at least
+	// PullBatch. Default 1000.
+	MaxAckPending int
+	// PullBatch is how many messages the client buffers ahead. Default 100.
+	PullBatch int
+	// RequestTimeout bounds the JetStream API calls made by New (stream
+	// lookup, consumer creation) when ctx has no earlier deadline.
+	// Default 5s.
+	RequestTimeout time.Duration
+}
+
+func (c *JetStreamConfig) setDefaults() error {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defd := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.MaxInFlight, _defaultMaxInFlight)
+	def(&c.PublishAttempts, _defaultPublishTries)
+	def(&c.MaxDeliver, _defaultMaxDeliver)
+	def(&c.MaxAckPending, _defaultMaxAckPending)
+	def(&c.PullBatch, _defaultPullBatch)
+	defd(&c.AckTimeout, _defaultAckTimeout)
+	defd(&c.RetryWait, _defaultRetryWait)
+	defd(&c.AckWait, _defaultAckWait)
+	defd(&c.NakDelay, _defaultNakDelay)
+	defd(&c.RequestTimeout, _defaultRequestTimeout)
+	switch {
+	case c.MaxInFlight < 0, c.PublishAttempts < 0, c.MaxDeliver < 0, c.MaxAckPending < 0, c.PullBatch < 0:
+		return configErr("JetStream: negative limit")
+	case c.AckTimeout < 0, c.RetryWait < 0, c.AckWait < 0, c.NakDelay < 0, c.RequestTimeout < 0:
+		return configErr("JetStream: negative duration")
+	case c.PullBatch > c.MaxAckPending:
+		// A pull batch larger than max-ack-pending would leave the client
+		// waiting for messages the server will never send.
+		return configErr("JetStream: PullBatch %d exceeds MaxAckPending %d", c.PullBatch, c.MaxAckPending)
+	}
+	return nil
+}
+
+// A Propagator copies values between contexts and message headers, for
+// correlation IDs or trace context. Inject is called for each outbound
+// event with the emitter's context; Extract for each inbound message, and
+// its result is the context local listeners receive. Header keys are
+// case-sensitive; keys starting with "Eventbus-" or "Nats-" are reserved.
+type Propagator interface {
+	Inject(ctx context.Context, h nats.Header)
+	Extract(ctx context.Context, h nats.Header) context.Context
+}
+
+// ContextValue returns a Propagator that carries the string stored in the
+// context under key as the header named header, and restores it on the
+// receiving side under the same key. Values that are not strings are not
+// carried.
+func ContextValue(header string, key any) Propagator {
+	return ctxValue{header: header, key: key}
+}
+
+type ctxValue struct {
+	header string
+	key    any
+}
+
+func (p ctxValue) Inject(ctx context.Context, h nats.Header) {
+	if v, ok := ctx.Value(p.key).(string); ok && v != "" {
+		h.Set(p.header, v)
+	}
+}
+
+func (p ctxValue) Extract(ctx context.Context, h nats.Header) context.Context {
+	if v := h.Get(p.header); v != "" {
+		return context.WithValue(ctx, p.key, v)
+	}
+	return ctx
+}

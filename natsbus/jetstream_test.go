@@ -1,0 +1,354 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventbus-go/eventbus"
+	"github.com/eventbus-go/eventbus/natsbus"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// consumerSettled waits until the durable consumer has nothing pending and
+// nothing awaiting an ack, so that no redelivery can follow.
+func consumerSettled(t *testing.T, s jetstream.Stream, durable string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := s.Consumer(context.Background(), durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, 20*time.Second, 10*time.Millisecond)
+}
+
+// 10,000 events go through JetStream while the receiving listener fails
+// every 7th delivery once: each event is handled successfully exactly once.
+func TestJetStreamEveryEventHandledOnce(t *testing.T) {
+	const total = 10_000
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	stream := createStream(t, ncA, "JOBS", "jobs.>")
+	mA, mB := newManager(t), newManager(t)
+	errsA, errsB := newErrorLog(), newErrorLog()
+	bA := newBridge(t, mA, ncA, natsbus.Outbound("jobs.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "JOBS"}),
+		natsbus.WithErrorHandler(errsA.handle))
+	bB := newBridge(t, mB, ncB, natsbus.Inbound("jobs.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "JOBS", Durable: "worker", NakDelay: 5 * time.Millisecond}),
+		natsbus.WithErrorHandler(errsB.handle))
+
+	var (
+		mu         sync.Mutex
+		deliveries int
+		failed     = map[int]bool{}
+		handled    = map[int]int{}
+		allDone    = make(chan struct{})
+	)
+	_, err := mB.RegisterListener("jobs.>", func(_ context.Context, e eventbus.Event[order]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		deliveries++
+		if deliveries%7 == 0 && !failed[e.Data.ID] {
+			failed[e.Data.ID] = true
+			return errors.New("transient failure")
+		}
+		handled[e.Data.ID]++
+		if len(handled) == total {
+			close(allDone)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+
+	ctx := ctxTimeout(t, 60*time.Second)
+	for i := range total {
+		require.NoError(t, mA.Emit(ctx, fmt.Sprintf("jobs.%d", i%10), order{ID: i}))
+	}
+	require.NoError(t, mA.Flush(ctx))
+	require.NoError(t, bA.Flush(ctx))
+	assert.Equal(t, uint64(total), bA.Stats().Published, "every publish acknowledged")
+
+	receive(t, allDone)
+	consumerSettled(t, stream, "worker")
+	require.NoError(t, mB.Flush(ctx))
+
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range handled {
+		if n != 1 {
+			t.Fatalf("event %d handled %d times", id, n)
+		}
+	}
+	assert.Len(t, handled, total)
+	assert.NotEmpty(t, failed)
+	st := bB.Stats()
+	assert.Equal(t, uint64(total), st.Received)
+	assert.Equal(t, uint64(len(failed)), st.Naked)
+	assert.Equal(t, uint64(len(failed)), st.Redelivered)
+	assert.Zero(t, st.Terminated)
+	assert.Empty(t, errsA.all())
+	assert.Empty(t, errsB.all())
+}
+
+// The server is stopped and restarted with the same store directory while
+// events flow: every event whose publish was not reported as failed is
+// delivered (at least once; the stream de-duplicates resends).
+func TestJetStreamServerRestartLosesNothing(t *testing.T) {
+	const total = 6000
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	createStream(t, ncA, "ORDERS", "orders.>")
+	mA, mB := newManager(t), newManager(t)
+
+	var failMu sync.Mutex
+	failedPub := map[string]bool{} // event IDs the sender reported lost
+	bA := newBridge(t, mA, ncA, natsbus.Outbound("orders.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{
+			Stream: "ORDERS", AckTimeout: 500 * time.Millisecond, PublishAttempts: 20, RetryWait: 50 * time.Millisecond,
+		}),
+		natsbus.WithErrorHandler(func(err error) {
+			var pe *natsbus.PublishError
+			if errors.As(err, &pe) {
+				failMu.Lock()
+				failedPub[pe.Event] = true
+				failMu.Unlock()
+			}
+		}))
+	newBridge(t, mB, ncB, natsbus.Inbound("orders.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "ORDERS", Durable: "fulfil", AckWait: time.Second}),
+		natsbus.WithErrorHandler(func(error) {})) // missed heartbeats while the server is away
+
+	var (
+		mu        sync.Mutex
+		got       = map[int]int{}
+		received1 = make(chan struct{}) // a third received
+		sent1     = make(chan struct{}) // a third sent
+		received  atomic.Int64
+	)
+	_, err := mB.RegisterListener("orders.>", func(_ context.Context, e eventbus.Event[order]) error {
+		mu.Lock()
+		got[e.Data.ID]++
+		n := len(got)
+		mu.Unlock()
+		received.Add(1)
+		if n == total/3 {
+			close(received1)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+
+	ctx := ctxTimeout(t, 90*time.Second)
+	sent := make(chan error, 1)
+	go func() {
+		for i := range total {
+			if i == total/3 {
+				close(sent1)
+			}
+			if err := mA.Emit(ctx, fmt.Sprintf("orders.%d", i), order{ID: i}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+
+	// Restart while the sender is mid-stream and the receiver has
+	// acknowledged some of it.
+	receive(t, sent1)
+	receive(t, received1)
+	ts.restart()
+	require.NoError(t, receive(t, sent))
+	require.NoError(t, mA.Flush(ctx))
+	require.NoError(t, bA.Flush(ctx))
+
+	failMu.Lock()
+	lost := len(failedPub)
+	failMu.Unlock()
+	assert.Zero(t, lost, "with enough attempts no publish should fail")
+	st := bA.Stats()
+	assert.Equal(t, uint64(total), st.Published, "every event acknowledged once: %+v", st)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == total-lost
+	}, 60*time.Second, 10*time.Millisecond, "all acknowledged events delivered")
+	t.Logf("sender %+v; deliveries %d for %d events", st, received.Load(), total)
+}
+
+// A malformed payload is terminated (not redelivered forever), counted and
+// reported; the bridge keeps consuming.
+func TestJetStreamMalformedPayloadIsTerminated(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	nc := connect(t, ts)
+	stream := createStream(t, nc, "IN", "in.>")
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	m := newManager(t)
+	errs := newErrorLog()
+	b := newBridge(t, m, nc, natsbus.Inbound("in.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "IN", Durable: "d"}),
+		natsbus.WithErrorHandler(errs.handle))
+	got := make(chan order, 1)
+	_, err = m.RegisterListener("in.>", func(_ context.Context, e eventbus.Event[order]) error {
+		got <- e.Data
+		return nil
+	})
+	require.NoError(t, err)
+
+	ctx := ctxTimeout(t, 10*time.Second)
+	_, err = js.Publish(ctx, "in.bad", []byte(`{"id": "not a number"}`))
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "in.good", []byte(`{"id": 5}`))
+	require.NoError(t, err)
+
+	err = errs.next(t)
+	assert.ErrorIs(t, err, natsbus.ErrDecode)
+	var me *natsbus.MessageError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, "in.bad", me.Subject)
+	assert.Equal(t, order{ID: 5}, receive(t, got))
+	consumerSettled(t, stream, "d")
+	st := b.Stats()
+	assert.Equal(t, uint64(1), st.DecodeErrors)
+	assert.Equal(t, uint64(1), st.Terminated)
+	assert.Equal(t, uint64(1), st.Received)
+	assert.Zero(t, st.Redelivered)
+}
+
+// A listener that always fails gets MaxDeliver attempts, then the message
+// is reported and terminated, and later messages still flow.
+func TestJetStreamRedeliveryIsBounded(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	stream := createStream(t, ncA, "S", "s.>")
+	mA, mB := newManager(t), newManager(t)
+	errs := newErrorLog()
+	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", MaxDeliver: 3, NakDelay: time.Millisecond}),
+		natsbus.WithErrorHandler(errs.handle))
+	var attempts atomic.Int64
+	ok := make(chan struct{}, 1)
+	_, err := mB.RegisterListener("s.>", func(ctx context.Context, e eventbus.Event[order]) error {
+		if e.Name == "s.poison" {
+			info, _ := natsbus.InfoFromContext(ctx)
+			assert.Equal(t, uint64(attempts.Add(1)), info.Delivered)
+			return errors.New("cannot handle")
+		}
+		ok <- struct{}{}
+		return nil
+	})
+	require.NoError(t, err)
+
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.NoError(t, mA.EmitSync(ctx, "s.poison", order{ID: 1}))
+	err = errs.next(t)
+	assert.ErrorIs(t, err, natsbus.ErrMaxDeliver)
+	assert.ErrorContains(t, err, "cannot handle")
+	require.NoError(t, mA.EmitSync(ctx, "s.fine", order{ID: 2}))
+	receive(t, ok)
+	consumerSettled(t, stream, "d")
+	assert.Equal(t, int64(3), attempts.Load())
+	st := b.Stats()
+	assert.Equal(t, uint64(1), st.Terminated)
+	assert.Equal(t, uint64(2), st.Naked)
+	assert.Equal(t, uint64(2), st.Redelivered)
+}
+
+// A listener running longer than the ack wait keeps its message with
+// in-progress acks: no redelivery.
+func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	stream := createStream(t, ncA, "S", "s.>")
+	mA, mB := newManager(t), newManager(t)
+	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: 200 * time.Millisecond}))
+	var calls atomic.Int64
+	done := make(chan struct{})
+	_, err := mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
+		calls.Add(1)
+		time.Sleep(700 * time.Millisecond) // the work: three ack waits long
+		close(done)
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, mA.EmitSync(ctxTimeout(t, 5*time.Second), "s.slow", order{ID: 1}))
+	receive(t, done)
+	consumerSettled(t, stream, "d")
+	assert.Equal(t, int64(1), calls.Load())
+	assert.Zero(t, b.Stats().Redelivered)
+}
+
+// Overlapping inbound and outbound patterns on one stream: a bridge's own
+// publishes come back through its consumer and are acked without being
+// emitted again.
+func TestJetStreamNoLoops(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	stream := createStream(t, ncA, "X", "x.>")
+	mA, mB := newManager(t), newManager(t)
+	bA := newBridge(t, mA, ncA, natsbus.Outbound("x.>"), natsbus.Inbound("x.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "X", Durable: "a"}))
+	bB := newBridge(t, mB, ncB, natsbus.Outbound("x.>"), natsbus.Inbound("x.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "X", Durable: "b"}))
+	var countA, countB atomic.Int64
+	_, err := mA.RegisterListener("x.>", func(context.Context, eventbus.Event[order]) error { countA.Add(1); return nil })
+	require.NoError(t, err)
+	_, err = mB.RegisterListener("x.>", func(context.Context, eventbus.Event[order]) error { countB.Add(1); return nil })
+	require.NoError(t, err)
+
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.NoError(t, mA.EmitSync(ctx, "x.1", order{ID: 1}))
+	require.NoError(t, bA.Flush(ctx))
+	consumerSettled(t, stream, "a")
+	consumerSettled(t, stream, "b")
+	require.NoError(t, bB.Flush(ctx))
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), info.State.Msgs, "only A's publish is in the stream")
+	assert.Equal(t, int64(1), countA.Load())
+	assert.Equal(t, int64(1), countB.Load())
+	assert.Equal(t, uint64(1), bA.Stats().SkippedOwn)
+}
+
+func TestJetStreamConfigErrors(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	nc := connect(t, ts)
+	createStream(t, nc, "S", "s.>")
+	m := newManager(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+
+	_, err := natsbus.New(ctx, m, nc, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "NOPE"}))
+	assert.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	_, err = natsbus.New(ctx, m, nc, natsbus.Outbound("other.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	assert.ErrorIs(t, err, natsbus.ErrConfig)
+	assert.ErrorContains(t, err, "not captured by stream")
+	_, err = natsbus.New(ctx, m, nc, natsbus.Inbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	assert.ErrorIs(t, err, natsbus.ErrConfig, "inbound needs a durable")
+	_, err = natsbus.New(ctx, m, nc, natsbus.Inbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", PullBatch: 10, MaxAckPending: 5}))
+	assert.ErrorIs(t, err, natsbus.ErrConfig)
+
+	// Oversized payloads fail at once in JetStream mode too.
+	ts2 := startServer(t, withJetStream(t.TempDir()), withMaxPayload(1024))
+	nc2 := connect(t, ts2)
+	createStream(t, nc2, "S", "s.>")
+	b := newBridge(t, m, nc2, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	err = m.EmitSync(ctx, "s.big", order{Blob: string(make([]byte, 2048))})
+	assert.ErrorIs(t, err, natsbus.ErrPayloadTooLarge)
+	require.NoError(t, m.EmitSync(ctx, "s.small", order{}))
+	require.NoError(t, b.Flush(ctx))
+	assert.Equal(t, uint64(1), b.Stats().Published)
+}

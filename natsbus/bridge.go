@@ -32,6 +32,8 @@ type Bridge[T any] struct {
 	origin []string // HeaderOrigin value, shared by every outbound message
 	ctype  []string // HeaderContentType value, or nil
 
+	headers sync.Pool // of nats.Header, for core-mode publishes
+
 	life   context.Context // parent of inbound event contexts; cancelled by Close
 	cancel context.CancelFunc
 
@@ -155,9 +157,12 @@ func New[T any](ctx context.Context, m *eventbus.EventManager[T], nc *nats.Conn,
 		o.origin = nuid.Next()
 	}
 	b := &Bridge[T]{m: m, nc: nc, o: o, origin: []string{o.origin}}
-	if ct, ok := o.codec.(ContentTyper); ok && ct.ContentType() != "" {
+	// JSON, the default, goes without a Content-Type header: each header
+	// costs time to write and parse on every message (see README).
+	if ct, ok := o.codec.(ContentTyper); ok && ct.ContentType() != "" && ct.ContentType() != (JSON{}).ContentType() {
 		b.ctype = []string{ct.ContentType()}
 	}
+	b.headers.New = func() any { return make(nats.Header, 4) }
 	b.life, b.cancel = context.WithCancel(context.Background())
 
 	if err := b.start(ctx); err != nil {

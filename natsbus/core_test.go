@@ -225,7 +225,7 @@ func TestCoreContextValuesTravelInHeaders(t *testing.T) {
 	assert.Equal(t, "svc1.a.b", msg.Subject)
 	assert.JSONEq(t, `{"id":7,"item":"x"}`, string(msg.Data))
 	assert.Equal(t, "a.b", msg.Header.Get(natsbus.HeaderName))
-	assert.Equal(t, "application/json", msg.Header.Get(natsbus.HeaderContentType))
+	assert.Empty(t, msg.Header.Get(natsbus.HeaderContentType), "JSON is the default: no Content-Type")
 	assert.Equal(t, "req-42", msg.Header.Get("Correlation-Id"))
 	assert.Len(t, msg.Header.Get(natsbus.HeaderID), 22)
 	assert.NotEmpty(t, msg.Header.Get(natsbus.HeaderOrigin))

@@ -49,11 +49,22 @@ func (b *Bridge[T]) publish(ctx context.Context, e eventbus.Event[T]) error {
 		return b.publishFailed(e.Name, subject, id, err)
 	}
 	ids := []string{id}
-	h := nats.Header{
-		HeaderName:   {e.Name},
-		HeaderID:     ids,
-		HeaderOrigin: b.origin,
+	var h nats.Header
+	if b.pub == nil {
+		// Core mode: nats.go has encoded the headers when PublishMsg
+		// returns, so the map can be reused. JetStream keeps the message
+		// for resends.
+		h = b.headers.Get().(nats.Header)
+		defer func() {
+			clear(h)
+			b.headers.Put(h)
+		}()
+	} else {
+		h = make(nats.Header, 4)
 	}
+	h[HeaderName] = []string{e.Name}
+	h[HeaderID] = ids
+	h[HeaderOrigin] = b.origin
 	if b.ctype != nil {
 		h[HeaderContentType] = b.ctype
 	}

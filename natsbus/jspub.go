@@ -139,10 +139,13 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 		p.mu.Unlock()
 		return
 	}
-	pp := p.finish(token)
+	pp := p.take(token)
 	if pp == nil {
 		return // late ack for a message already resolved
 	}
+	// Count before releasing the entry, so that a Flush that returns
+	// sees the outcome in Stats.
+	defer p.release()
 	var r pubAckResponse
 	switch err := json.Unmarshal(m.Data, &r); {
 	case err != nil:
@@ -159,17 +162,32 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 	}
 }
 
-// finish removes a pending publish and frees its slot.
-func (p *jsPublisher) finish(token string) *pendingPub {
+// take removes a pending publish; the caller settles it and then calls
+// release.
+func (p *jsPublisher) take(token string) *pendingPub {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	pp := p.pending[token]
 	if pp != nil {
 		delete(p.pending, token)
-		p.notifyLocked()
 	}
+	return pp
+}
+
+// release frees the slot of a publish settled after take, and wakes the
+// flush waiters it may have been holding up.
+func (p *jsPublisher) release() {
+	p.mu.Lock()
+	p.notifyLocked()
 	p.mu.Unlock()
+	<-p.slots
+}
+
+// finish removes a pending publish and frees its slot.
+func (p *jsPublisher) finish(token string) *pendingPub {
+	pp := p.take(token)
 	if pp != nil {
-		<-p.slots
+		p.release()
 	}
 	return pp
 }
@@ -243,23 +261,21 @@ func (p *jsPublisher) scan(now time.Time) {
 		pp.deadline = now.Add(p.ackTimeout)
 		resend = append(resend, pp)
 	}
-	if len(failed) > 0 {
-		p.notifyLocked()
-	}
 	p.mu.Unlock()
 	for _, pp := range failed {
-		<-p.slots
 		err := pp.lastErr
 		if err == nil {
 			err = fmt.Errorf("%w after %d attempts of %v", ErrAckTimeout, pp.sent, p.ackTimeout)
 		}
 		p.fail(pp, err)
+		p.release()
 	}
 	for _, pp := range resend {
 		p.st.retries.Add(1)
 		if err := p.nc.PublishMsg(pp.msg); errors.Is(err, nats.ErrConnectionClosed) {
-			if p.finish(strings.TrimPrefix(pp.msg.Reply, p.prefix)) != nil {
+			if p.take(strings.TrimPrefix(pp.msg.Reply, p.prefix)) != nil {
 				p.fail(pp, err)
+				p.release()
 			}
 		}
 		// Other errors (reconnect buffer full) leave the entry pending:

@@ -201,7 +201,7 @@ func receive[V any](t testing.TB, ch <-chan V) V {
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(15 * time.Second):
+	case <-time.After(45 * time.Second):
 		t.Fatal("timed out waiting")
 		var zero V
 		return zero

@@ -208,8 +208,8 @@ func benchFlood(b *testing.B, newEmitter constructor) {
 		s.checkExact(b)
 		peak.fold()
 	}
-	b.ReportMetric(float64(peak.maxHeap)/(1<<20), "peak-heap-MB")
-	b.ReportMetric(float64(peak.maxStack)/(1<<20), "peak-stack-MB")
+	b.ReportMetric(float64(peak.maxHeap), "peak-heap-B")
+	b.ReportMetric(float64(peak.maxStack), "peak-stack-B")
 	b.ReportMetric(float64(peak.maxGoroutines), "peak-goroutines")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
 }

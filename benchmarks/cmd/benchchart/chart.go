@@ -173,6 +173,22 @@ func formatValue(v float64, unit string) string {
 			return fmt.Sprintf("%.3g ns%s", v, suffix)
 		}
 	}
+	if unit == "B/op" || strings.HasSuffix(unit, "-B") {
+		suffix := strings.TrimPrefix(unit, "B")
+		if strings.HasSuffix(unit, "-B") {
+			suffix = ""
+		}
+		switch {
+		case v >= 1<<30:
+			return fmt.Sprintf("%.3g GiB%s", v/(1<<30), suffix)
+		case v >= 1<<20:
+			return fmt.Sprintf("%.3g MiB%s", v/(1<<20), suffix)
+		case v >= 1<<10:
+			return fmt.Sprintf("%.3g KiB%s", v/(1<<10), suffix)
+		default:
+			return fmt.Sprintf("%.3g B%s", v, suffix)
+		}
+	}
 	if v >= 1000 {
 		return groupThousands(int64(math.Round(v))) + " " + unit
 	}
@@ -193,8 +209,11 @@ func groupThousands(n int64) string {
 }
 
 func formatRatio(r float64) string {
+	if r > 0 && r < 0.1 {
+		return "1/" + groupThousands(int64(math.Round(1/r)))
+	}
 	if r >= 10 {
-		return fmt.Sprintf("%.0f", r)
+		return groupThousands(int64(math.Round(r)))
 	}
 	return fmt.Sprintf("%.2f", r)
 }

@@ -133,10 +133,34 @@ func TestFormatValue(t *testing.T) {
 		{1623, "p99-ns", "1.62 µs"},
 		{2, "peak-goroutines", "2 peak-goroutines"},
 		{33095, "peak-goroutines", "33,095 peak-goroutines"},
-		{1234567, "B/op", "1,234,567 B/op"},
+		{1234567, "allocs/op", "1,234,567 allocs/op"},
+		{1234567, "B/op", "1.18 MiB/op"},
 		{0.00957, "peak-heap-MB", "0.00957 peak-heap-MB"},
+		{0, "B/op", "0 B/op"},
+		{552, "B/op", "552 B/op"},
+		{267.2 * 1024, "B/op", "267 KiB/op"},
+		{1.132 * (1 << 30), "peak-heap-B", "1.13 GiB"},
+		{61.04 * (1 << 20), "peak-stack-B", "61 MiB"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, formatValue(tt.v, tt.unit))
+	}
+}
+
+func TestFormatRatio(t *testing.T) {
+	tests := []struct {
+		give float64
+		want string
+	}{
+		{1, "1.00"},
+		{7.142, "7.14"},
+		{37.2, "37"},
+		{14276.4, "14,276"},
+		{0.5, "0.50"},
+		{0.08, "1/13"},
+		{2.0 / 881268, "1/440,634"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, formatRatio(tt.give), "%v", tt.give)
 	}
 }

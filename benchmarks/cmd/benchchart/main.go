@@ -38,6 +38,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 	baselines := fs.String("baseline", "channel,direct", "comma-separated sub-benchmark names; each group's ratios are to the first one it holds")
 	format := fs.String("format", "svg", "output format: svg or md")
 	focus := fs.String("focus", "eventbus", "library the md table compares every other one with, and the chart colours apart")
+	columns := fs.String("columns", "", "comma-separated units the md table adds as columns, e.g. B/op,allocs/op")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +81,11 @@ func run(args []string, stdin io.Reader, stdout io.Writer) (err error) {
 		w = f
 	}
 	if *format == "md" {
-		return writeTable(w, ps, *focus)
+		var cols []string
+		if *columns != "" {
+			cols = strings.Split(*columns, ",")
+		}
+		return writeTable(w, ps, *focus, results, cols)
 	}
 	return writeSVG(w, *title, *focus, ps)
 }

@@ -117,6 +117,15 @@ func TestRunWritesMarkdownTable(t *testing.T) {
 	assert.Contains(t, md, "| Solo |  | 12 ns/op |  |  |\n", "no baseline, no ratio")
 }
 
+func TestRunMarkdownColumns(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run([]string{"-format", "md", "-units", "ns/op", "-columns", "allocs/op,B/op"}, strings.NewReader(sample), &out))
+	md := out.String()
+	assert.Contains(t, md, "| benchmark | library | median | × baseline | eventbus ÷ library | allocs/op | B/op |\n|---|---|--:|--:|--:|--:|--:|\n")
+	assert.Contains(t, md, "| EmitAsync1 | eventbus | 60 ns/op | 0.30× |  | 0 allocs/op | 0 B/op |\n")
+	assert.Contains(t, md, "| Solo |  | 12 ns/op |  |  |  |  |\n", "no such unit, empty cells")
+}
+
 func TestRunRejectsUnknownFormat(t *testing.T) {
 	assert.Error(t, run([]string{"-format", "png"}, strings.NewReader(sample), io.Discard))
 }

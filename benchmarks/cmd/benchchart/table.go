@@ -9,11 +9,21 @@ import (
 // writeTable writes the panels as one Markdown table: each library's
 // median, its ratio to the panel's baseline and, when the panel holds
 // focus, focus's value divided by the library's (below 1 means focus is
-// faster).
-func writeTable(w io.Writer, ps []panel, focus string) error {
+// faster, or smaller). Each unit of columns adds a column with the
+// library's median in that unit in the same scenario, taken from results.
+func writeTable(w io.Writer, ps []panel, focus string, results []result, columns []string) error {
+	extra := map[key]float64{}
+	for _, r := range results {
+		extra[key{r.Scenario, r.Library, r.Unit}] = r.Value
+	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "| benchmark | library | median | × baseline | %s ÷ library |\n", focus)
-	sb.WriteString("|---|---|--:|--:|--:|\n")
+	fmt.Fprintf(&sb, "| benchmark | library | median | × baseline | %s ÷ library |", focus)
+	for _, c := range columns {
+		fmt.Fprintf(&sb, " %s |", c)
+	}
+	sb.WriteString("\n|---|---|--:|--:|--:|")
+	sb.WriteString(strings.Repeat("--:|", len(columns)))
+	sb.WriteString("\n")
 	for _, p := range ps {
 		var base, mine float64
 		for _, b := range p.Bars {
@@ -35,7 +45,15 @@ func writeTable(w io.Writer, ps []panel, focus string) error {
 			if mine > 0 && b.Value > 0 && b.Library != focus {
 				vsFocus = formatRatio(mine/b.Value) + "×"
 			}
-			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", p.Title, b.Library, formatValue(b.Value, b.Unit), ratio, vsFocus)
+			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |", p.Title, b.Library, formatValue(b.Value, b.Unit), ratio, vsFocus)
+			for _, c := range columns {
+				cell := ""
+				if v, ok := extra[key{b.Scenario, b.Library, c}]; ok {
+					cell = formatValue(v, c)
+				}
+				fmt.Fprintf(&sb, " %s |", cell)
+			}
+			sb.WriteString("\n")
 		}
 	}
 	_, err := io.WriteString(w, sb.String())

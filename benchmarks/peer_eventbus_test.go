@@ -24,7 +24,7 @@ func eventbusLibrary() library {
 	}
 }
 
-func newEventbus(tb testing.TB, handlers []func(int), sync bool) emitter {
+func newEventbus(tb testing.TB, handlers []func(int), synchronous bool) emitter {
 	tb.Helper()
 	m := eventbus.New[int](
 		eventbus.WithWorkers(runtime.GOMAXPROCS(0)),
@@ -39,16 +39,16 @@ func newEventbus(tb testing.TB, handlers []func(int), sync bool) emitter {
 			tb.Fatalf("eventbus: register: %v", err)
 		}
 	}
-	return &eventbusBus{m: m, sync: sync}
+	return &eventbusBus{m: m, synchronous: synchronous}
 }
 
 type eventbusBus struct {
-	m    *eventbus.EventManager[int]
-	sync bool
+	m           *eventbus.EventManager[int]
+	synchronous bool
 }
 
 func (e *eventbusBus) Emit(seq int) error {
-	if e.sync {
+	if e.synchronous {
 		return e.m.EmitSync(context.Background(), topic, seq)
 	}
 	return e.m.Emit(context.Background(), topic, seq)

@@ -90,11 +90,11 @@ type scheduler[T any] struct {
 	roomWaiters int
 	room        chan struct{} // closed when room frees up for waiting emitters
 
-	closed    bool
-	closing   chan struct{} // closed by Close: wakes emitters waiting for room
-	aborted   atomic.Bool   // Close gave up waiting: drop instead of run
-	boxes     map[*mailbox[T]]struct{} // mailboxes that are not idle
-	done      chan struct{} // closed once closed and every worker has exited
+	closed  bool
+	closing chan struct{}            // closed by Close: wakes emitters waiting for room
+	aborted atomic.Bool              // Close gave up waiting: drop instead of run
+	boxes   map[*mailbox[T]]struct{} // mailboxes that are not idle
+	done    chan struct{}            // closed once closed and every worker has exited
 
 	cur    *epoch
 	sealed deque[*epoch]
@@ -147,12 +147,14 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, rt *route[T], ev Event[
 			if s.units+need <= 2*s.capacity {
 				break
 			}
+			units := s.units
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %d deliveries queued, reserve for emits from listeners used up", ErrQueueFull, s.units)
+			return fmt.Errorf("%w: %d deliveries queued, reserve for emits from listeners used up", ErrQueueFull, units)
 		}
 		if !wait {
+			units := s.units
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %d deliveries queued", ErrQueueFull, s.units)
+			return fmt.Errorf("%w: %d deliveries queued", ErrQueueFull, units)
 		}
 		if err := s.waitRoom(ctx); err != nil {
 			s.mu.Unlock()

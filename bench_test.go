@@ -1,0 +1,108 @@
+package eventbus_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+var sink atomic.Int64
+
+func work(_ context.Context, e eventbus.Event[int]) error {
+	sink.Add(int64(e.Data))
+	return nil
+}
+
+// Baseline: a direct call of the same handler.
+func BenchmarkDirectCall(b *testing.B) {
+	b.ReportAllocs()
+	ev := eventbus.Event[int]{Name: "e", Data: 1}
+	for range b.N {
+		_ = work(context.Background(), ev)
+	}
+}
+
+func benchEmitSync(b *testing.B, listeners int, pattern string) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	for range listeners {
+		if _, err := m.RegisterListener(pattern, work); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		_ = m.EmitSync(context.Background(), "order.created", 1)
+	}
+}
+
+func BenchmarkEmitSync1(b *testing.B)        { benchEmitSync(b, 1, "order.created") }
+func BenchmarkEmitSync10(b *testing.B)       { benchEmitSync(b, 10, "order.created") }
+func BenchmarkEmitSyncWildcard(b *testing.B) { benchEmitSync(b, 1, "order.*") }
+
+func BenchmarkEmitSyncParallel(b *testing.B) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	if _, err := m.RegisterListener("order.created", work); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = m.EmitSync(context.Background(), "order.created", 1)
+		}
+	})
+}
+
+func benchEmit(b *testing.B, listeners int) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	for range listeners {
+		if _, err := m.RegisterListener("order.created", work); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		_ = m.Emit(context.Background(), "order.created", 1)
+	}
+	if err := m.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkEmit1(b *testing.B)  { benchEmit(b, 1) }
+func BenchmarkEmit10(b *testing.B) { benchEmit(b, 10) }
+
+// Baseline: a plain buffered channel feeding GOMAXPROCS goroutines that
+// call the handler for each of n listeners.
+func benchChannel(b *testing.B, listeners int) {
+	ch := make(chan int, 4096)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := range ch {
+				for range listeners {
+					_ = work(context.Background(), eventbus.Event[int]{Name: "order.created", Data: v})
+				}
+			}
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		ch <- 1
+	}
+	close(ch)
+	wg.Wait()
+}
+
+func BenchmarkChannel1(b *testing.B)  { benchChannel(b, 1) }
+func BenchmarkChannel10(b *testing.B) { benchChannel(b, 10) }

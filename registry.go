@@ -91,7 +91,7 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 	})
 	rt := &route[T]{all: list}
 	for _, e := range list {
-		if e.box != nil {
+		if e.boxed() {
 			rt.boxed = append(rt.boxed, e)
 		} else {
 			rt.plain = append(rt.plain, e)

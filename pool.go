@@ -344,12 +344,12 @@ func (s *scheduler[T]) run() {
 		if mb != nil {
 			s.finishBox(mb, batch, ran)
 		} else {
-			for i := range batch {
-				s.complete(batch[i].ep)
-			}
-			for _, d := range retries {
+			for _, d := range retries { // before completing, so Flush waits for them
 				d.ep.pending++
 				s.startBackoff(d, nil)
+			}
+			for i := range batch {
+				s.complete(batch[i].ep)
 			}
 		}
 		s.running -= deliveries

@@ -2,6 +2,7 @@ package eventbus_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,3 +107,97 @@ func benchChannel(b *testing.B, listeners int) {
 
 func BenchmarkChannel1(b *testing.B)  { benchChannel(b, 1) }
 func BenchmarkChannel10(b *testing.B) { benchChannel(b, 10) }
+
+// benchEmitMode emits to one listener registered with opt, then flushes.
+func benchEmitMode(b *testing.B, opt eventbus.ListenerOption) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	if _, err := m.RegisterListener("order.created", work, opt); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		_ = m.Emit(context.Background(), "order.created", i)
+	}
+	if err := m.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkEmitOrdered(b *testing.B) { benchEmitMode(b, eventbus.Ordered()) }
+
+func BenchmarkEmitConcurrency4(b *testing.B) { benchEmitMode(b, eventbus.Concurrency(4)) }
+
+// Keyed delivery over 1024 keys (an order ID, say).
+var orderKeys = func() [1024]string {
+	var k [1024]string
+	for i := range k {
+		k[i] = fmt.Sprintf("order-%d", i)
+	}
+	return k
+}()
+
+func BenchmarkEmitOrderedBy(b *testing.B) {
+	benchEmitMode(b, eventbus.OrderedBy(func(e eventbus.Event[int]) string { return orderKeys[e.Data&1023] }))
+}
+
+// A registry of 10,000 wildcard patterns, emitting a name whose route is
+// cached; compare with BenchmarkEmitSync1.
+func BenchmarkEmitSyncWildcard10k(b *testing.B) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	for i := range 10_000 {
+		if _, err := m.RegisterListener(fmt.Sprintf("svc%d.*.>", i), work); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := m.RegisterListener("order.*", work); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		_ = m.EmitSync(context.Background(), "order.created", 1)
+	}
+}
+
+// Register and Unregister a listener of the name another goroutine keeps
+// emitting; emits/pair says whether the emitter kept going.
+func BenchmarkRegisterUnregisterWhileEmitting(b *testing.B) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	if _, err := m.RegisterListener("order.created", work); err != nil {
+		b.Fatal(err)
+	}
+	var emits atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for range 64 {
+				_ = m.EmitSync(context.Background(), "order.created", 1)
+			}
+			emits.Add(64)
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		l, err := m.RegisterListener("order.created", work)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.Unregister()
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(emits.Load())/float64(b.N), "emits/pair")
+}

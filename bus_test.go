@@ -84,6 +84,50 @@ func TestRoutingSeesRegistryChanges(t *testing.T) {
 	assert.Equal(t, []int32{3, 3, 1}, []int32{a.Load(), b.Load(), c.Load()})
 }
 
+func TestRoutingBeyondTheRouteCache(t *testing.T) {
+	// More distinct names than the route cache holds (8192), each emitted
+	// several times from two goroutines: names promoted to the cache's fast
+	// map, names still in its locked map and names past its bound must all
+	// route exactly like the first time.
+	m := newManager[int](t)
+	const names, rounds = 10_000, 3
+	var star, tail atomic.Int64
+	_, err := m.RegisterListener("n.*", func(context.Context, eventbus.Event[int]) error { star.Add(1); return nil })
+	require.NoError(t, err)
+	_, err = m.RegisterListener("n.>", func(context.Context, eventbus.Event[int]) error { tail.Add(1); return nil })
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				for i := range names {
+					name := fmt.Sprintf("n.%d", i)
+					if (i+r+g)%3 == 0 {
+						name += ".deeper" // matches n.> only
+					}
+					assert.NoError(t, m.EmitSync(context.Background(), name, i))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := int64(2 * rounds * names)
+	assert.Equal(t, total, tail.Load(), "n.> matches every name")
+	var deeper int64
+	for g := range 2 {
+		for r := range rounds {
+			for i := range names {
+				if (i+r+g)%3 == 0 {
+					deeper++
+				}
+			}
+		}
+	}
+	assert.Equal(t, total-deeper, star.Load(), "n.* matches the two-token names only")
+}
+
 func TestEmitSyncPriorityOrder(t *testing.T) {
 	m := newManager[int](t)
 	var got []string

@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,13 +19,12 @@ import (
 //     route inside its slot.
 //   - wildcard patterns live in a persistent token trie (a writer copies only
 //     the path it changes). When there is any, the merged route of every name
-//     emitted is cached per registry value, so a change invalidates the cache
-//     by publishing a new registry.
+//     emitted is cached per registry value (see routeCache), so a change
+//     invalidates the cache by publishing a new registry.
 type registry[T any] struct {
-	exact  map[string]*slot[T]
-	wild   *node[T] // nil when no wildcard pattern is registered
-	cache  sync.Map // name → *route[T]; used only when wild != nil
-	cached atomic.Int32
+	exact map[string]*slot[T]
+	wild  *node[T]      // nil when no wildcard pattern is registered
+	cache routeCache[T] // used only when wild != nil
 }
 
 type slot[T any] struct {
@@ -49,10 +49,7 @@ func (r *registry[T]) lookup(name string) (rt *route[T], known bool) {
 		}
 		return nil, false
 	}
-	if v, ok := r.cache.Load(name); ok {
-		return v.(*route[T]), true
-	}
-	return nil, false
+	return r.cache.load(name)
 }
 
 // resolve computes the route of a valid name that lookup did not know, and
@@ -68,13 +65,81 @@ func (r *registry[T]) resolve(name string) *route[T] {
 		}
 	}
 	list = r.wild.match(name, list)
-	rt := newRoute(list)
-	if r.cached.Load() < _routeCacheSize {
-		if _, loaded := r.cache.LoadOrStore(name, rt); !loaded {
-			r.cached.Add(1)
+	return r.cache.store(name, newRoute(list))
+}
+
+// routeCache maps names to their merged routes. Emits read an immutable
+// map through an atomic pointer (hot), as fast as the exact-name map; names
+// resolved since it was built wait in a locked map (cold) and are promoted
+// together into a new hot map once the cold side has seen as many lookups
+// as an eighth of the hot map's size, so a promotion's copy is paid for by
+// the lookups before it. It holds at most _routeCacheSize names.
+type routeCache[T any] struct {
+	hot atomic.Pointer[map[string]*route[T]]
+
+	mu       sync.Mutex
+	cold     map[string]*route[T]
+	coldHits int
+	size     int
+}
+
+func (c *routeCache[T]) load(name string) (*route[T], bool) {
+	if hot := c.hot.Load(); hot != nil {
+		if rt, ok := (*hot)[name]; ok {
+			return rt, true
 		}
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt, ok := c.cold[name]
+	if ok {
+		c.hit()
+	}
+	return rt, ok
+}
+
+// store caches rt as name's route unless the cache is full or another
+// emitter stored one first, and returns the cached route.
+func (c *routeCache[T]) store(name string, rt *route[T]) *route[T] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.cold[name]; ok {
+		return old
+	}
+	if hot := c.hot.Load(); hot != nil {
+		if old, ok := (*hot)[name]; ok {
+			return old
+		}
+	}
+	if c.size >= _routeCacheSize {
+		return rt
+	}
+	if c.cold == nil {
+		c.cold = map[string]*route[T]{}
+	}
+	c.cold[name] = rt
+	c.size++
+	c.hit()
 	return rt
+}
+
+// hit counts a lookup that went to the cold map, promoting it when due.
+// c.mu must be held.
+func (c *routeCache[T]) hit() {
+	c.coldHits++
+	var hot map[string]*route[T]
+	if p := c.hot.Load(); p != nil {
+		hot = *p
+	}
+	if c.coldHits < 16+len(hot)/8 {
+		return
+	}
+	next := make(map[string]*route[T], len(hot)+len(c.cold))
+	maps.Copy(next, hot)
+	maps.Copy(next, c.cold)
+	c.hot.Store(&next)
+	clear(c.cold)
+	c.coldHits = 0
 }
 
 // newRoute sorts listeners by priority (then registration order) and splits

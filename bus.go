@@ -154,8 +154,9 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 	}
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
+	var keyBuf [4]string // keeps the keys of a few keyed listeners off the heap
 	if err == nil {
-		keys, err = m.keys(rt, ev)
+		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {
 		err = m.pool.accept(ctx, m.listenerContext(ctx), rt, ev, keys, wait)
@@ -167,15 +168,15 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 	return nil
 }
 
-// keys computes the OrderedBy keys of ev for rt.boxed, or returns nil when no
-// listener of rt is keyed. A panicking key function fails the emit.
-func (m *EventManager[T]) keys(rt *route[T], ev Event[T]) (keys []string, err error) {
+// keys computes the OrderedBy keys of ev for rt.boxed in buf, or returns nil
+// when no listener of rt is keyed. A panicking key function fails the emit.
+func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []string, err error) {
 	for i, e := range rt.boxed {
 		if e.keyFn == nil {
 			continue
 		}
 		if keys == nil {
-			keys = make([]string, len(rt.boxed))
+			keys = append(buf[:0], make([]string, len(rt.boxed))...)
 		}
 		func() {
 			defer func() {

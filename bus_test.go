@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -818,4 +819,44 @@ func TestCloseWithoutUnregisterLeavesNothing(t *testing.T) {
 	}
 	require.NoError(t, m.Close(context.Background()))
 	assert.Equal(t, uint64(150), m.Stats().Delivered)
+}
+
+func TestOrderedByKeepsOrderPastTheIdleKeyBound(t *testing.T) {
+	// More keys than a keyed listener keeps idle mailboxes for (1024), so
+	// that key mailboxes are dropped, reused for other keys and recreated
+	// while events flow: every key's sequence must still arrive in order.
+	const keys, seqs = 3000, 6
+	m := newManager[[2]int](t, eventbus.WithQueueSize(512))
+	var mu sync.Mutex
+	next := make([]int, keys)
+	var bad atomic.Int32
+	_, err := m.RegisterListener("k", func(_ context.Context, e eventbus.Event[[2]int]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if next[e.Data[0]] != e.Data[1] {
+			bad.Add(1)
+		}
+		next[e.Data[0]] = e.Data[1] + 1
+		return nil
+	}, eventbus.OrderedBy(func(e eventbus.Event[[2]int]) string { return strconv.Itoa(e.Data[0]) }))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 2 { // emitter g owns the keys k with k%2 == g
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range seqs {
+				for k := g; k < keys; k += 2 {
+					assert.NoError(t, m.Emit(context.Background(), "k", [2]int{k, seq}))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Zero(t, bad.Load(), "out-of-order deliveries")
+	for k, n := range next {
+		require.Equal(t, seqs, n, "key %d", k)
+	}
+	checkAccounting(t, m.Stats())
 }

@@ -18,6 +18,10 @@ const (
 	// _routeCacheSize bounds how many distinct event names have their
 	// wildcard matches cached; names past it are matched on every emit.
 	_routeCacheSize = 8192
+
+	// _idleKeys bounds how many idle key mailboxes an OrderedBy listener
+	// keeps, and how many retired ones a pool keeps for reuse.
+	_idleKeys = 1024
 )
 
 // An Option configures an EventManager; pass it to New.

@@ -51,6 +51,10 @@ type mailbox[T any] struct {
 	limit    int
 	queued   bool // in the ready list or in the gate's waiting list
 	retrying bool // its head delivery waits out a retry backoff
+
+	// busy list links: every mailbox that is not idle is in it.
+	tracked    bool
+	prev, next *mailbox[T]
 }
 
 func (mb *mailbox[T]) idle() bool {
@@ -91,10 +95,11 @@ type scheduler[T any] struct {
 	room        chan struct{} // closed when room frees up for waiting emitters
 
 	closed  bool
-	closing chan struct{}            // closed by Close: wakes emitters waiting for room
-	aborted atomic.Bool              // Close gave up waiting: drop instead of run
-	boxes   map[*mailbox[T]]struct{} // mailboxes that are not idle
-	done    chan struct{}            // closed once closed and every worker has exited
+	closing chan struct{} // closed by Close: wakes emitters waiting for room
+	aborted atomic.Bool   // Close gave up waiting: drop instead of run
+	busy    *mailbox[T]   // head of the list of mailboxes that are not idle
+	spare   []*mailbox[T] // retired key mailboxes, for reuse
+	done    chan struct{} // closed once closed and every worker has exited
 
 	cur    *epoch
 	sealed deque[*epoch]
@@ -117,7 +122,6 @@ func newScheduler[T any](m *EventManager[T], o *options) *scheduler[T] {
 		done:       make(chan struct{}),
 		cur:        &epoch{},
 		timers:     map[*retryTimer[T]]struct{}{},
-		boxes:      map[*mailbox[T]]struct{}{},
 	}
 	s.work.L = &s.mu
 	s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), reentryKey{}, m))
@@ -174,8 +178,8 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, rt *route[T], ev Event[
 		if e.keyFn != nil {
 			mb = s.keyBox(e, keys[i])
 		}
-		if mb.idle() {
-			s.boxes[mb] = struct{}{}
+		if !mb.tracked {
+			s.track(mb)
 		}
 		mb.q.push(delivery[T]{ctx: lctx, ev: ev, ep: ep})
 		ep.pending++
@@ -234,7 +238,14 @@ func (s *scheduler[T]) wake() {
 func (s *scheduler[T]) keyBox(e *entry[T], key string) *mailbox[T] {
 	mb := e.keys[key]
 	if mb == nil {
-		mb = &mailbox[T]{e: e, key: key, keyed: true, limit: 1}
+		if n := len(s.spare); n > 0 {
+			mb = s.spare[n-1]
+			s.spare[n-1] = nil
+			s.spare = s.spare[:n-1]
+		} else {
+			mb = &mailbox[T]{keyed: true, limit: 1}
+		}
+		mb.e, mb.key = e, key
 		if e.keys == nil {
 			e.keys = map[string]*mailbox[T]{}
 		}
@@ -258,46 +269,81 @@ func (s *scheduler[T]) makeReady(mb *mailbox[T]) {
 	s.wake()
 }
 
-// retire forgets an idle mailbox: keyed ones are dropped, so keys do not
-// accumulate.
+// retire takes an idle mailbox off the busy list. A keyed listener keeps
+// the idle mailboxes of up to _idleKeys keys, so that keys that come back
+// (an order's next event) find theirs; past that, an idle key's mailbox is
+// dropped, so keys do not accumulate, and kept for reuse while there are
+// fewer than _idleKeys spares.
 func (s *scheduler[T]) retire(mb *mailbox[T]) {
-	if !mb.idle() {
+	if !mb.idle() || !mb.tracked {
 		return
 	}
-	delete(s.boxes, mb)
-	if mb.keyed && mb.e.keys[mb.key] == mb {
-		delete(mb.e.keys, mb.key)
+	s.untrack(mb)
+	if !mb.keyed {
+		return
 	}
+	if len(mb.q.buf) > 8 {
+		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
+	}
+	keys := mb.e.keys
+	if len(keys) <= _idleKeys && keys[mb.key] == mb {
+		return
+	}
+	if keys[mb.key] == mb {
+		delete(keys, mb.key)
+	}
+	mb.e, mb.key = nil, ""
+	if len(s.spare) < _idleKeys {
+		s.spare = append(s.spare, mb)
+	}
+}
+
+// track adds mb to the busy list.
+func (s *scheduler[T]) track(mb *mailbox[T]) {
+	mb.tracked = true
+	mb.prev, mb.next = nil, s.busy
+	if s.busy != nil {
+		s.busy.prev = mb
+	}
+	s.busy = mb
+}
+
+// untrack removes mb from the busy list.
+func (s *scheduler[T]) untrack(mb *mailbox[T]) {
+	if mb.prev != nil {
+		mb.prev.next = mb.next
+	} else {
+		s.busy = mb.next
+	}
+	if mb.next != nil {
+		mb.next.prev = mb.prev
+	}
+	mb.tracked, mb.prev, mb.next = false, nil, nil
+}
+
+// boxRun is the part of a worker's batch taken from one mailbox.
+type boxRun[T any] struct {
+	mb     *mailbox[T]
+	n, ran int
 }
 
 // run is a worker goroutine.
 func (s *scheduler[T]) run() {
 	batch := make([]delivery[T], 0, _batchSize)
 	var retries []delivery[T]
-	var fromBox bool // alternate between mailboxes and the shared queue
+	var boxes []boxRun[T] // when the batch is from mailboxes
+	var fromBox bool      // alternate between mailboxes and the shared queue
 	s.mu.Lock()
 	for {
-		var mb *mailbox[T]
 		switch {
 		case s.ready.len() > 0 && (fromBox || s.shared.len() == 0):
-			mb = s.ready.pop()
-			mb.queued = false
-			if g := mb.e.gate; g != nil && g.limit > 0 && mb.active == 0 && g.active >= g.limit {
-				s.makeReady(mb) // the gate filled up meanwhile
+			boxes = s.takeBoxes(batch[:0], boxes[:0])
+			if len(boxes) == 0 {
 				continue
 			}
-			n := 1
-			if mb.limit == 1 {
-				n = min(mb.q.len(), _batchSize)
+			for _, r := range boxes {
+				batch = batch[:len(batch)+r.n]
 			}
-			for range n {
-				batch = append(batch, mb.q.pop())
-			}
-			if mb.active == 0 && mb.e.gate != nil {
-				mb.e.gate.active++
-			}
-			mb.active++
-			s.makeReady(mb) // a Concurrency(n > 1) mailbox may start more
 		case s.shared.len() > 0:
 			for s.shared.len() > 0 && len(batch) < _batchSize {
 				batch = append(batch, s.shared.pop())
@@ -319,7 +365,7 @@ func (s *scheduler[T]) run() {
 		fromBox = !fromBox
 
 		deliveries := len(batch)
-		if mb == nil {
+		if len(boxes) == 0 {
 			deliveries = 0
 			for i := range batch {
 				deliveries += len(batch[i].to)
@@ -332,17 +378,27 @@ func (s *scheduler[T]) run() {
 		s.mu.Unlock()
 
 		var c counters
-		ran := len(batch)
-		if mb != nil {
-			ran = s.runBox(mb, batch, &c)
+		if len(boxes) > 0 {
+			off := 0
+			for i := range boxes {
+				r := &boxes[i]
+				r.ran = s.runBox(r.mb, batch[off:off+r.n], &c)
+				off += r.n
+			}
 		} else {
 			retries = s.runShared(batch, &c, retries[:0])
 		}
 
 		s.mu.Lock()
 		s.stats.add(&c)
-		if mb != nil {
-			s.finishBox(mb, batch, ran)
+		if len(boxes) > 0 {
+			off := 0
+			for _, r := range boxes {
+				s.finishBox(r.mb, batch[off:off+r.n], r.ran)
+				off += r.n
+			}
+			clear(boxes)
+			boxes = boxes[:0]
 		} else {
 			for _, d := range retries { // before completing, so Flush waits for them
 				d.ep.pending++
@@ -356,6 +412,37 @@ func (s *scheduler[T]) run() {
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// takeBoxes takes deliveries from ready mailboxes into batch (which has room
+// for _batchSize) with s.mu held, and says which came from which mailbox. It
+// takes from several mailboxes (up to a fair share of the ready ones among
+// the workers) so that many keys with one delivery each cost one lock round
+// trip, not one each.
+func (s *scheduler[T]) takeBoxes(batch []delivery[T], boxes []boxRun[T]) []boxRun[T] {
+	share := max(1, s.ready.len()/max(1, s.workers))
+	for s.ready.len() > 0 && len(boxes) < share && len(batch) < _batchSize {
+		mb := s.ready.pop()
+		mb.queued = false
+		if g := mb.e.gate; g != nil && g.limit > 0 && mb.active == 0 && g.active >= g.limit {
+			s.makeReady(mb) // the gate filled up meanwhile
+			continue
+		}
+		n := 1
+		if mb.limit == 1 {
+			n = min(mb.q.len(), _batchSize-len(batch))
+		}
+		for range n {
+			batch = append(batch, mb.q.pop())
+		}
+		if mb.active == 0 && mb.e.gate != nil {
+			mb.e.gate.active++
+		}
+		mb.active++
+		s.makeReady(mb) // a Concurrency(n > 1) mailbox may start more
+		boxes = append(boxes, boxRun[T]{mb: mb, n: n})
+	}
+	return boxes
 }
 
 // runShared runs shared-queue deliveries, returning those to retry.
@@ -557,7 +644,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 	for s.ready.len() > 0 {
 		s.ready.pop().queued = false
 	}
-	for mb := range s.boxes {
+	for mb := s.busy; mb != nil; mb = mb.next {
 		for mb.q.len() > 0 {
 			s.abandon(mb.q.pop(), true)
 		}
@@ -577,8 +664,10 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 			}
 		}
 	}
-	for mb := range s.boxes {
+	for mb := s.busy; mb != nil; {
+		next := mb.next
 		s.retire(mb)
+		mb = next
 	}
 	s.idle = 0
 	s.work.Broadcast()

@@ -33,7 +33,7 @@ type EventManager[T any] struct {
 
 	closed atomic.Bool
 	pool   *scheduler[T]
-	sync   syncCounters
+	sync   tallies // EmitSync, and emits that matched nothing
 }
 
 // New returns an EventManager configured by opts; see WithWorkers,
@@ -46,6 +46,7 @@ func New[T any](opts ...Option) *EventManager[T] {
 	}
 	m.reg.Store(&registry[T]{})
 	m.pool = newScheduler(m, &m.opts)
+	m.sync = newTallies()
 	return m
 }
 
@@ -79,7 +80,7 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
 	if m.closed.Load() {
-		m.sync.rejected.Add(1)
+		m.sync.mine().rejected.Add(1)
 		return fmt.Errorf("emit %q: %w", name, ErrClosed)
 	}
 	rt, err := m.route(name)
@@ -87,7 +88,7 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 		err = ctx.Err()
 	}
 	if err != nil {
-		m.sync.rejected.Add(1)
+		m.sync.mine().rejected.Add(1)
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
 	var c counters
@@ -148,7 +149,7 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 		if m.closed.Load() {
 			err = ErrClosed
 		} else {
-			m.sync.emitted.Add(1)
+			m.sync.mine().emitted.Add(1)
 			return nil
 		}
 	}
@@ -162,7 +163,7 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 		err = m.pool.accept(ctx, m.listenerContext(ctx), rt, ev, keys, wait)
 	}
 	if err != nil {
-		m.sync.rejected.Add(1)
+		m.sync.mine().rejected.Add(1)
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
 	return nil
@@ -247,7 +248,7 @@ func (m *EventManager[T]) invoke(ctx context.Context, e *entry[T], ev Event[T], 
 }
 
 func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
-	l := e.l
+	l := e.l.counts.mine()
 	switch oc {
 	case delivered:
 		c.delivered++
@@ -298,7 +299,7 @@ func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T],
 	oc, err := m.call(ctx, e, ev, attempt)
 	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
 		c.retried++
-		e.l.retried.Add(1)
+		e.l.counts.mine().retried.Add(1)
 		return true
 	}
 	if lerr := m.count(e, ev, oc, err, attempt, c); lerr != nil {
@@ -349,14 +350,14 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 // how they add up.
 func (m *EventManager[T]) Stats() Stats {
 	s := m.pool.snapshot()
-	s.Emitted += m.sync.emitted.Load()
-	d, f, p, sk := m.sync.delivered.Load(), m.sync.failed.Load(), m.sync.panicked.Load(), m.sync.skipped.Load()
-	s.Delivered += d
-	s.Failed += f
-	s.Panicked += p
-	s.Skipped += sk
-	s.Matched += d + f + p + sk
-	s.Rejected += m.sync.rejected.Load()
+	c, rejected := m.sync.sum()
+	s.Emitted += c.emitted
+	s.Delivered += c.delivered
+	s.Failed += c.failed
+	s.Panicked += c.panicked
+	s.Skipped += c.skipped
+	s.Matched += c.delivered + c.failed + c.panicked + c.skipped
+	s.Rejected += rejected
 	s.Listeners = int(m.listeners.Load())
 	return s
 }

@@ -12,10 +12,8 @@ type Listener struct {
 	pattern string
 	removed atomic.Bool
 	fired   atomic.Bool // Once: the one delivery has started
-	remove  func()
-	pending func() int
-
-	delivered, failed, panicked, skipped, retried atomic.Uint64
+	owner   owner       // the entry, which knows its EventManager
+	counts  tallies
 }
 
 // Pattern returns the pattern the listener was registered with.
@@ -31,24 +29,32 @@ func (l *Listener) Unregister() {
 	if l.removed.Swap(true) {
 		return
 	}
-	l.remove()
+	l.owner.unregister()
+}
+
+// owner is what a Listener needs of its entry, without its type parameter.
+type owner interface {
+	unregister()
+	pending() int
 }
 
 // Stats returns a snapshot of the listener's counters. They keep counting
 // deliveries that were queued before Unregister, as skipped.
 func (l *Listener) Stats() ListenerStats {
+	c, _ := l.counts.sum()
 	return ListenerStats{
-		Delivered: l.delivered.Load(),
-		Failed:    l.failed.Load(),
-		Panicked:  l.panicked.Load(),
-		Skipped:   l.skipped.Load(),
-		Retried:   l.retried.Load(),
-		Pending:   l.pending(),
+		Delivered: c.delivered,
+		Failed:    c.failed,
+		Panicked:  c.panicked,
+		Skipped:   c.skipped,
+		Retried:   c.retried,
+		Pending:   l.owner.pending(),
 	}
 }
 
 // entry is a listener as the registry and the pool see it.
 type entry[T any] struct {
+	m        *EventManager[T]
 	l        *Listener
 	h        Handler[T] // with middleware and timeout applied
 	pattern  string
@@ -66,6 +72,10 @@ type entry[T any] struct {
 }
 
 func (e *entry[T]) boxed() bool { return e.box != nil || e.keyFn != nil }
+
+func (e *entry[T]) unregister() { e.m.remove(e) }
+
+func (e *entry[T]) pending() int { return e.m.pool.pendingFor(e) }
 
 // RegisterListener registers h for every event whose name matches pattern
 // (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and
@@ -93,10 +103,10 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 	if err != nil {
 		return nil, fmt.Errorf("register %q: %w", pattern, err)
 	}
-	l := &Listener{pattern: pattern}
+	l := &Listener{pattern: pattern, counts: newTallies()}
 	e.l = l
-	l.remove = func() { m.remove(e) }
-	l.pending = func() int { return m.pool.pendingFor(e) }
+	e.m = m
+	l.owner = e
 
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -154,7 +154,11 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 		}
 		return int(a.seq - b.seq)
 	})
-	rt := &route[T]{all: list}
+	rt := &route[T]{all: list, plain: list}
+	if !slices.ContainsFunc(list, (*entry[T]).boxed) {
+		return rt // the common case: no listener has a delivery mode
+	}
+	rt.plain = nil
 	for _, e := range list {
 		if e.boxed() {
 			rt.boxed = append(rt.boxed, e)

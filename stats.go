@@ -1,6 +1,9 @@
 package eventbus
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // Stats is a snapshot of an EventManager's counters. Every delivery is
 // accounted for: one per emitted event and matching listener, so
@@ -56,13 +59,34 @@ func (c *counters) add(o *counters) {
 	c.retried += o.retried
 }
 
-// syncCounters accumulate EmitSync's counts (and emits that matched no
-// listener), added once per call.
-type syncCounters struct {
-	emitted, delivered, failed, panicked, skipped, rejected atomic.Uint64
+// tallies are atomic counters striped over cache lines, so that goroutines
+// counting at once on different cores rarely write the same line: each adds
+// to the stripe its stack address picks, and a reader sums the stripes.
+type tallies struct{ s *[_stripes]tally }
+
+// tally is one stripe, one cache line.
+type tally struct {
+	emitted, delivered, failed, panicked, skipped, retried, rejected atomic.Uint64
+	_                                                                [8]byte
 }
 
-func (s *syncCounters) add(c *counters) {
+const _stripes = 8
+
+func newTallies() tallies { return tallies{s: new([_stripes]tally)} }
+
+// mine returns the stripe of the calling goroutine. Goroutine stacks are
+// separate allocations, so the stack address tells goroutines apart (a
+// stack that grows may move to another stripe, which is harmless).
+func (t tallies) mine() *tally {
+	var probe byte
+	h := uintptr(unsafe.Pointer(&probe)) >> 13
+	return &t.s[(h^h>>3)&(_stripes-1)]
+}
+
+// add counts an EmitSync call (or an emit that matched nothing) and what
+// its deliveries became.
+func (t tallies) add(c *counters) {
+	s := t.mine()
 	s.emitted.Add(1)
 	if c.delivered != 0 {
 		s.delivered.Add(c.delivered)
@@ -72,4 +96,19 @@ func (s *syncCounters) add(c *counters) {
 		s.panicked.Add(c.panicked)
 		s.skipped.Add(c.skipped)
 	}
+}
+
+// sum reads every stripe.
+func (t tallies) sum() (c counters, rejected uint64) {
+	for i := range t.s {
+		s := &t.s[i]
+		c.emitted += s.emitted.Load()
+		c.delivered += s.delivered.Load()
+		c.failed += s.failed.Load()
+		c.panicked += s.panicked.Load()
+		c.skipped += s.skipped.Load()
+		c.retried += s.retried.Load()
+		rejected += s.rejected.Load()
+	}
+	return c, rejected
 }

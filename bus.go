@@ -271,16 +271,14 @@ func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error,
 // call runs the handler, turning a panic into a *PanicError.
 func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], attempt int) (oc outcome, err error) {
 	l := e.l
-	if attempt == 0 || !e.once {
-		if l.removed.Load() {
+	if l.removed.Load() {
+		return skipped, nil
+	}
+	if e.once && attempt == 0 {
+		if !l.fired.CompareAndSwap(false, true) {
 			return skipped, nil
 		}
-		if e.once {
-			if !l.fired.CompareAndSwap(false, true) {
-				return skipped, nil
-			}
-			l.Unregister()
-		}
+		l.unlink() // its retries still run unless Unregister is called
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -330,8 +328,10 @@ func (m *EventManager[T]) Flush(ctx context.Context) error {
 // Close stops the EventManager: from its call on, Emit, TryEmit, EmitSync
 // and RegisterListener fail with ErrClosed (an Emit waiting for room is
 // released with it), while every event already accepted is still delivered,
-// retries included. Close returns nil once every delivery has finished and
-// every worker goroutine has exited.
+// retries included. Close returns nil once every delivery on the pool has
+// finished and every worker goroutine has exited. It does not wait for
+// EmitSync calls already in progress: they run in their callers' goroutines
+// and finish there.
 //
 // If ctx ends first, Close cancels the contexts of the listeners still
 // running, drops the deliveries still queued (counted in Stats.Abandoned) and

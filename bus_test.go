@@ -860,3 +860,81 @@ func TestOrderedByKeepsOrderPastTheIdleKeyBound(t *testing.T) {
 	}
 	checkAccounting(t, m.Stats())
 }
+
+func TestPlainListenerRunsInParallelOnIdleWorkers(t *testing.T) {
+	// Four slow events for one plain listener and four workers: all four
+	// must be running at once, not queued behind each other on one worker.
+	m := newManager[int](t, eventbus.WithWorkers(4))
+	g := newGate()
+	_, err := m.RegisterListener("slow", func(ctx context.Context, _ eventbus.Event[int]) error {
+		g.wait(ctx)
+		return nil
+	})
+	require.NoError(t, err)
+	for i := range 4 {
+		require.NoError(t, m.Emit(context.Background(), "slow", i))
+	}
+	g.waitEntered(t, 4)
+	assert.Equal(t, 4, m.Stats().Running)
+	g.open()
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, uint64(4), m.Stats().Delivered)
+}
+
+func TestUnregisterStopsTheRetriesOfAOnceListener(t *testing.T) {
+	m := newManager[int](t)
+	var calls atomic.Int32
+	var l *eventbus.Listener
+	registered := make(chan struct{})
+	l, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+		<-registered
+		calls.Add(1)
+		l.Unregister() // from inside its own handler, before the retry is due
+		return errors.New("fail")
+	}, eventbus.Once(), eventbus.Retry(3, time.Millisecond, time.Millisecond))
+	require.NoError(t, err)
+	close(registered)
+	require.NoError(t, m.Emit(context.Background(), "e", 1))
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, int32(1), calls.Load(), "no retry after Unregister")
+	s := m.Stats()
+	assert.Equal(t, uint64(1), s.Skipped, "the retry is skipped: %+v", s)
+	checkAccounting(t, s)
+}
+
+func TestConcurrencyListenerIsNotPausedByARetry(t *testing.T) {
+	// Concurrency promises no order, so a delivery waiting out a (long)
+	// backoff must not hold back the others; both backoffs are pending.
+	m := newManager[int](t)
+	delivered := make(chan int, 8)
+	l, err := m.RegisterListener("e", func(_ context.Context, e eventbus.Event[int]) error {
+		if e.Data < 2 {
+			return errors.New("fail") // events 0 and 1 back off for an hour
+		}
+		delivered <- e.Data
+		return nil
+	}, eventbus.Concurrency(2), eventbus.Retry(1, time.Hour, time.Hour))
+	require.NoError(t, err)
+	for i := range 5 {
+		require.NoError(t, m.Emit(context.Background(), "e", i))
+	}
+	for range 3 {
+		select {
+		case <-delivered:
+		case <-time.After(20 * time.Second):
+			t.Fatal("deliveries held back by a retry backoff")
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for l.Stats().Pending != 2 && time.Now().Before(deadline) {
+		runtime.Gosched() // the second failure's backoff is being scheduled
+	}
+	assert.Equal(t, 2, l.Stats().Pending, "both backoffs pending")
+	assert.Equal(t, 2, m.Stats().Queued)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, m.Close(ctx), context.Canceled)
+	s := m.Stats()
+	assert.Equal(t, uint64(2), s.Abandoned, "%+v", s)
+	checkAccounting(t, s)
+}

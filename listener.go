@@ -9,11 +9,12 @@ import (
 // Listener is a registered handler, returned by RegisterListener. Its
 // methods are safe for concurrent use, including from inside any handler.
 type Listener struct {
-	pattern string
-	removed atomic.Bool
-	fired   atomic.Bool // Once: the one delivery has started
-	owner   owner       // the entry, which knows its EventManager
-	counts  tallies
+	pattern  string
+	removed  atomic.Bool // Unregister was called
+	unlinked atomic.Bool // out of the registry: unregistered, or a Once that fired
+	fired    atomic.Bool // Once: the one delivery has started
+	owner    owner       // the entry, which knows its EventManager
+	counts   tallies
 }
 
 // Pattern returns the pattern the listener was registered with.
@@ -27,6 +28,14 @@ func (l *Listener) Pattern() string { return l.pattern }
 // running invocations; call Flush for that.
 func (l *Listener) Unregister() {
 	if l.removed.Swap(true) {
+		return
+	}
+	l.unlink()
+}
+
+// unlink takes the listener out of the registry, once.
+func (l *Listener) unlink() {
+	if l.unlinked.Swap(true) {
 		return
 	}
 	l.owner.unregister()

@@ -140,8 +140,9 @@ func (c *listenerConfig) fail(format string, args ...any) {
 }
 
 // Once makes the listener run at most once: the first delivery to start
-// runs it and unregisters it; every other delivery, including concurrent
-// ones, is skipped.
+// runs it and takes it out of the registry; every other delivery, including
+// concurrent ones, is skipped. With Retry, that one delivery is still retried
+// until it succeeds or runs out of attempts, unless Unregister is called.
 func Once() ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) { c.once = true })
 }

@@ -50,7 +50,7 @@ type mailbox[T any] struct {
 	active   int
 	limit    int
 	queued   bool // in the ready list or in the gate's waiting list
-	retrying bool // its head delivery waits out a retry backoff
+	backoffs int  // its deliveries waiting out a retry backoff
 
 	// busy list links: every mailbox that is not idle is in it.
 	tracked    bool
@@ -58,7 +58,14 @@ type mailbox[T any] struct {
 }
 
 func (mb *mailbox[T]) idle() bool {
-	return mb.q.len() == 0 && mb.active == 0 && !mb.retrying && !mb.queued
+	return mb.q.len() == 0 && mb.active == 0 && mb.backoffs == 0 && !mb.queued
+}
+
+// paused reports whether mb must wait for a retry before starting anything:
+// an ordered mailbox (limit 1) keeps its order by running the retry first;
+// a Concurrency(n > 1) mailbox, which promises no order, does not pause.
+func (mb *mailbox[T]) paused() bool {
+	return mb.limit == 1 && mb.backoffs > 0
 }
 
 // gate limits the keys of an OrderedBy listener that run at once.
@@ -257,7 +264,7 @@ func (s *scheduler[T]) keyBox(e *entry[T], key string) *mailbox[T] {
 // makeReady queues mb for a worker if it can start a delivery now, or in
 // its gate's waiting list if only the gate stops it.
 func (s *scheduler[T]) makeReady(mb *mailbox[T]) {
-	if mb.queued || mb.retrying || mb.q.len() == 0 || mb.active >= mb.limit {
+	if mb.queued || mb.paused() || mb.q.len() == 0 || mb.active >= mb.limit {
 		return
 	}
 	mb.queued = true
@@ -345,7 +352,10 @@ func (s *scheduler[T]) run() {
 				batch = batch[:len(batch)+r.n]
 			}
 		case s.shared.len() > 0:
-			for s.shared.len() > 0 && len(batch) < _batchSize {
+			// A fair share of the queue among the workers, so that slow
+			// listeners still run in parallel on idle workers.
+			share := min(_batchSize, (s.shared.len()+s.workers-1)/max(1, s.workers))
+			for s.shared.len() > 0 && len(batch) < share {
 				batch = append(batch, s.shared.pop())
 			}
 		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
@@ -496,7 +506,7 @@ func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int) {
 		}
 		d := batch[ran]
 		d.attempt++
-		mb.retrying = true
+		mb.backoffs++
 		s.startBackoff(d, mb)
 	}
 	mb.active--
@@ -542,7 +552,7 @@ func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 	if s.aborted.Load() {
 		s.abandon(rt.d, false)
 		if rt.mb != nil {
-			rt.mb.retrying = false
+			rt.mb.backoffs--
 			s.retire(rt.mb)
 		}
 		s.idle = 0
@@ -552,7 +562,7 @@ func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 	s.units++
 	s.queued++
 	if rt.mb != nil {
-		rt.mb.retrying = false
+		rt.mb.backoffs--
 		rt.mb.q.pushFront(rt.d)
 		s.makeReady(rt.mb)
 		return
@@ -660,7 +670,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 			s.backoff--
 			s.abandon(rt.d, false)
 			if rt.mb != nil {
-				rt.mb.retrying = false
+				rt.mb.backoffs--
 			}
 		}
 	}
@@ -716,15 +726,11 @@ func (s *scheduler[T]) pendingFor(e *entry[T]) int {
 	n := 0
 	if e.box != nil {
 		n += e.box.q.len()
-		if e.box.retrying {
-			n++
-		}
+		n += e.box.backoffs
 	}
 	for _, mb := range e.keys {
 		n += mb.q.len()
-		if mb.retrying {
-			n++
-		}
+		n += mb.backoffs
 	}
 	return n
 }

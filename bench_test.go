@@ -27,6 +27,22 @@ func BenchmarkDirectCall(b *testing.B) {
 	}
 }
 
+// Baseline: looking the name up in a plain map and calling the handler,
+// the floor for any bus that routes by name.
+func BenchmarkNameLookupCall(b *testing.B) {
+	handlers := map[string][]eventbus.Handler[int]{"order.created": {work}}
+	for i := range 100 { // a few other names, as a real registry has
+		handlers[fmt.Sprintf("other.%d", i)] = []eventbus.Handler[int]{work}
+	}
+	name := "order.created"
+	b.ReportAllocs()
+	for range b.N {
+		for _, h := range handlers[name] {
+			_ = h(context.Background(), eventbus.Event[int]{Name: name, Data: 1})
+		}
+	}
+}
+
 func benchEmitSync(b *testing.B, listeners int, pattern string) {
 	m := eventbus.New[int]()
 	defer m.Close(context.Background())

@@ -4,11 +4,17 @@ MODULE_DIRS = . natsbus benchmarks examples/orders-nats
 # The test command of the README: every module, under the race detector.
 test:
 	@set -e; for d in $(MODULE_DIRS); do echo "== $$d"; (cd $$d && go test -race -count=1 ./...); done
+	go test -run '^$$' -bench . -benchtime=1x .
 	cd benchmarks && go test -run '^$$' -bench . -benchtime=1x ./...
+	go run ./examples/orders >/dev/null
 
 lint:
 	@set -e; test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	@set -e; for d in $(MODULE_DIRS); do (cd $$d && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...); done
 
+BENCHSTAT = go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+# The root benchmarks, 6 runs, summarised by benchstat (about 3 minutes).
 bench:
 	go test -run '^$$' -bench . -benchmem -count 6 . | tee bench.txt
+	$(BENCHSTAT) bench.txt

@@ -938,3 +938,58 @@ func TestConcurrencyListenerIsNotPausedByARetry(t *testing.T) {
 	assert.Equal(t, uint64(2), s.Abandoned, "%+v", s)
 	checkAccounting(t, s)
 }
+
+func TestIdleWorkerStealsWhatABlockedWorkerTook(t *testing.T) {
+	// Both workers are held while work queues up, so that each takes a
+	// batch of several units when released. One unit then blocks; every
+	// other unit, including those in the blocked worker's batch, must still
+	// run, on the other worker.
+	for _, mode := range []string{"plain", "keyed"} {
+		t.Run(mode, func(t *testing.T) {
+			m := newManager[int](t, eventbus.WithWorkers(2))
+			hold := newGate()
+			_, err := m.RegisterListener("hold", func(ctx context.Context, _ eventbus.Event[int]) error {
+				hold.wait(ctx)
+				return nil
+			})
+			require.NoError(t, err)
+			block := newGate()
+			ran := make(chan int, 16)
+			var opts []eventbus.ListenerOption
+			if mode == "keyed" {
+				opts = append(opts, eventbus.OrderedBy(func(e eventbus.Event[int]) string { return strconv.Itoa(e.Data) }))
+			}
+			_, err = m.RegisterListener("work", func(ctx context.Context, e eventbus.Event[int]) error {
+				if e.Data == 0 {
+					block.wait(ctx)
+				}
+				ran <- e.Data
+				return nil
+			}, opts...)
+			require.NoError(t, err)
+			require.NoError(t, m.Emit(context.Background(), "hold", 0))
+			require.NoError(t, m.Emit(context.Background(), "hold", 1))
+			hold.waitEntered(t, 2)
+			const units = 8
+			for i := range units {
+				require.NoError(t, m.Emit(context.Background(), "work", i))
+			}
+			hold.open()
+			block.waitEntered(t, 1)
+			got := map[int]bool{}
+			for range units - 1 {
+				select {
+				case v := <-ran:
+					got[v] = true
+				case <-time.After(20 * time.Second):
+					t.Fatalf("units stuck behind the blocked one; ran %v", got)
+				}
+			}
+			assert.Len(t, got, units-1)
+			assert.NotContains(t, got, 0)
+			block.open()
+			require.NoError(t, m.Flush(context.Background()))
+			checkAccounting(t, m.Stats())
+		})
+	}
+}

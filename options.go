@@ -76,6 +76,11 @@ func WithWorkers(n int) Option {
 // is reached Emit waits and TryEmit fails with ErrQueueFull. Emits made from
 // inside a listener may use a reserve of the same size again, so that a
 // listener that emits never waits on workers that are waiting on it.
+//
+// Deliveries that a worker has taken but not started are no longer counted
+// (each worker takes up to 64 at once; Stats counts them as Running), nor
+// are retries waiting out a backoff; so at most n (2n with the reserve) +
+// 64 per worker deliveries are held at any time, plus the retries.
 func WithQueueSize(n int) Option {
 	return optionFunc(func(o *options) {
 		if n >= 1 {

@@ -19,11 +19,11 @@ import (
 // and a mailbox that may start one sits in the ready list, so no worker ever
 // parks waiting for a listener's turn.
 //
-// Workers take deliveries in batches (one lock round trip for up to
-// _batchSize deliveries) and account for them when the batch is done, under
-// the same lock. The bound (capacity) counts queued deliveries, shared and
-// mailbox alike; a worker's batch in hand is not counted, so memory is
-// bounded by capacity + workers × _batchSize deliveries.
+// Workers take deliveries in batches (see worker.go); an idle worker steals
+// what another has taken but not started. The bound (capacity) counts
+// queued deliveries, shared and mailbox alike; a worker's batch in hand is
+// not counted, so memory is bounded by capacity + workers × _batchSize
+// deliveries.
 
 // delivery is one unit of queued work.
 type delivery[T any] struct {
@@ -107,6 +107,8 @@ type scheduler[T any] struct {
 	busy    *mailbox[T]   // head of the list of mailboxes that are not idle
 	spare   []*mailbox[T] // retired key mailboxes, for reuse
 	done    chan struct{} // closed once closed and every worker has exited
+
+	hands []*hand[T] // the batches of the workers, for stealing
 
 	cur    *epoch
 	sealed deque[*epoch]
@@ -328,177 +330,24 @@ func (s *scheduler[T]) untrack(mb *mailbox[T]) {
 	mb.tracked, mb.prev, mb.next = false, nil, nil
 }
 
-// boxRun is the part of a worker's batch taken from one mailbox.
-type boxRun[T any] struct {
-	mb     *mailbox[T]
-	n, ran int
-}
-
-// run is a worker goroutine.
-func (s *scheduler[T]) run() {
-	batch := make([]delivery[T], 0, _batchSize)
-	var retries []delivery[T]
-	var boxes []boxRun[T] // when the batch is from mailboxes
-	var fromBox bool      // alternate between mailboxes and the shared queue
-	s.mu.Lock()
-	for {
-		switch {
-		case s.ready.len() > 0 && (fromBox || s.shared.len() == 0):
-			boxes = s.takeBoxes(batch[:0], boxes[:0])
-			if len(boxes) == 0 {
-				continue
-			}
-			for _, r := range boxes {
-				batch = batch[:len(batch)+r.n]
-			}
-		case s.shared.len() > 0:
-			// A fair share of the queue among the workers, so that slow
-			// listeners still run in parallel on idle workers.
-			share := min(_batchSize, (s.shared.len()+s.workers-1)/max(1, s.workers))
-			for s.shared.len() > 0 && len(batch) < share {
-				batch = append(batch, s.shared.pop())
-			}
-		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
-			s.workers--
-			if s.workers == 0 {
-				close(s.done)
-			}
-			s.idle = 0
-			s.work.Broadcast() // the others exit too
-			s.mu.Unlock()
-			return
-		default:
-			s.idle++
-			s.work.Wait()
-			continue
-		}
-		fromBox = !fromBox
-
-		deliveries := len(batch)
-		if len(boxes) == 0 {
-			deliveries = 0
-			for i := range batch {
-				deliveries += len(batch[i].to)
-			}
-		}
-		s.units -= len(batch)
-		s.queued -= deliveries
-		s.running += deliveries
-		s.freed()
-		s.mu.Unlock()
-
-		var c counters
-		if len(boxes) > 0 {
-			off := 0
-			for i := range boxes {
-				r := &boxes[i]
-				r.ran = s.runBox(r.mb, batch[off:off+r.n], &c)
-				off += r.n
-			}
-		} else {
-			retries = s.runShared(batch, &c, retries[:0])
-		}
-
-		s.mu.Lock()
-		s.stats.add(&c)
-		if len(boxes) > 0 {
-			off := 0
-			for _, r := range boxes {
-				s.finishBox(r.mb, batch[off:off+r.n], r.ran)
-				off += r.n
-			}
-			clear(boxes)
-			boxes = boxes[:0]
-		} else {
-			for _, d := range retries { // before completing, so Flush waits for them
-				d.ep.pending++
-				s.startBackoff(d, nil)
-			}
-			for i := range batch {
-				s.complete(batch[i].ep)
-			}
-		}
-		s.running -= deliveries
-		clear(batch)
-		batch = batch[:0]
-	}
-}
-
-// takeBoxes takes deliveries from ready mailboxes into batch (which has room
-// for _batchSize) with s.mu held, and says which came from which mailbox. It
-// takes from several mailboxes (up to a fair share of the ready ones among
-// the workers) so that many keys with one delivery each cost one lock round
-// trip, not one each.
-func (s *scheduler[T]) takeBoxes(batch []delivery[T], boxes []boxRun[T]) []boxRun[T] {
-	share := max(1, s.ready.len()/max(1, s.workers))
-	for s.ready.len() > 0 && len(boxes) < share && len(batch) < _batchSize {
-		mb := s.ready.pop()
-		mb.queued = false
-		if g := mb.e.gate; g != nil && g.limit > 0 && mb.active == 0 && g.active >= g.limit {
-			s.makeReady(mb) // the gate filled up meanwhile
-			continue
-		}
-		n := 1
-		if mb.limit == 1 {
-			n = min(mb.q.len(), _batchSize-len(batch))
-		}
-		for range n {
-			batch = append(batch, mb.q.pop())
-		}
-		if mb.active == 0 && mb.e.gate != nil {
-			mb.e.gate.active++
-		}
-		mb.active++
-		s.makeReady(mb) // a Concurrency(n > 1) mailbox may start more
-		boxes = append(boxes, boxRun[T]{mb: mb, n: n})
-	}
-	return boxes
-}
-
-// runShared runs shared-queue deliveries, returning those to retry.
-func (s *scheduler[T]) runShared(batch []delivery[T], c *counters, retries []delivery[T]) []delivery[T] {
-	for i := range batch {
-		d := &batch[i]
-		for _, e := range d.to {
-			if s.aborted.Load() {
-				c.abandoned++
-				continue
-			}
-			if s.m.deliver(d.ctx, e, d.ev, d.attempt, c) {
-				r := *d
-				r.to = []*entry[T]{e}
-				r.attempt++
-				retries = append(retries, r)
-			}
-		}
-	}
-	return retries
-}
-
-// runBox runs a mailbox's batch in order and returns how many deliveries are
-// finished; if it stops early, batch[ran] must be retried.
-func (s *scheduler[T]) runBox(mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
-	for i := range batch {
-		d := &batch[i]
-		if s.aborted.Load() {
-			c.abandoned++
-			continue
-		}
-		if s.m.deliver(d.ctx, mb.e, d.ev, d.attempt, c) {
-			return i
-		}
-	}
-	return len(batch)
-}
-
 // finishBox accounts for a mailbox batch, with s.mu held. Deliveries from
 // batch[ran] on were not finished: the first is retried after a backoff,
-// and the rest go back to the front of the mailbox, in order, behind it.
+// and the rest go back to the front of the mailbox, in order, behind it
+// (unless Close gave up meanwhile: then they are abandoned).
 func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int) {
 	for i := range ran {
 		s.complete(batch[i].ep)
 	}
-	if ran < len(batch) {
+	switch {
+	case ran == len(batch):
+	case s.aborted.Load():
+		// Close gave up while this batch ran: the failed delivery is not
+		// retried and the rest is not queued again.
+		for i := ran; i < len(batch); i++ {
+			s.stats.abandoned++
+			s.complete(batch[i].ep)
+		}
+	default:
 		for i := len(batch) - 1; i > ran; i-- {
 			mb.q.pushFront(batch[i])
 			s.units++

@@ -70,7 +70,10 @@ type tally struct {
 	_                                                                [8]byte
 }
 
-const _stripes = 8
+const (
+	_stripeBits = 3
+	_stripes    = 1 << _stripeBits
+)
 
 func newTallies() tallies { return tallies{s: new([_stripes]tally)} }
 
@@ -79,8 +82,8 @@ func newTallies() tallies { return tallies{s: new([_stripes]tally)} }
 // stack that grows may move to another stripe, which is harmless).
 func (t tallies) mine() *tally {
 	var probe byte
-	h := uintptr(unsafe.Pointer(&probe)) >> 13
-	return &t.s[(h^h>>3)&(_stripes-1)]
+	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
+	return &t.s[h>>(64-_stripeBits)]
 }
 
 // add counts an EmitSync call (or an emit that matched nothing) and what

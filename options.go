@@ -223,7 +223,9 @@ func Timeout(d time.Duration) ListenerOption {
 // Only the last failure reaches the error handler, as a *ListenerError whose
 // Attempts field counts the runs. With Ordered or OrderedBy the listener's
 // next event (for that key) waits until the retried one has succeeded or
-// given up. A retried delivery still counts against Flush and Close.
+// given up; with Concurrency(n > 1) the listener's other events go on
+// meanwhile. A retried delivery still counts against Flush and Close, unless
+// Close gives up waiting: then no further attempt is made.
 // Retry applies to Emit; EmitSync runs each listener once.
 func Retry(retries int, initial, max time.Duration) ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) {

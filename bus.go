@@ -46,7 +46,6 @@ func New[T any](opts ...Option) *EventManager[T] {
 	}
 	m.reg.Store(&registry[T]{})
 	m.pool = newScheduler(m, &m.opts)
-	m.sync = newTallies()
 	return m
 }
 
@@ -80,7 +79,7 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
 	if m.closed.Load() {
-		m.sync.mine().rejected.Add(1)
+		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, ErrClosed)
 	}
 	rt, err := m.route(name)
@@ -88,7 +87,7 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 		err = ctx.Err()
 	}
 	if err != nil {
-		m.sync.mine().rejected.Add(1)
+		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
 	var c counters
@@ -107,7 +106,7 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 			}
 		}
 	}
-	m.sync.add(&c)
+	m.sync.addCall(&c)
 	if errs != nil {
 		return errors.Join(append([]error{first}, errs...)...)
 	}
@@ -149,7 +148,7 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 		if m.closed.Load() {
 			err = ErrClosed
 		} else {
-			m.sync.mine().emitted.Add(1)
+			m.sync.add(cEmitted, 1)
 			return nil
 		}
 	}
@@ -163,7 +162,7 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 		err = m.pool.accept(ctx, m.listenerContext(ctx), rt, ev, keys, wait)
 	}
 	if err != nil {
-		m.sync.mine().rejected.Add(1)
+		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
 	return nil
@@ -248,22 +247,22 @@ func (m *EventManager[T]) invoke(ctx context.Context, e *entry[T], ev Event[T], 
 }
 
 func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
-	l := e.l.counts.mine()
+	l := &e.l.counts
 	switch oc {
 	case delivered:
 		c.delivered++
-		l.delivered.Add(1)
+		l.add(cDelivered, 1)
 		return nil
 	case skipped:
 		c.skipped++
-		l.skipped.Add(1)
+		l.add(cSkipped, 1)
 		return nil
 	case failed:
 		c.failed++
-		l.failed.Add(1)
+		l.add(cFailed, 1)
 	case panicked:
 		c.panicked++
-		l.panicked.Add(1)
+		l.add(cPanicked, 1)
 	}
 	return &ListenerError{Event: ev.Name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
 }
@@ -297,7 +296,7 @@ func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T],
 	oc, err := m.call(ctx, e, ev, attempt)
 	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
 		c.retried++
-		e.l.counts.mine().retried.Add(1)
+		e.l.counts.add(cRetried, 1)
 		return true
 	}
 	if lerr := m.count(e, ev, oc, err, attempt, c); lerr != nil {

@@ -112,7 +112,7 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 	if err != nil {
 		return nil, fmt.Errorf("register %q: %w", pattern, err)
 	}
-	l := &Listener{pattern: pattern, counts: newTallies()}
+	l := &Listener{pattern: pattern}
 	e.l = l
 	e.m = m
 	l.owner = e

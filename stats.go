@@ -59,59 +59,90 @@ func (c *counters) add(o *counters) {
 	c.retried += o.retried
 }
 
-// tallies are atomic counters striped over cache lines, so that goroutines
-// counting at once on different cores rarely write the same line: each adds
-// to the stripe its stack address picks, and a reader sums the stripes.
-type tallies struct{ s *[_stripes]tally }
-
-// tally is one stripe, one cache line.
-type tally struct {
-	emitted, delivered, failed, panicked, skipped, retried, rejected atomic.Uint64
-	_                                                                [8]byte
+// tallies are atomic counters that spread over cache lines once they are
+// contended. They start as one line (base); the first time an add finds
+// another goroutine adding at the same moment (a failed compare-and-swap),
+// they switch to _stripes lines, each goroutine adding to the one its stack
+// address picks, so that goroutines on different cores rarely write the same
+// line. Readers sum base and the stripes.
+type tallies struct {
+	base    tally
+	striped atomic.Pointer[[_stripes]tally]
 }
 
+// tally is one cache line of counters.
+type tally struct {
+	n [_counters]atomic.Uint64
+	_ [64 - 8*_counters]byte
+}
+
+type counter int
+
 const (
-	_stripeBits = 3
+	cEmitted counter = iota
+	cDelivered
+	cFailed
+	cPanicked
+	cSkipped
+	cRetried
+	cRejected
+	_counters
+)
+
+const (
+	_stripeBits = 5
 	_stripes    = 1 << _stripeBits
 )
 
-func newTallies() tallies { return tallies{s: new([_stripes]tally)} }
-
-// mine returns the stripe of the calling goroutine. Goroutine stacks are
-// separate allocations, so the stack address tells goroutines apart (a
-// stack that grows may move to another stripe, which is harmless).
-func (t tallies) mine() *tally {
-	var probe byte
-	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
-	return &t.s[h>>(64-_stripeBits)]
+// add adds n to counter i.
+func (t *tallies) add(i counter, n uint64) {
+	if s := t.striped.Load(); s != nil {
+		var probe byte                                                        // goroutine stacks are separate, so its address tells goroutines apart
+		h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
+		s[h>>(64-_stripeBits)].n[i].Add(n)
+		return
+	}
+	x := &t.base.n[i]
+	old := x.Load()
+	if x.CompareAndSwap(old, old+n) {
+		return
+	}
+	t.striped.CompareAndSwap(nil, new([_stripes]tally))
+	t.add(i, n)
 }
 
-// add counts an EmitSync call (or an emit that matched nothing) and what
-// its deliveries became.
-func (t tallies) add(c *counters) {
-	s := t.mine()
-	s.emitted.Add(1)
+// addCall counts an EmitSync call and what its deliveries became.
+func (t *tallies) addCall(c *counters) {
+	t.add(cEmitted, 1)
 	if c.delivered != 0 {
-		s.delivered.Add(c.delivered)
+		t.add(cDelivered, c.delivered)
 	}
-	if c.failed|c.panicked|c.skipped != 0 {
-		s.failed.Add(c.failed)
-		s.panicked.Add(c.panicked)
-		s.skipped.Add(c.skipped)
+	if c.failed != 0 {
+		t.add(cFailed, c.failed)
+	}
+	if c.panicked != 0 {
+		t.add(cPanicked, c.panicked)
+	}
+	if c.skipped != 0 {
+		t.add(cSkipped, c.skipped)
 	}
 }
 
-// sum reads every stripe.
-func (t tallies) sum() (c counters, rejected uint64) {
-	for i := range t.s {
-		s := &t.s[i]
-		c.emitted += s.emitted.Load()
-		c.delivered += s.delivered.Load()
-		c.failed += s.failed.Load()
-		c.panicked += s.panicked.Load()
-		c.skipped += s.skipped.Load()
-		c.retried += s.retried.Load()
-		rejected += s.rejected.Load()
+// sum reads every counter.
+func (t *tallies) sum() (c counters, rejected uint64) {
+	var n [_counters]uint64
+	read := func(l *tally) {
+		for i := range l.n {
+			n[i] += l.n[i].Load()
+		}
 	}
-	return c, rejected
+	read(&t.base)
+	if s := t.striped.Load(); s != nil {
+		for i := range s {
+			read(&s[i])
+		}
+	}
+	c = counters{emitted: n[cEmitted], delivered: n[cDelivered], failed: n[cFailed],
+		panicked: n[cPanicked], skipped: n[cSkipped], retried: n[cRetried]}
+	return c, n[cRejected]
 }

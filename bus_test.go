@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -990,6 +991,59 @@ func TestIdleWorkerStealsWhatABlockedWorkerTook(t *testing.T) {
 			block.open()
 			require.NoError(t, m.Flush(context.Background()))
 			checkAccounting(t, m.Stats())
+		})
+	}
+}
+
+func TestGoexitInAListenerLosesNothing(t *testing.T) {
+	// t.FailNow in a listener calls runtime.Goexit, which ends the worker's
+	// goroutine. The delivery is reported as failed, and everything else —
+	// the event's other listeners, the rest of the worker's batch, an
+	// ordered listener's backlog — is still delivered, in order.
+	for _, mode := range []string{"plain", "ordered"} {
+		t.Run(mode, func(t *testing.T) {
+			var sink errorSink
+			m := newManager[int](t, eventbus.WithWorkers(2), eventbus.WithErrorHandler(sink.handle))
+			var opts []eventbus.ListenerOption
+			if mode == "ordered" {
+				opts = append(opts, eventbus.Ordered())
+			}
+			var mu sync.Mutex
+			var got []int
+			_, err := m.RegisterListener("e", func(_ context.Context, e eventbus.Event[int]) error {
+				if e.Data%10 == 3 {
+					runtime.Goexit()
+				}
+				mu.Lock()
+				got = append(got, e.Data)
+				mu.Unlock()
+				return nil
+			}, opts...)
+			require.NoError(t, err)
+			var other atomic.Int32
+			_, err = m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+				other.Add(1)
+				return nil
+			}, eventbus.Priority(-1)) // runs after the first on plain deliveries
+			require.NoError(t, err)
+			const events = 200
+			for i := range events {
+				require.NoError(t, m.Emit(context.Background(), "e", i))
+			}
+			require.NoError(t, m.Flush(context.Background()))
+			assert.Equal(t, int32(events), other.Load(), "the other listener got every event")
+			mu.Lock()
+			assert.Len(t, got, events-events/10)
+			if mode == "ordered" {
+				assert.True(t, slices.IsSorted(got), "in order")
+			}
+			mu.Unlock()
+			errs := sink.all()
+			require.Len(t, errs, events/10)
+			assert.ErrorContains(t, errs[0], "runtime.Goexit")
+			s := m.Stats()
+			assert.Equal(t, uint64(events/10), s.Failed)
+			checkAccounting(t, s)
 		})
 	}
 }

@@ -20,7 +20,9 @@ type Event[T any] struct {
 // Handler handles one event. The context carries the values of the context
 // given to Emit or EmitSync (see those methods for its cancellation). A
 // non-nil error, or a panic, is reported as a [*ListenerError]; it never
-// affects other listeners.
+// affects other listeners. On the pool, a Handler that calls runtime.Goexit
+// (as t.FailNow does) is reported as failed too, and its worker is replaced;
+// under EmitSync it ends the calling goroutine, as a direct call would.
 //
 // A Handler may call any method of the EventManager that runs it, including
 // Emit, EmitSync, RegisterListener and [Listener.Unregister]. Pass it the

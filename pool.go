@@ -333,13 +333,20 @@ func (s *scheduler[T]) untrack(mb *mailbox[T]) {
 // finishBox accounts for a mailbox batch, with s.mu held. Deliveries from
 // batch[ran] on were not finished: the first is retried after a backoff,
 // and the rest go back to the front of the mailbox, in order, behind it
-// (unless Close gave up meanwhile: then they are abandoned).
-func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int) {
+// (unless Close gave up meanwhile: then they are abandoned). Without retry
+// they all go back, none retried.
+func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int, retry bool) {
 	for i := range ran {
 		s.complete(batch[i].ep)
 	}
 	switch {
 	case ran == len(batch):
+	case !retry:
+		for i := len(batch) - 1; i >= ran; i-- {
+			mb.q.pushFront(batch[i])
+			s.units++
+			s.queued++
+		}
 	case s.aborted.Load():
 		// Close gave up while this batch ran: the failed delivery is not
 		// retried and the rest is not queued again.

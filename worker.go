@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"errors"
 	"slices"
 	"sync/atomic"
 )
@@ -26,7 +27,9 @@ type hand[T any] struct {
 	units int32
 	next  atomic.Int32 // the next unit not yet claimed
 
-	// Owner only: what it ran, to account for under the lock.
+	// Owner only: what it ran, to account for under the lock, and where
+	// it is (unit cur, delivery or listener at within it).
+	cur, at    int
 	done       []int32
 	retries    []delivery[T]
 	deliveries int
@@ -56,6 +59,13 @@ func (h *hand[T]) reset() {
 func (s *scheduler[T]) run() {
 	h := &hand[T]{batch: make([]delivery[T], 0, _batchSize)}
 	var fromBox bool // alternate between mailboxes and the shared queue
+	var c counters
+	running := false
+	defer func() {
+		if running { // a handler called runtime.Goexit: this goroutine ends
+			s.goexit(h, &c)
+		}
+	}()
 	s.mu.Lock()
 	s.hands = append(s.hands, h)
 	for {
@@ -87,7 +97,8 @@ func (s *scheduler[T]) run() {
 		}
 		s.mu.Unlock()
 
-		var c counters
+		c = counters{}
+		running = true
 		for {
 			u := h.next.Add(1) - 1
 			if u >= h.units {
@@ -95,6 +106,7 @@ func (s *scheduler[T]) run() {
 			}
 			s.runUnit(h, u, &c)
 		}
+		running = false
 
 		s.mu.Lock()
 		s.stats.add(&c)
@@ -196,13 +208,14 @@ func (s *scheduler[T]) steal(h *hand[T]) bool {
 
 // runUnit runs unit u of h, without s.mu.
 func (s *scheduler[T]) runUnit(h *hand[T], u int32, c *counters) {
+	h.cur = int(u)
 	if len(h.boxes) > 0 {
 		r := &h.boxes[u]
-		r.ran = s.runBox(r.mb, h.batch[r.off:r.off+r.n], c)
+		r.ran = s.runBox(h, r.mb, h.batch[r.off:r.off+r.n], c)
 		h.deliveries += r.n
 	} else {
 		d := &h.batch[u]
-		h.retries = s.runShared(d, c, h.retries)
+		h.retries = s.runShared(h, d, c, h.retries)
 		h.deliveries += len(d.to)
 	}
 	h.done = append(h.done, u)
@@ -210,8 +223,9 @@ func (s *scheduler[T]) runUnit(h *hand[T], u int32, c *counters) {
 
 // runShared runs a shared-queue delivery for each of its listeners,
 // returning those to retry.
-func (s *scheduler[T]) runShared(d *delivery[T], c *counters, retries []delivery[T]) []delivery[T] {
-	for _, e := range d.to {
+func (s *scheduler[T]) runShared(h *hand[T], d *delivery[T], c *counters, retries []delivery[T]) []delivery[T] {
+	for i, e := range d.to {
+		h.at = i
 		if s.aborted.Load() {
 			c.abandoned++
 			continue
@@ -228,8 +242,9 @@ func (s *scheduler[T]) runShared(d *delivery[T], c *counters, retries []delivery
 
 // runBox runs a mailbox's batch in order and returns how many deliveries are
 // finished; if it stops early, batch[ran] must be retried.
-func (s *scheduler[T]) runBox(mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
+func (s *scheduler[T]) runBox(h *hand[T], mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
 	for i := range batch {
+		h.at = i
 		d := &batch[i]
 		if s.aborted.Load() {
 			c.abandoned++
@@ -256,10 +271,81 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	for _, u := range h.done {
 		if len(h.boxes) > 0 {
 			r := h.boxes[u]
-			s.finishBox(r.mb, h.batch[r.off:r.off+r.n], r.ran)
+			s.finishBox(r.mb, h.batch[r.off:r.off+r.n], r.ran, true)
 		} else {
 			s.complete(h.batch[u].ep)
 		}
 	}
 	s.running -= h.deliveries
+}
+
+// errGoexit is the failure reported for a handler that called
+// runtime.Goexit (as t.FailNow does).
+var errGoexit = errors.New("eventbus: handler called runtime.Goexit")
+
+// goexit runs on a worker whose goroutine is ending because a handler
+// called runtime.Goexit. It reports that delivery as failed, accounts for
+// what the worker finished, puts back what it had not (the listeners after
+// the culprit in its delivery, the rest of a mailbox run, the units not
+// started) and lets another worker take over, so that nothing is lost and
+// Flush and Close do not wait forever.
+func (s *scheduler[T]) goexit(h *hand[T], c *counters) {
+	var e *entry[T]
+	var d delivery[T]
+	if len(h.boxes) > 0 {
+		r := &h.boxes[h.cur]
+		e, d = r.mb.e, h.batch[r.off+h.at]
+		r.ran = h.at + 1
+	} else {
+		d = h.batch[h.cur]
+		e = d.to[h.at]
+	}
+	c.failed++
+	e.l.counts.add(cFailed, 1)
+	s.m.report(&ListenerError{Event: d.ev.Name, Pattern: e.pattern, Attempts: d.attempt + 1, Err: errGoexit})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := min(h.next.Swap(h.units), h.units) // nobody may steal the rest now
+	s.stats.add(c)
+	s.account(h)
+	if len(h.boxes) > 0 {
+		r := h.boxes[h.cur]
+		s.finishBox(r.mb, h.batch[r.off:r.off+r.n], r.ran, false)
+		s.running -= r.n
+		for _, r := range h.boxes[next:] {
+			s.finishBox(r.mb, h.batch[r.off:r.off+r.n], 0, false)
+			s.running -= r.n
+		}
+	} else {
+		cur := h.batch[h.cur]
+		if rest := cur.to[h.at+1:]; len(rest) > 0 {
+			cur.ep.pending++
+			s.requeue(delivery[T]{ctx: cur.ctx, ev: cur.ev, to: rest, ep: cur.ep, attempt: cur.attempt})
+		}
+		s.complete(cur.ep)
+		s.running -= len(cur.to)
+		for _, d := range h.batch[next:] {
+			s.requeue(d)
+			s.running -= len(d.to)
+		}
+	}
+	h.reset()
+	s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
+	s.workers--
+	switch {
+	case s.units > 0:
+		s.wake() // starts a worker in this one's place if none is idle
+	case s.workers == 0 && s.closed && s.running == 0 && s.backoff == 0:
+		close(s.done)
+	}
+	s.idle = 0
+	s.work.Broadcast()
+}
+
+// requeue puts a shared-queue delivery back at the front, with s.mu held.
+func (s *scheduler[T]) requeue(d delivery[T]) {
+	s.shared.pushFront(d)
+	s.units++
+	s.queued += len(d.to)
 }

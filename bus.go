@@ -292,8 +292,10 @@ func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], at
 
 // deliver runs one pool delivery and reports whether it must be retried;
 // otherwise its outcome is counted and any failure reported.
-func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters) (retry bool) {
+// called is set once the handler has returned (see scheduler.goexit).
+func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters, called *bool) (retry bool) {
 	oc, err := m.call(ctx, e, ev, attempt)
+	*called = true
 	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
 		c.retried++
 		e.l.counts.add(cRetried, 1)

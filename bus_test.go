@@ -1047,3 +1047,88 @@ func TestGoexitInAListenerLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestGoexitEdgeCases(t *testing.T) {
+	boom := errors.New("boom")
+	t.Run("a retry requested earlier in the same delivery still runs", func(t *testing.T) {
+		m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithErrorHandler(func(error) {}))
+		var calls atomic.Int32
+		_, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+			if calls.Add(1) == 1 {
+				return boom
+			}
+			return nil
+		}, eventbus.Priority(1), eventbus.Retry(1, time.Millisecond, time.Millisecond))
+		require.NoError(t, err)
+		_, err = m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+			runtime.Goexit()
+			return nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, m.Emit(context.Background(), "e", 1))
+		require.NoError(t, m.Flush(context.Background()))
+		assert.Equal(t, int32(2), calls.Load(), "the first listener's retry ran")
+		checkAccounting(t, m.Stats())
+	})
+	t.Run("Close waits for a retry when no worker is left", func(t *testing.T) {
+		m := eventbus.New[int](eventbus.WithWorkers(1), eventbus.WithErrorHandler(func(error) {}))
+		var calls atomic.Int32
+		failed := make(chan struct{})
+		_, err := m.RegisterListener("r", func(context.Context, eventbus.Event[int]) error {
+			if calls.Add(1) == 1 {
+				close(failed)
+				return boom
+			}
+			return nil
+		}, eventbus.Retry(1, 20*time.Millisecond, 20*time.Millisecond))
+		require.NoError(t, err)
+		_, err = m.RegisterListener("x", func(context.Context, eventbus.Event[int]) error {
+			runtime.Goexit() // the only worker's goroutine ends
+			return nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, m.Emit(context.Background(), "r", 1))
+		<-failed
+		require.NoError(t, m.Emit(context.Background(), "x", 1))
+		require.NoError(t, m.Close(context.Background()))
+		assert.Equal(t, int32(2), calls.Load(), "Close returned after the retry")
+		s := m.Stats()
+		assert.Zero(t, s.Queued)
+		checkAccounting(t, s)
+	})
+	t.Run("an error handler that calls Goexit once", func(t *testing.T) {
+		var once atomic.Bool
+		m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithErrorHandler(func(error) {
+			if !once.Swap(true) {
+				runtime.Goexit()
+			}
+		}))
+		_, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error { return boom })
+		require.NoError(t, err)
+		require.NoError(t, m.Emit(context.Background(), "e", 1))
+		require.NoError(t, m.Flush(context.Background()))
+		s := m.Stats()
+		assert.Equal(t, uint64(1), s.Failed, "counted once: %+v", s)
+		checkAccounting(t, s)
+	})
+	t.Run("an error handler that always calls Goexit", func(t *testing.T) {
+		m := eventbus.New[int](eventbus.WithWorkers(1), eventbus.WithErrorHandler(func(error) { runtime.Goexit() }))
+		_, err := m.RegisterListener("e", func(_ context.Context, e eventbus.Event[int]) error {
+			if e.Data == 0 {
+				runtime.Goexit()
+			}
+			return boom
+		})
+		require.NoError(t, err)
+		for i := range 3 {
+			require.NoError(t, m.Emit(context.Background(), "e", i))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, m.Flush(ctx))
+		require.NoError(t, m.Close(ctx))
+		s := m.Stats()
+		assert.Equal(t, uint64(3), s.Failed, "%+v", s)
+		checkAccounting(t, s)
+	})
+}

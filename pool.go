@@ -101,12 +101,13 @@ type scheduler[T any] struct {
 	roomWaiters int
 	room        chan struct{} // closed when room frees up for waiting emitters
 
-	closed  bool
-	closing chan struct{} // closed by Close: wakes emitters waiting for room
-	aborted atomic.Bool   // Close gave up waiting: drop instead of run
-	busy    *mailbox[T]   // head of the list of mailboxes that are not idle
-	spare   []*mailbox[T] // retired key mailboxes, for reuse
-	done    chan struct{} // closed once closed and every worker has exited
+	closed   bool
+	closing  chan struct{} // closed by Close: wakes emitters waiting for room
+	aborted  atomic.Bool   // Close gave up waiting: drop instead of run
+	busy     *mailbox[T]   // head of the list of mailboxes that are not idle
+	spare    []*mailbox[T] // retired key mailboxes, for reuse
+	done     chan struct{} // closed once closed and every worker has exited (see finish)
+	finished bool          // done is closed
 
 	hands []*hand[T] // the batches of the workers, for stealing
 
@@ -411,6 +412,7 @@ func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 			rt.mb.backoffs--
 			s.retire(rt.mb)
 		}
+		s.finish()
 		s.idle = 0
 		s.work.Broadcast() // the pool may have drained
 		return
@@ -478,9 +480,7 @@ func (s *scheduler[T]) close(ctx context.Context) error {
 	if !s.closed {
 		s.closed = true
 		close(s.closing)
-		if s.workers == 0 {
-			close(s.done)
-		}
+		s.finish()
 		s.idle = 0
 		s.work.Broadcast()
 	}
@@ -535,9 +535,21 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 		s.retire(mb)
 		mb = next
 	}
+	s.finish()
 	s.idle = 0
 	s.work.Broadcast()
 	return s.stats.abandoned - before, s.running
+}
+
+// finish closes done, once, when Close has been called and nothing is left:
+// no worker, and no delivery queued, running or backing off. s.mu must be
+// held. (Workers can all be gone with a retry still backing off, after a
+// handler called runtime.Goexit; the retry then starts a new one.)
+func (s *scheduler[T]) finish() {
+	if s.closed && !s.finished && s.workers == 0 && s.units == 0 && s.running == 0 && s.backoff == 0 {
+		s.finished = true
+		close(s.done)
+	}
 }
 
 // abandon counts the deliveries of d as abandoned, with s.mu held; queued

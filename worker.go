@@ -28,8 +28,10 @@ type hand[T any] struct {
 	next  atomic.Int32 // the next unit not yet claimed
 
 	// Owner only: what it ran, to account for under the lock, and where
-	// it is (unit cur, delivery or listener at within it).
+	// it is (unit cur, delivery or listener at within it, and whether that
+	// handler has returned).
 	cur, at    int
+	called     bool
 	done       []int32
 	retries    []delivery[T]
 	deliveries int
@@ -83,9 +85,7 @@ func (s *scheduler[T]) run() {
 		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
 			s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
 			s.workers--
-			if s.workers == 0 {
-				close(s.done)
-			}
+			s.finish()
 			s.idle = 0
 			s.work.Broadcast() // the others exit too
 			s.mu.Unlock()
@@ -215,42 +215,41 @@ func (s *scheduler[T]) runUnit(h *hand[T], u int32, c *counters) {
 		h.deliveries += r.n
 	} else {
 		d := &h.batch[u]
-		h.retries = s.runShared(h, d, c, h.retries)
+		s.runShared(h, d, c)
 		h.deliveries += len(d.to)
 	}
 	h.done = append(h.done, u)
 }
 
-// runShared runs a shared-queue delivery for each of its listeners,
-// returning those to retry.
-func (s *scheduler[T]) runShared(h *hand[T], d *delivery[T], c *counters, retries []delivery[T]) []delivery[T] {
+// runShared runs a shared-queue delivery for each of its listeners, adding
+// those to retry to h.retries as it goes.
+func (s *scheduler[T]) runShared(h *hand[T], d *delivery[T], c *counters) {
 	for i, e := range d.to {
-		h.at = i
+		h.at, h.called = i, false
 		if s.aborted.Load() {
 			c.abandoned++
 			continue
 		}
-		if s.m.deliver(d.ctx, e, d.ev, d.attempt, c) {
+		if s.m.deliver(d.ctx, e, d.ev, d.attempt, c, &h.called) {
 			r := *d
 			r.to = []*entry[T]{e}
 			r.attempt++
-			retries = append(retries, r)
+			h.retries = append(h.retries, r)
 		}
 	}
-	return retries
 }
 
 // runBox runs a mailbox's batch in order and returns how many deliveries are
 // finished; if it stops early, batch[ran] must be retried.
 func (s *scheduler[T]) runBox(h *hand[T], mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
 	for i := range batch {
-		h.at = i
+		h.at, h.called = i, false
 		d := &batch[i]
 		if s.aborted.Load() {
 			c.abandoned++
 			continue
 		}
-		if s.m.deliver(d.ctx, mb.e, d.ev, d.attempt, c) {
+		if s.m.deliver(d.ctx, mb.e, d.ev, d.attempt, c, &h.called) {
 			return i
 		}
 	}
@@ -283,15 +282,18 @@ func (s *scheduler[T]) account(h *hand[T]) {
 // runtime.Goexit (as t.FailNow does).
 var errGoexit = errors.New("eventbus: handler called runtime.Goexit")
 
-// goexit runs on a worker whose goroutine is ending because a handler
-// called runtime.Goexit. It reports that delivery as failed, accounts for
-// what the worker finished, puts back what it had not (the listeners after
-// the culprit in its delivery, the rest of a mailbox run, the units not
-// started) and lets another worker take over, so that nothing is lost and
-// Flush and Close do not wait forever.
+// goexit runs on a worker whose goroutine is ending because something it
+// called ran runtime.Goexit: a handler (reported as a failed delivery) or
+// the error handler (the delivery was already counted). Then settle
+// accounts for what the worker finished, puts back what it had not and
+// lets another worker take over, so that nothing is lost and Flush and
+// Close do not wait forever. settle is deferred so that it runs even if
+// the error handler calls Goexit again while the failure is reported; the
+// report comes first, as for any failed delivery, so that Flush returns
+// after it.
 func (s *scheduler[T]) goexit(h *hand[T], c *counters) {
-	var e *entry[T]
 	var d delivery[T]
+	var e *entry[T]
 	if len(h.boxes) > 0 {
 		r := &h.boxes[h.cur]
 		e, d = r.mb.e, h.batch[r.off+h.at]
@@ -300,10 +302,16 @@ func (s *scheduler[T]) goexit(h *hand[T], c *counters) {
 		d = h.batch[h.cur]
 		e = d.to[h.at]
 	}
-	c.failed++
-	e.l.counts.add(cFailed, 1)
-	s.m.report(&ListenerError{Event: d.ev.Name, Pattern: e.pattern, Attempts: d.attempt + 1, Err: errGoexit})
+	defer s.settle(h, c)
+	if !h.called {
+		c.failed++
+		e.l.counts.add(cFailed, 1)
+		s.m.report(&ListenerError{Event: d.ev.Name, Pattern: e.pattern, Attempts: d.attempt + 1, Err: errGoexit})
+	}
+}
 
+// settle is goexit's accounting.
+func (s *scheduler[T]) settle(h *hand[T], c *counters) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := min(h.next.Swap(h.units), h.units) // nobody may steal the rest now
@@ -333,12 +341,10 @@ func (s *scheduler[T]) goexit(h *hand[T], c *counters) {
 	h.reset()
 	s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
 	s.workers--
-	switch {
-	case s.units > 0:
+	if s.units > 0 {
 		s.wake() // starts a worker in this one's place if none is idle
-	case s.workers == 0 && s.closed && s.running == 0 && s.backoff == 0:
-		close(s.done)
 	}
+	s.finish()
 	s.idle = 0
 	s.work.Broadcast()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/eventbus-go/eventbus"
@@ -63,4 +65,35 @@ func ExampleEventManager_Close() {
 	err := m.Emit(context.Background(), "order.created", Order{})
 	fmt.Println(errors.Is(err, eventbus.ErrClosed))
 	// Output: true
+}
+
+// Events with the same key reach an OrderedBy listener in the order they
+// were emitted, one at a time, while different keys run concurrently.
+func ExampleOrderedBy() {
+	type step struct {
+		Order int
+		State string
+	}
+	m := eventbus.New[step]()
+	var mu sync.Mutex
+	history := map[int][]string{}
+	m.RegisterListener("order.>", func(_ context.Context, e eventbus.Event[step]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		history[e.Data.Order] = append(history[e.Data.Order], e.Data.State)
+		return nil
+	}, eventbus.OrderedBy(func(e eventbus.Event[step]) string { return strconv.Itoa(e.Data.Order) }))
+
+	ctx := context.Background()
+	for _, state := range []string{"created", "paid", "shipped"} {
+		for order := 1; order <= 2; order++ {
+			m.Emit(ctx, "order."+state, step{Order: order, State: state})
+		}
+	}
+	m.Close(ctx) // delivers everything accepted
+	fmt.Println(history[1])
+	fmt.Println(history[2])
+	// Output:
+	// [created paid shipped]
+	// [created paid shipped]
 }

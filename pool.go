@@ -295,13 +295,10 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 	if len(mb.q.buf) > 8 {
 		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
 	}
-	keys := mb.e.keys
-	if len(keys) <= _idleKeys && keys[mb.key] == mb {
-		return
+	if len(mb.e.keys) <= _idleKeys {
+		return // kept for the key's next event
 	}
-	if keys[mb.key] == mb {
-		delete(keys, mb.key)
-	}
+	delete(mb.e.keys, mb.key)
 	mb.e, mb.key = nil, ""
 	if len(s.spare) < _idleKeys {
 		s.spare = append(s.spare, mb)
@@ -342,13 +339,7 @@ func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int, r
 	}
 	switch {
 	case ran == len(batch):
-	case !retry:
-		for i := len(batch) - 1; i >= ran; i-- {
-			mb.q.pushFront(batch[i])
-			s.units++
-			s.queued++
-		}
-	case s.aborted.Load():
+	case retry && s.aborted.Load():
 		// Close gave up while this batch ran: the failed delivery is not
 		// retried and the rest is not queued again.
 		for i := ran; i < len(batch); i++ {
@@ -356,15 +347,21 @@ func (s *scheduler[T]) finishBox(mb *mailbox[T], batch []delivery[T], ran int, r
 			s.complete(batch[i].ep)
 		}
 	default:
-		for i := len(batch) - 1; i > ran; i-- {
-			mb.q.pushFront(batch[i])
+		back := batch[ran:]
+		if retry {
+			back = batch[ran+1:]
+		}
+		for i := len(back) - 1; i >= 0; i-- {
+			mb.q.pushFront(back[i])
 			s.units++
 			s.queued++
 		}
-		d := batch[ran]
-		d.attempt++
-		mb.backoffs++
-		s.startBackoff(d, mb)
+		if retry {
+			d := batch[ran]
+			d.attempt++
+			mb.backoffs++
+			s.startBackoff(d, mb)
+		}
 	}
 	mb.active--
 	if g := mb.e.gate; g != nil && mb.active == 0 {
@@ -417,15 +414,15 @@ func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 		s.work.Broadcast() // the pool may have drained
 		return
 	}
-	s.units++
-	s.queued++
 	if rt.mb != nil {
 		rt.mb.backoffs--
 		rt.mb.q.pushFront(rt.d)
+		s.units++
+		s.queued++
 		s.makeReady(rt.mb)
 		return
 	}
-	s.shared.pushFront(rt.d)
+	s.requeue(rt.d)
 	s.wake()
 }
 

@@ -59,6 +59,12 @@ func (c *counters) add(o *counters) {
 	c.retried += o.retried
 }
 
+// deliveredTo counts a delivery to l that succeeded.
+func (c *counters) deliveredTo(l *Listener) {
+	c.delivered++
+	l.counts.add(cDelivered, 1)
+}
+
 // tallies are atomic counters that spread over cache lines once they are
 // contended. They start as one line (base); the first time an add finds
 // another goroutine adding at the same moment (a failed compare-and-swap),

@@ -83,11 +83,7 @@ func (s *scheduler[T]) run() {
 			fromBox = !fromBox
 		case s.steal(h):
 		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
-			s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
-			s.workers--
-			s.finish()
-			s.idle = 0
-			s.work.Broadcast() // the others exit too
+			s.leave(h)
 			s.mu.Unlock()
 			return
 		default:
@@ -185,19 +181,18 @@ func (s *scheduler[T]) steal(h *hand[T]) bool {
 			if left <= 0 {
 				break
 			}
-			k := left
-			if !v.next.CompareAndSwap(n, n+k) {
+			if !v.next.CompareAndSwap(n, v.units) {
 				continue // the owner claimed one meanwhile
 			}
 			if len(v.boxes) > 0 {
-				for _, r := range v.boxes[n : n+k] {
+				for _, r := range v.boxes[n:v.units] {
 					off := len(h.batch)
 					h.batch = append(h.batch, v.batch[r.off:r.off+r.n]...)
 					h.boxes = append(h.boxes, boxRun[T]{mb: r.mb, off: off, n: r.n})
 				}
 				h.units = int32(len(h.boxes))
 			} else {
-				h.batch = append(h.batch, v.batch[n:n+k]...)
+				h.batch = append(h.batch, v.batch[n:v.units]...)
 				h.units = int32(len(h.batch))
 			}
 			return true
@@ -339,11 +334,17 @@ func (s *scheduler[T]) settle(h *hand[T], c *counters) {
 		}
 	}
 	h.reset()
-	s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
-	s.workers--
+	s.leave(h)
 	if s.units > 0 {
 		s.wake() // starts a worker in this one's place if none is idle
 	}
+}
+
+// leave takes a worker whose goroutine is ending out of the pool, with s.mu
+// held, and wakes the others to look again (on Close, they exit too).
+func (s *scheduler[T]) leave(h *hand[T]) {
+	s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
+	s.workers--
 	s.finish()
 	s.idle = 0
 	s.work.Broadcast()

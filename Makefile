@@ -1,4 +1,5 @@
-MODULE_DIRS = . natsbus benchmarks examples/orders-nats
+# Every module of the repository: each directory that holds a go.mod.
+MODULE_DIRS = $(sort $(patsubst ./%,%,$(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path './.git/*'))))
 
 .PHONY: test lint bench
 # The test command of the README: every module, under the race detector.

@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"fmt"
-	"maps"
 	"sync/atomic"
 )
 
@@ -160,59 +159,3 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, managerM
 	return e, nil
 }
 
-// remove takes e out of the registry; its Listener is already marked
-// removed, so queued deliveries to it will be skipped.
-func (m *EventManager[T]) remove(e *entry[T]) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.update(e, func(list []*entry[T]) []*entry[T] { return deleteCopy(list, e) })
-	m.listeners.Add(-1)
-}
-
-// update changes the listeners registered under e.pattern and publishes the
-// result to readers. m.mu must be held.
-func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[T]) {
-	list := change(m.byPattern[e.pattern])
-	if len(list) == 0 {
-		delete(m.byPattern, e.pattern)
-	} else {
-		m.byPattern[e.pattern] = list
-	}
-	old := m.reg.Load()
-	if !isLiteral(e.pattern) {
-		next := &registry[T]{exact: old.exact}
-		if containsEntry(list, e) {
-			next.wild = old.wild.add(e)
-		} else {
-			next.wild = old.wild.remove(e)
-		}
-		m.reg.Store(next)
-		return
-	}
-	exact := old.exact
-	s := exact[e.pattern]
-	if s == nil {
-		// A new name: readers need a new map. Names whose listeners are all
-		// gone keep their (empty) slot, so that registering and unregistering
-		// one listener over and over does not copy the map each time.
-		exact = maps.Clone(exact)
-		if exact == nil {
-			exact = map[string]*slot[T]{}
-		}
-		s = &slot[T]{}
-		exact[e.pattern] = s
-	}
-	s.route.Store(newRoute(append([]*entry[T](nil), list...)))
-	if old.wild != nil || s != old.exact[e.pattern] {
-		m.reg.Store(&registry[T]{exact: exact, wild: old.wild})
-	}
-}
-
-func containsEntry[T any](list []*entry[T], e *entry[T]) bool {
-	for _, x := range list {
-		if x == e {
-			return true
-		}
-	}
-	return false
-}

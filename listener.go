@@ -158,4 +158,3 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, managerM
 	}
 	return e, nil
 }
-

@@ -39,6 +39,8 @@ func (f *fakeT) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
+func (f *fakeT) Fatal(args ...any) { f.Fatalf("%s", fmt.Sprint(args...)) }
+
 func (f *fakeT) Cleanup(fn func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

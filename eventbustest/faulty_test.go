@@ -83,5 +83,6 @@ func TestPanicFirstOnThePoolReachesTheErrorHandler(t *testing.T) {
 	var pe *eventbus.PanicError
 	require.ErrorAs(t, errs[0], &pe)
 	assert.ErrorIs(t, errs[0], eventbustest.ErrInjected, "a nil value panics with ErrInjected")
+	m.WaitIdle(deadline(t)) // Stats are settled after Flush, not when the error is reported
 	assert.Equal(t, uint64(1), m.Stats().Panicked)
 }

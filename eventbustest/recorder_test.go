@@ -45,6 +45,7 @@ func TestRecorderKeepsOrderOfArrival(t *testing.T) {
 		require.Equal(t, i, e.Data, "an Ordered recorder records in emit order")
 	}
 	assert.Equal(t, n, rec.Len())
+	m.WaitIdle(deadline(t)) // Stats are settled after Flush
 	assert.Equal(t, uint64(n), rec.Listener().Stats().Delivered)
 }
 

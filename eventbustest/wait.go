@@ -6,8 +6,8 @@ import (
 	"sync"
 )
 
-// ErrNilArgument is reported when a helper is given a nil bus, registration
-// function or handler.
+// ErrNilArgument is reported when a helper is given a nil manager, bus or
+// registration function.
 var ErrNilArgument = errors.New("eventbustest: nil argument")
 
 // signal tells waiters that the state it guards has changed. The zero value

@@ -1,0 +1,257 @@
+package watermillbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/eventbus-go/eventbus"
+)
+
+// PubSub is a watermill message.Publisher and message.Subscriber backed by
+// an eventbus.EventManager that it creates and owns. All its methods are
+// safe for concurrent use. Create one with New and release it with Close.
+//
+// Every message published to a topic goes, once, to every subscription of
+// the topic that existed when Publish was called (and, with
+// WithPersistence, to later ones from the topic's log). A subscription
+// receives its messages in the order they were published (for one
+// publishing goroutine, the order of its calls), one at a time: the next
+// one only after the current one is acked. Nack sends the same message
+// again until it is acked. Each subscription gets its own copy of each
+// message, sharing the Payload bytes with the published message.
+type PubSub struct {
+	cfg config
+	bus *eventbus.EventManager[envelope]
+
+	closed atomic.Bool
+	mu     sync.Mutex // guards subs, logs and the closed transition
+	subs   map[*subscription]struct{}
+	logs   map[string]*topicLog // by event name; WithPersistence only
+
+	closeOnce sync.Once
+	closeErr  error
+
+	stats counters
+}
+
+// envelope is the data of an event on the PubSub's EventManager.
+type envelope struct {
+	// msg is the published message; nil for the event that makes a new
+	// subscription's listener replay the topic's log.
+	msg *message.Message
+}
+
+var (
+	_ message.Publisher  = (*PubSub)(nil)
+	_ message.Subscriber = (*PubSub)(nil)
+)
+
+// New returns a PubSub configured by opts, with an EventManager of its own
+// made with the options given to WithBusOptions. It fails with
+// ErrInvalidOption when an option is out of range. It starts no goroutine.
+func New(opts ...Option) (*PubSub, error) {
+	var cfg config
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	if cfg.err != nil {
+		return nil, fmt.Errorf("watermillbus.New: %w", cfg.err)
+	}
+	p := &PubSub{
+		cfg:  cfg,
+		bus:  eventbus.New[envelope](cfg.busOpts...),
+		subs: map[*subscription]struct{}{},
+	}
+	if cfg.persist > 0 {
+		p.logs = map[string]*topicLog{}
+	}
+	return p, nil
+}
+
+// Publish publishes messages to topic, in order. Each message is copied
+// (with its context under WithPreserveContext), so the caller may reuse it
+// once Publish returns; its acks are not affected by any subscriber's.
+// Publish returns once the messages are queued for the subscriptions of
+// topic, without waiting for them to be handled. When the EventManager's
+// queue is full (see eventbus.WithQueueSize) it waits for room, until the
+// message's context is done (an error matching eventbus.ErrQueueFull and
+// the context's error) or Close is called.
+//
+// It fails with ErrClosed after Close and ErrNilMessage for a nil message;
+// the messages before the failing one are published.
+func (p *PubSub) Publish(topic string, messages ...*message.Message) error {
+	if p.closed.Load() {
+		return fmt.Errorf("publish to %q: %w", topic, ErrClosed)
+	}
+	name := EventName(topic)
+	var log *topicLog
+	if p.cfg.persist > 0 {
+		var err error
+		if log, err = p.topicLog(name); err != nil {
+			return fmt.Errorf("publish to %q: %w", topic, err)
+		}
+	}
+	for i, msg := range messages {
+		if msg == nil {
+			return fmt.Errorf("publish to %q: message %d: %w", topic, i, ErrNilMessage)
+		}
+		if err := p.publish(name, msg, log); err != nil {
+			return fmt.Errorf("publish to %q: message %q: %w", topic, msg.UUID, err)
+		}
+	}
+	return nil
+}
+
+func (p *PubSub) publish(name string, msg *message.Message, log *topicLog) error {
+	cp := msg.Copy()
+	if p.cfg.preserveContext {
+		cp = msg.CopyWithContext()
+	}
+	// Emit waits for room under the message's cancellation, if it has one;
+	// listeners do not need the publisher's context values.
+	ctx := context.Background()
+	if mctx := msg.Context(); mctx.Done() != nil {
+		ctx = mctx
+	}
+	if log != nil {
+		// The log and the emit change together, so that a subscription
+		// gets each message either from the log or live, never both.
+		log.mu.Lock()
+		defer log.mu.Unlock()
+	}
+	if err := p.bus.Emit(ctx, name, envelope{msg: cp}); err != nil {
+		return busError(err)
+	}
+	if log != nil && log.add(cp, p.cfg.persist) {
+		p.stats.evicted.Add(1)
+	}
+	p.stats.published.Add(1)
+	return nil
+}
+
+// busError adds ErrClosed to the EventManager's.
+func busError(err error) error {
+	if errors.Is(err, eventbus.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// topicLog returns the log of the topic with the given event name.
+func (p *PubSub) topicLog(name string) (*topicLog, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	log := p.logs[name]
+	if log == nil {
+		log = &topicLog{}
+		p.logs[name] = log
+	}
+	return log, nil
+}
+
+// Subscribe returns a channel that receives the messages published to
+// topic from now on (preceded, under WithPersistence, by the messages kept
+// for topic), in publish order; the next message arrives only after the
+// previous one is acked. A nacked message arrives again (after
+// WithNackDelay). Each subscription is one eventbus listener with Ordered
+// delivery; while a message waits to be read or acked, that listener holds
+// an EventManager worker.
+//
+// The channel is closed when ctx is done or Close is called; a message
+// being read or not yet acked then is dropped from this subscription. It
+// fails with ErrNilContext for a nil ctx and ErrClosed after Close.
+func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, ErrNilContext)
+	}
+	if p.closed.Load() {
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, ErrClosed)
+	}
+	s := newSubscription(p, ctx)
+	name := EventName(topic)
+	if err := p.register(s, name); err != nil {
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, err)
+	}
+	p.mu.Lock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		s.close()
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, ErrClosed)
+	}
+	p.subs[s] = struct{}{}
+	p.mu.Unlock()
+	s.watch(ctx)
+	if len(s.replay) > 0 {
+		// Any event runs the listener, which replays the log first; this
+		// one carries no message. Other subscriptions of the topic skip it.
+		if err := p.bus.Emit(ctx, name, envelope{}); err != nil {
+			s.close()
+			return nil, fmt.Errorf("subscribe to %q: replay: %w", topic, busError(err))
+		}
+	}
+	return s.out, nil
+}
+
+// register registers s's listener for name and, with persistence, takes
+// the topic's log as s's replay, atomically with respect to Publish.
+func (p *PubSub) register(s *subscription, name string) error {
+	if p.cfg.persist > 0 {
+		log, err := p.topicLog(name)
+		if err != nil {
+			return err
+		}
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		s.replay = log.snapshot()
+	}
+	l, err := p.bus.RegisterListener(name, s.handle, eventbus.Ordered())
+	if err != nil {
+		return busError(err)
+	}
+	s.listener = l
+	return nil
+}
+
+// forget removes a closed subscription.
+func (p *PubSub) forget(s *subscription) {
+	p.mu.Lock()
+	delete(p.subs, s)
+	p.mu.Unlock()
+}
+
+// Close closes every subscription (their channels are closed once their
+// listener has returned), drops the topic logs, and closes the
+// EventManager, waiting for its workers to exit. From its call on, Publish
+// and Subscribe fail with ErrClosed; a Publish waiting for queue room is
+// released with it. Messages published and not yet delivered are dropped.
+// Close is idempotent and safe to call concurrently: every call returns
+// once the first one has finished, with its result.
+func (p *PubSub) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed.Store(true)
+		subs := make([]*subscription, 0, len(p.subs))
+		for s := range p.subs {
+			subs = append(subs, s)
+		}
+		p.logs = nil
+		p.mu.Unlock()
+		for _, s := range subs {
+			s.close()
+		}
+		// Every handler returns at once now, so waiting is short.
+		if err := p.bus.Close(context.Background()); err != nil {
+			p.closeErr = fmt.Errorf("watermillbus: close: %w", err)
+		}
+	})
+	return p.closeErr
+}

@@ -31,9 +31,8 @@ type EventManager[T any] struct {
 	reg       atomic.Pointer[registry[T]]
 	listeners atomic.Int64
 
-	closed atomic.Bool
-	pool   *scheduler[T]
-	sync   tallies // EmitSync, and emits that matched nothing
+	pool *scheduler[T] // Emit's deliveries; its closed flag is the manager's
+	sync tallies       // EmitSync, and emits that matched nothing
 }
 
 // New returns an EventManager configured by opts; see WithWorkers,
@@ -45,13 +44,9 @@ func New[T any](opts ...Option) *EventManager[T] {
 		byPattern: map[string][]*entry[T]{},
 	}
 	m.reg.Store(&registry[T]{})
-	m.pool = newScheduler(m, &m.opts)
+	m.pool = newScheduler[T](&m.opts, m.report)
 	return m
 }
-
-// reentryKey marks the contexts of listeners run by the pool, so that an Emit
-// made from inside one can be told apart from one made by a caller.
-type reentryKey struct{}
 
 // route finds the listeners of name, validating it unless it is known.
 func (m *EventManager[T]) route(name string) (*route[T], error) {
@@ -78,7 +73,7 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // done, or Close has been called (ErrClosed). A name that matches no
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
-	if m.closed.Load() {
+	if m.pool.refuses() {
 		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, ErrClosed)
 	}
@@ -96,18 +91,17 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 	if rt != nil {
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
-			oc, err := m.call(ctx, e, ev, 0)
+			oc, err := e.call(ctx, ev, 0)
 			if oc == delivered { // see count
 				c.deliveredTo(e.l)
 				continue
 			}
-			err = m.count(e, ev, oc, err, 0, &c)
-			switch {
-			case err == nil:
-			case first == nil:
-				first = err
-			default:
-				errs = append(errs, err)
+			if lerr := e.count(ev, oc, err, 0, &c); lerr != nil {
+				if first == nil {
+					first = lerr
+				} else {
+					errs = append(errs, lerr)
+				}
 			}
 		}
 	}
@@ -150,7 +144,7 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
 	rt, err := m.route(name)
 	if err == nil && rt == nil {
-		if m.closed.Load() {
+		if m.pool.refuses() {
 			err = ErrClosed
 		} else {
 			m.sync.add(cEmitted, 1)
@@ -164,7 +158,7 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {
-		err = m.pool.accept(ctx, m.listenerContext(ctx), rt, ev, keys, wait)
+		err = m.pool.accept(ctx, m.listenerContext(ctx), rt.all, ev, keys, wait)
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
@@ -173,23 +167,24 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 	return nil
 }
 
-// keys computes the OrderedBy keys of ev for rt.boxed in buf, or returns nil
-// when no listener of rt is keyed. A panicking key function fails the emit.
+// keys computes the OrderedBy key of each keyed listener of rt in buf, at
+// its index in rt.all, or returns nil when none is keyed. A panicking key
+// function fails the emit.
 func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []string, err error) {
-	for i, e := range rt.boxed {
-		if e.keyFn == nil {
+	for i, e := range rt.all {
+		if e.in.keyFn == nil {
 			continue
 		}
 		if keys == nil {
-			keys = append(buf[:0], make([]string, len(rt.boxed))...)
+			keys = append(buf[:0], make([]string, len(rt.all))...)
 		}
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					err = &ListenerError{Event: ev.Name, Pattern: e.pattern, Err: fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()})}
+					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
-			keys[i] = e.keyFn(ev)
+			keys[i] = e.in.keyFn(ev)
 		}()
 		if err != nil {
 			return nil, err
@@ -227,91 +222,6 @@ func (c *listenerCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// reentrant reports whether ctx is, or derives from, a context given to a
-// pool listener of m.
-func (m *EventManager[T]) reentrant(ctx context.Context) bool {
-	return ctx.Value(reentryKey{}) == m
-}
-
-// outcome is what became of one delivery.
-type outcome uint8
-
-const (
-	delivered outcome = iota
-	failed
-	panicked
-	skipped
-)
-
-// count counts outcome oc of a delivery to e in c and e's counters, and
-// returns the failure as a *ListenerError. attempt is the number of attempts
-// that already failed. Being generic, count is not inlined, so its callers
-// count the common outcome, delivered, themselves with deliveredTo (which
-// took EmitSync10 from 171 to 129 ns).
-func (m *EventManager[T]) count(e *entry[T], ev Event[T], oc outcome, err error, attempt int, c *counters) error {
-	l := &e.l.counts
-	switch oc {
-	case delivered:
-		c.deliveredTo(e.l)
-		return nil
-	case skipped:
-		c.skipped++
-		l.add(cSkipped, 1)
-		return nil
-	case failed:
-		c.failed++
-		l.add(cFailed, 1)
-	case panicked:
-		c.panicked++
-		l.add(cPanicked, 1)
-	}
-	return &ListenerError{Event: ev.Name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
-}
-
-// call runs the handler, turning a panic into a *PanicError.
-func (m *EventManager[T]) call(ctx context.Context, e *entry[T], ev Event[T], attempt int) (oc outcome, err error) {
-	l := e.l
-	if l.removed.Load() {
-		return skipped, nil
-	}
-	if e.once && attempt == 0 {
-		if !l.fired.CompareAndSwap(false, true) {
-			return skipped, nil
-		}
-		l.unlink() // its retries still run unless Unregister is called
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
-	if err := e.h(ctx, ev); err != nil {
-		return failed, err
-	}
-	return delivered, nil
-}
-
-// deliver runs one pool delivery and reports whether it must be retried;
-// otherwise its outcome is counted and any failure reported.
-// called is set once the handler has returned (see scheduler.goexit).
-func (m *EventManager[T]) deliver(ctx context.Context, e *entry[T], ev Event[T], attempt int, c *counters, called *bool) (retry bool) {
-	oc, err := m.call(ctx, e, ev, attempt)
-	*called = true
-	if oc == delivered { // see count
-		c.deliveredTo(e.l)
-		return false
-	}
-	if (oc == failed || oc == panicked) && e.retry != nil && attempt < e.retry.retries && !m.pool.aborted.Load() {
-		c.retried++
-		e.l.counts.add(cRetried, 1)
-		return true
-	}
-	if lerr := m.count(e, ev, oc, err, attempt, c); lerr != nil {
-		m.report(lerr)
-	}
-	return false
-}
-
 // report hands err to the error handler; a panicking error handler is
 // logged, never propagated into the pool.
 func (m *EventManager[T]) report(err error) {
@@ -327,27 +237,39 @@ func (m *EventManager[T]) report(err error) {
 // has been handled by every listener it was delivered to, including retries,
 // or until ctx is done (then it returns an error matching ctx's error).
 // Events emitted meanwhile, even by those listeners, are not waited for.
+//
+// Called from a handler running on this EventManager's pool, Flush would
+// wait for that handler itself: it returns at once, having waited for
+// nothing, with an error matching ErrReentrant. From anywhere else,
+// including a handler of another EventManager, it waits as described.
 func (m *EventManager[T]) Flush(ctx context.Context) error {
 	return m.pool.flush(ctx)
 }
 
-// Close stops the EventManager: from its call on, Emit, TryEmit, EmitSync
-// and RegisterListener fail with ErrClosed (an Emit waiting for room is
-// released with it), while every event already accepted is still delivered,
-// retries included. Close returns nil once every delivery on the pool has
-// finished and every worker goroutine has exited. It does not wait for
-// EmitSync calls already in progress: they run in their callers' goroutines
-// and finish there.
+// Close stops the EventManager gracefully. From its call on, RegisterListener
+// fails with ErrClosed, and so do Emit, TryEmit and EmitSync called from
+// anywhere but a handler running on this EventManager's pool (an Emit
+// waiting for room is released with ErrClosed). Every event already
+// accepted is still delivered, retries included, and the events that those
+// handlers emit meanwhile are accepted and delivered too, so a cascade of
+// follow-up events completes. Close returns nil once every delivery on the
+// pool has finished and every worker goroutine has exited. It does not wait
+// for EmitSync calls in progress: they run in their callers' goroutines.
 //
 // If ctx ends first, Close cancels the contexts of the listeners still
-// running, drops the deliveries still queued (counted in Stats.Abandoned) and
-// returns an error matching ctx's error that says how many it abandoned;
-// workers exit as soon as the listener they are running returns. Close is
-// idempotent: a later call waits again, with its own ctx, for the workers
-// to exit.
+// running, drops the deliveries not yet started (counted in
+// Stats.Abandoned), refuses every emit from then on, and returns an error
+// matching ctx's error that says how many it abandoned; workers exit as soon
+// as the handler they are running returns.
+//
+// Called from a handler running on this EventManager's pool, Close starts
+// the same graceful shutdown but cannot wait for it (it would wait for its
+// own caller): it returns at once with an error matching ErrReentrant, and
+// the workers exit by themselves once the pool has drained. Close is
+// idempotent: a later call waits again, with its own ctx.
 func (m *EventManager[T]) Close(ctx context.Context) error {
 	m.mu.Lock()
-	m.closed.Store(true)
+	m.pool.setClosed()
 	m.mu.Unlock()
 	return m.pool.close(ctx)
 }
@@ -365,5 +287,6 @@ func (m *EventManager[T]) Stats() Stats {
 	s.Matched += c.delivered + c.failed + c.panicked + c.skipped
 	s.Rejected += rejected
 	s.Listeners = int(m.listeners.Load())
+	s.Workers, s.Stalled = m.pool.workersNow()
 	return s
 }

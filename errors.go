@@ -8,13 +8,25 @@ import (
 // Sentinel errors. Errors returned by this package wrap them with context;
 // test for them with [errors.Is].
 var (
-	// ErrClosed is returned by Emit, EmitSync, TryEmit and RegisterListener
-	// once Close has been called.
+	// ErrClosed is returned by RegisterListener once Close has been
+	// called, and by Emit, EmitSync and TryEmit called then from anywhere
+	// but a handler running on the EventManager's pool during a graceful
+	// Close. Once a call has returned it, every later call that is not made
+	// from such a handler returns it too.
 	ErrClosed = errors.New("eventbus: closed")
-	// ErrQueueFull is returned by TryEmit when the queue has no room, and by
-	// Emit when its context ends while it waits for room (that error also
-	// matches the context's error).
+	// ErrQueueFull is returned when a listener's backlog has no room (see
+	// WithQueueSize): by TryEmit, by any emit under OverflowFail, by an emit
+	// from a handler once the reserve is used up, and by Emit when its
+	// context ends while it waits for room (that error also matches the
+	// context's error).
 	ErrQueueFull = errors.New("eventbus: queue full")
+	// ErrDropped is the error reported (inside a *ListenerError) for a
+	// delivery dropped by OverflowDropNewest or OverflowDropOldest.
+	ErrDropped = errors.New("eventbus: delivery dropped: backlog full")
+	// ErrReentrant is returned by Flush, Close and
+	// Listener.UnregisterAndWait when called from a handler that they would
+	// otherwise wait for; see each for what it did instead.
+	ErrReentrant = errors.New("eventbus: would wait for the calling handler")
 	// ErrInvalidName is returned for an event name that is not valid; see
 	// [ValidateName].
 	ErrInvalidName = errors.New("eventbus: invalid event name")

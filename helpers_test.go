@@ -11,10 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// newManager returns an EventManager closed (and checked) when the test ends.
+// newManager returns an EventManager closed (and checked) when the test
+// ends, whose scheduler checks its invariants after every accounting step.
 func newManager[T any](t testing.TB, opts ...eventbus.Option) *eventbus.EventManager[T] {
 	t.Helper()
-	m := eventbus.New[T](opts...)
+	m := eventbus.New[T](append([]eventbus.Option{eventbus.WithInvariantChecks()}, opts...)...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 )
@@ -24,12 +25,28 @@ func (l *Listener) Pattern() string { return l.pattern }
 // Once it returns, no new invocation of the handler starts: deliveries
 // already queued for it are skipped (and counted in Stats.Skipped), while an
 // invocation already running is not interrupted. Unregister does not wait for
-// running invocations; call Flush for that.
+// running invocations; UnregisterAndWait does.
 func (l *Listener) Unregister() {
 	if l.removed.Swap(true) {
 		return
 	}
 	l.unlink()
+}
+
+// UnregisterAndWait unregisters the listener, as Unregister does, then waits
+// until no invocation of its handler is running on the pool, so that what
+// the handler uses can be released safely once it returns nil. Deliveries
+// still queued or waiting for a retry are skipped, not waited for; that
+// includes the pending retry of a Once listener that has fired. Invocations
+// made by EmitSync run in their callers' goroutines and are not waited for.
+//
+// If ctx ends first it returns an error matching ctx's error; the listener
+// stays unregistered. Called from the listener's own handler on the pool it
+// would wait for itself: it returns at once with an error matching
+// ErrReentrant, the listener unregistered.
+func (l *Listener) UnregisterAndWait(ctx context.Context) error {
+	l.Unregister()
+	return l.owner.quiesce(ctx)
 }
 
 // unlink takes the listener out of the registry, once.
@@ -44,6 +61,7 @@ func (l *Listener) unlink() {
 type owner interface {
 	unregister()
 	pending() int
+	quiesce(ctx context.Context) error
 }
 
 // Stats returns a snapshot of the listener's counters. They keep counting
@@ -56,11 +74,13 @@ func (l *Listener) Stats() ListenerStats {
 		Panicked:  c.panicked,
 		Skipped:   c.skipped,
 		Retried:   c.retried,
+		Dropped:   c.dropped,
 		Pending:   l.owner.pending(),
 	}
 }
 
-// entry is a listener as the registry and the pool see it.
+// entry is a listener as the registry and the pool see it. It is immutable
+// once registered; the scheduler's state for it is in its inbox.
 type entry[T any] struct {
 	m        *EventManager[T]
 	l        *Listener
@@ -70,20 +90,14 @@ type entry[T any] struct {
 	seq      uint64 // registration order
 	once     bool
 	retry    *retryPolicy
-
-	// Delivery mode for Emit; all nil for a plain listener. The mailboxes,
-	// keys and gate are guarded by the scheduler's mutex.
-	box   *mailbox[T]            // Ordered or Concurrency: the listener's mailbox
-	keyFn func(Event[T]) string  // OrderedBy
-	keys  map[string]*mailbox[T] // OrderedBy: a mailbox per key with work
-	gate  *gate[T]               // OrderedBy: bounds keys in flight
+	in       *inbox[T] // the scheduler's per-listener state
 }
-
-func (e *entry[T]) boxed() bool { return e.box != nil || e.keyFn != nil }
 
 func (e *entry[T]) unregister() { e.m.remove(e) }
 
-func (e *entry[T]) pending() int { return e.m.pool.pendingFor(e) }
+func (e *entry[T]) pending() int { return e.m.pool.pending(e.in) }
+
+func (e *entry[T]) quiesce(ctx context.Context) error { return e.m.pool.quiesce(ctx, e.in) }
 
 // RegisterListener registers h for every event whose name matches pattern
 // (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and
@@ -107,7 +121,7 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 			o.applyListener(&cfg)
 		}
 	}
-	e, err := newEntry(pattern, h, &cfg, m.opts.middleware)
+	e, err := newEntry(pattern, h, &cfg, &m.opts)
 	if err != nil {
 		return nil, fmt.Errorf("register %q: %w", pattern, err)
 	}
@@ -118,7 +132,7 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed.Load() {
+	if m.pool.closed.Load() {
 		return nil, fmt.Errorf("register %q: %w", pattern, ErrClosed)
 	}
 	m.seq++
@@ -128,33 +142,33 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 	return l, nil
 }
 
-func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, managerMW []any) (*entry[T], error) {
+func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *options) (*entry[T], error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
-	h, err := handlerFor(h, cfg, managerMW)
+	h, err := handlerFor(h, cfg, o.middleware)
 	if err != nil {
 		return nil, err
 	}
 	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry}
+	var keyFn func(Event[T]) string
 	switch {
 	case cfg.key != nil:
-		keyFn, ok := cfg.key.(func(Event[T]) string)
-		if !ok {
+		var ok bool
+		if keyFn, ok = cfg.key.(func(Event[T]) string); !ok {
 			return nil, fmt.Errorf("%w: OrderedBy key %T for an EventManager of %T", ErrInvalidOption, cfg.key, *new(T))
 		}
 		if cfg.ordered {
 			return nil, fmt.Errorf("%w: Ordered and OrderedBy together", ErrInvalidOption)
 		}
-		e.keyFn = keyFn
-		e.gate = &gate[T]{limit: cfg.concurrency}
-	case cfg.ordered:
-		if cfg.concurrency > 1 {
-			return nil, fmt.Errorf("%w: Ordered with Concurrency(%d)", ErrInvalidOption, cfg.concurrency)
-		}
-		e.box = &mailbox[T]{e: e, limit: 1}
-	case cfg.concurrency > 0:
-		e.box = &mailbox[T]{e: e, limit: cfg.concurrency}
+	case cfg.ordered && cfg.concurrency > 1:
+		return nil, fmt.Errorf("%w: Ordered with Concurrency(%d)", ErrInvalidOption, cfg.concurrency)
 	}
+	e.in = newInbox(e, cfg, o, keyFn)
 	return e, nil
 }
+
+// boxed reports whether e has a delivery mode (Ordered, OrderedBy,
+// Concurrency). The scheduler treats every listener alike; the route's
+// split on it is kept until the registry no longer needs it.
+func (e *entry[T]) boxed() bool { return e.in.keyFn != nil || e.in.ordered || e.in.gate != nil }

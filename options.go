@@ -10,10 +10,11 @@ import (
 )
 
 const (
-	// _defaultQueueSize bounds the deliveries waiting in the queue (shared
-	// queue and listener mailboxes together) when WithQueueSize is not given.
+	// _defaultQueueSize bounds each listener's backlog when neither
+	// WithQueueSize nor QueueSize is given.
 	_defaultQueueSize = 4096
-	// _batchSize is how many queued deliveries a worker takes at once.
+	// _batchSize is how many queued deliveries of one listener a worker
+	// takes at once.
 	_batchSize = 64
 	// _routeCacheSize bounds how many distinct event names have their
 	// wildcard matches cached; names past it are matched on every emit.
@@ -31,9 +32,15 @@ type Option interface {
 
 type options struct {
 	workers    int
+	maxWorkers int
 	queueSize  int
+	overflow   Overflow
 	onError    func(error)
 	middleware []any // each a Middleware[T], checked by RegisterListener
+
+	// Test seams, set through export_test.go.
+	stallAfter      time.Duration
+	checkInvariants bool
 }
 
 type optionFunc func(*options)
@@ -42,9 +49,11 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 func buildOptions(opts []Option) options {
 	o := options{
-		workers:   runtime.GOMAXPROCS(0),
-		queueSize: _defaultQueueSize,
-		onError:   logError,
+		workers:    runtime.GOMAXPROCS(0),
+		maxWorkers: _defaultMaxWorkers,
+		queueSize:  _defaultQueueSize,
+		onError:    logError,
+		stallAfter: _stallAfter,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -58,9 +67,19 @@ func logError(err error) {
 	slog.Default().Error("eventbus: listener failed", "err", err)
 }
 
-// WithWorkers sets how many worker goroutines deliver emitted events. The
-// default is runtime.GOMAXPROCS(0); n < 1 keeps the default. Workers are
-// started as work arrives, up to n, and all of them stop in Close.
+// WithWorkers sets how many worker goroutines may run handlers at once for
+// Emit, not counting stalled ones (below). The default is
+// runtime.GOMAXPROCS(0); n < 1 keeps the default. Workers are started as
+// work arrives and all of them exit in Close. A plain listener (one with no
+// Ordered, OrderedBy or Concurrency option) runs at most n invocations at
+// once.
+//
+// A worker whose handler has run for a few milliseconds while other
+// deliveries wait for a worker is stalled: another worker is started in its
+// place, so listeners that block (waiting for an acknowledgement, a lock,
+// the network) do not stop the others. A stalled worker exits once its
+// handler returns if enough workers run without it. The number of worker
+// goroutines, stalled included, is bounded by WithMaxWorkers.
 func WithWorkers(n int) Option {
 	return optionFunc(func(o *options) {
 		if n >= 1 {
@@ -69,22 +88,89 @@ func WithWorkers(n int) Option {
 	})
 }
 
-// WithQueueSize bounds how many deliveries may wait to run: one per event for
-// the listeners run straight from the shared queue, plus one per event and
-// listener for listeners with their own mailbox (Ordered, OrderedBy,
-// Concurrency). The default is 4096; n < 1 keeps the default. When the bound
-// is reached Emit waits and TryEmit fails with ErrQueueFull. Emits made from
-// inside a listener may use a reserve of the same size again, so that a
-// listener that emits never waits on workers that are waiting on it.
+// WithMaxWorkers bounds the worker goroutines, stalled ones included (see
+// WithWorkers). The default is 256, or the WithWorkers count if that is
+// larger; n < 1 keeps the default. Once n workers exist and every one is
+// stalled, deliveries wait until a handler returns: listeners that all
+// block forever can still stop the pool, but only n of them at once.
+func WithMaxWorkers(n int) Option {
+	return optionFunc(func(o *options) {
+		if n >= 1 {
+			o.maxWorkers = n
+		}
+	})
+}
+
+// WithQueueSize bounds each listener's backlog: the deliveries accepted for
+// it by Emit that wait to run, including those waiting out a retry backoff.
+// The default is 4096; n < 1 keeps the default; QueueSize overrides it for
+// one listener. A full backlog pushes back only on the emits that match that
+// listener, as its Overflow policy says (WithOverflow; by default Emit waits
+// and TryEmit fails with ErrQueueFull); emits to other listeners are neither
+// delayed nor failed.
 //
-// Deliveries that a worker has taken but not started are no longer counted
-// (each worker takes up to 64 at once; Stats counts them as Running), nor
-// are retries waiting out a backoff; so at most n (2n with the reserve) +
-// 64 per worker deliveries are held at any time, plus the retries.
+// An emit made on a worker goroutine (from inside a handler of any
+// EventManager, whatever context it passes) never waits: it may fill a
+// waiting listener's backlog up to 2n, then fails with ErrQueueFull.
+//
+// Not counted: deliveries a worker has taken in its batch (at most 64 per
+// running batch) and invocations running. So a listener holds at most n (2n
+// with the reserve) deliveries, plus 64 for each invocation it may run at
+// once.
 func WithQueueSize(n int) Option {
 	return optionFunc(func(o *options) {
 		if n >= 1 {
 			o.queueSize = n
+		}
+	})
+}
+
+// Overflow is what an emit does when a listener it matches has a full
+// backlog (see WithQueueSize).
+type Overflow uint8
+
+const (
+	// OverflowWait makes Emit wait for room (until its context ends) and
+	// TryEmit fail with ErrQueueFull; nothing is delivered until the event
+	// is accepted for every listener. The default.
+	OverflowWait Overflow = iota
+	// OverflowFail makes every emit, Emit included, fail at once with
+	// ErrQueueFull; nothing is delivered to any listener.
+	OverflowFail
+	// OverflowDropNewest drops the new event for this listener only (the
+	// others get it): the emit succeeds, the drop is counted in
+	// Stats.Dropped and reported to the error handler as a *ListenerError
+	// matching ErrDropped.
+	OverflowDropNewest
+	// OverflowDropOldest drops, for this listener only, the oldest delivery
+	// queued with the same key (OrderedBy) or at all, to make room for the
+	// new one; if that key has nothing queued, the new one is dropped. Drops
+	// are counted and reported as for OverflowDropNewest.
+	OverflowDropOldest
+)
+
+// String names the policy.
+func (o Overflow) String() string {
+	switch o {
+	case OverflowWait:
+		return "wait"
+	case OverflowFail:
+		return "fail"
+	case OverflowDropNewest:
+		return "drop newest"
+	case OverflowDropOldest:
+		return "drop oldest"
+	}
+	return fmt.Sprintf("Overflow(%d)", uint8(o))
+}
+
+// WithOverflow sets what emits do when a listener's backlog is full, for
+// every listener that does not say otherwise with OnOverflow. The default
+// is OverflowWait; an unknown value keeps it.
+func WithOverflow(p Overflow) Option {
+	return optionFunc(func(o *options) {
+		if p <= OverflowDropOldest {
+			o.overflow = p
 		}
 	})
 }
@@ -131,6 +217,9 @@ type listenerConfig struct {
 	timeout     time.Duration
 	retry       *retryPolicy
 	middleware  []any // each a Middleware[T]
+	queueSize   int
+	overflow    Overflow
+	overflowSet bool
 	err         error
 }
 
@@ -144,6 +233,30 @@ func (c *listenerConfig) fail(format string, args ...any) {
 	}
 }
 
+// QueueSize bounds this listener's backlog to n deliveries (n ≥ 1), in
+// place of the EventManager's WithQueueSize.
+func QueueSize(n int) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if n < 1 {
+			c.fail("QueueSize(%d): must be at least 1", n)
+			return
+		}
+		c.queueSize = n
+	})
+}
+
+// OnOverflow sets what emits do when this listener's backlog is full, in
+// place of the EventManager's WithOverflow.
+func OnOverflow(p Overflow) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if p > OverflowDropOldest {
+			c.fail("OnOverflow(%v): unknown policy", p)
+			return
+		}
+		c.overflow, c.overflowSet = p, true
+	})
+}
+
 // Once makes the listener run at most once: the first delivery to start
 // runs it and takes it out of the registry; every other delivery, including
 // concurrent ones, is skipped. With Retry, that one delivery is still retried
@@ -153,19 +266,20 @@ func Once() ListenerOption {
 }
 
 // Priority orders listeners of the same event: higher runs first. Listeners
-// of equal priority run in registration order. EmitSync follows it strictly;
-// Emit follows it among the listeners that a worker runs for one event, but
-// listeners with their own mailbox (Ordered, OrderedBy, Concurrency) run on
-// their own schedule. The default is 0.
+// of equal priority run in registration order. EmitSync follows it strictly.
+// Emit queues an event's deliveries in priority order, but every listener
+// runs on its own schedule, concurrently with the others, so under Emit
+// priority says nothing about which handler starts or finishes first. The
+// default is 0.
 func Priority(n int) ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) { c.priority = n })
 }
 
 // Ordered makes Emit deliver to this listener one event at a time, in the
 // order the events were accepted by Emit (for one emitting goroutine, the
-// order of its calls). Its backlog waits in the listener's own mailbox,
-// counted against the queue size, so a slow ordered listener holds no worker
-// while it waits for its turn and other listeners keep running.
+// order of its calls). Its backlog waits in its own bounded queue, so a slow
+// ordered listener holds one worker at most and other listeners keep
+// running.
 func Ordered() ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) { c.ordered = true })
 }
@@ -279,13 +393,17 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 }
 
 // withTimeout gives each call its own deadline; an overrun is an error that
-// matches context.DeadlineExceeded even if the handler ignored it.
+// matches context.DeadlineExceeded even if the handler ignored it. The
+// overrun is judged against the clock, not ctx.Err(): the context is marked
+// done only once its timer has run, which under CPU load can be long after
+// the deadline.
 func withTimeout[T any](h Handler[T], d time.Duration) Handler[T] {
 	return func(ctx context.Context, e Event[T]) error {
-		ctx, cancel := context.WithTimeout(ctx, d)
+		deadline := time.Now().Add(d)
+		ctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		err := h(ctx, e)
-		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, context.DeadlineExceeded) {
+		if !time.Now().Before(deadline) && !errors.Is(err, context.DeadlineExceeded) {
 			if err == nil {
 				return fmt.Errorf("eventbus: handler overran its %v timeout: %w", d, context.DeadlineExceeded)
 			}

@@ -5,6 +5,12 @@ import (
 	"time"
 )
 
+// Retries. A failed delivery of a listener with Retry waits out its backoff
+// on a timer, not on a worker, and then goes back to the front of its
+// mailbox. While it waits it stays in the listener's backlog (so it counts
+// against the bound) and in its Flush epoch (so Flush and Close wait for
+// it); an ordered mailbox is paused meanwhile, to keep its order.
+
 type retryPolicy struct {
 	retries      int
 	initial, max time.Duration
@@ -21,4 +27,57 @@ func (p *retryPolicy) backoff(n int) time.Duration {
 	d = min(d, p.max)
 	half := d / 2
 	return half + rand.N(d-half+1)
+}
+
+// retryTimer is a delivery waiting out its backoff.
+type retryTimer[T any] struct {
+	t  *time.Timer
+	d  delivery[T]
+	mb *mailbox[T]
+}
+
+// startBackoff schedules d to run again in mb after its backoff, with s.mu
+// held. d.attempt counts the attempts that failed.
+func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
+	if !mb.tracked {
+		s.track(mb)
+	}
+	s.backoff++
+	mb.backoffs++
+	mb.in.backlog++
+	rt := &retryTimer[T]{d: d, mb: mb}
+	s.timers[rt] = struct{}{}
+	rt.t = time.AfterFunc(mb.in.e.retry.backoff(d.attempt), func() { s.retryDue(rt) })
+}
+
+// retryDue puts a delivery whose backoff has ended back in its mailbox, or
+// abandons it if Close gave up meanwhile.
+func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.timers[rt]; !ok {
+		return // abort stopped it
+	}
+	s.endBackoff(rt)
+	if s.aborted.Load() {
+		s.stats.abandoned++
+		s.complete(rt.d.ep)
+		s.retire(rt.mb)
+		s.finish()
+		s.idle = 0
+		s.work.Broadcast() // the pool may have drained
+		s.verify()
+		return
+	}
+	s.push(rt.mb, rt.d, true)
+	s.makeReady(rt.mb)
+	s.verify()
+}
+
+// endBackoff takes rt out of the backoff accounting, with s.mu held.
+func (s *scheduler[T]) endBackoff(rt *retryTimer[T]) {
+	delete(s.timers, rt)
+	s.backoff--
+	rt.mb.backoffs--
+	s.shrink(rt.mb.in, 1)
 }

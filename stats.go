@@ -8,7 +8,7 @@ import (
 // Stats is a snapshot of an EventManager's counters. Every delivery is
 // accounted for: one per emitted event and matching listener, so
 //
-//	Matched == Delivered + Failed + Panicked + Skipped + Abandoned + Queued + Running
+//	Matched == Delivered + Failed + Panicked + Skipped + Dropped + Abandoned + Queued + Running
 //
 // The pool's counters are read together under its lock and EmitSync adds its
 // counts when it returns, so the equation holds for every snapshot taken
@@ -21,11 +21,14 @@ type Stats struct {
 	Panicked  uint64 // deliveries whose handler panicked (after any retries)
 	Rejected  uint64 // emits refused: invalid name, closed, queue full or context done
 	Skipped   uint64 // deliveries not run: the listener was unregistered, or a Once listener had fired
+	Dropped   uint64 // deliveries dropped by a full backlog's drop policy (OverflowDropNewest, OverflowDropOldest)
 	Abandoned uint64 // deliveries dropped because Close's context ended first
 	Retried   uint64 // failed attempts that were run again (Retry); not deliveries
 	Queued    int    // deliveries waiting now, including those waiting out a retry backoff
 	Running   int    // deliveries running now on the pool
 	Listeners int    // listeners registered now
+	Workers   int    // worker goroutines now, stalled ones included
+	Stalled   int    // workers whose handler has run long enough to be replaced (see WithWorkers)
 }
 
 // ListenerStats is a snapshot of one listener's counters.
@@ -35,17 +38,16 @@ type ListenerStats struct {
 	Panicked  uint64 // deliveries that panicked (after any retries)
 	Skipped   uint64 // deliveries not run because it was unregistered (or Once had fired)
 	Retried   uint64 // failed attempts that were run again
-	// Pending counts deliveries waiting in the listener's own mailbox
-	// (Ordered, OrderedBy, Concurrency), including one waiting out a retry
-	// backoff. Deliveries to other listeners wait in the shared queue and
-	// show only in Stats.Queued, so for them Pending is 0.
+	Dropped   uint64 // deliveries dropped by its overflow policy
+	// Pending is the listener's backlog now: deliveries waiting to run,
+	// including those waiting out a retry backoff (see WithQueueSize).
 	Pending int
 }
 
 // counters are plain: the pool's are guarded by its mutex, and a worker or
 // EmitSync fills its own before adding them in one go.
 type counters struct {
-	emitted, matched, delivered, failed, panicked, skipped, abandoned, retried uint64
+	emitted, matched, delivered, failed, panicked, skipped, dropped, abandoned, retried uint64
 }
 
 func (c *counters) add(o *counters) {
@@ -55,6 +57,7 @@ func (c *counters) add(o *counters) {
 	c.failed += o.failed
 	c.panicked += o.panicked
 	c.skipped += o.skipped
+	c.dropped += o.dropped
 	c.abandoned += o.abandoned
 	c.retried += o.retried
 }
@@ -92,6 +95,7 @@ const (
 	cSkipped
 	cRetried
 	cRejected
+	cDropped
 	_counters
 )
 
@@ -149,6 +153,6 @@ func (t *tallies) sum() (c counters, rejected uint64) {
 		}
 	}
 	c = counters{emitted: n[cEmitted], delivered: n[cDelivered], failed: n[cFailed],
-		panicked: n[cPanicked], skipped: n[cSkipped], retried: n[cRetried]}
+		panicked: n[cPanicked], skipped: n[cSkipped], retried: n[cRetried], dropped: n[cDropped]}
 	return c, n[cRejected]
 }

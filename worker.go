@@ -8,269 +8,275 @@ import (
 
 // Workers.
 //
-// A worker takes a batch of work under the scheduler's lock (one lock round
-// trip for up to _batchSize deliveries), runs it without the lock, and then
-// accounts for it under the lock. The batch is made of units: one
-// shared-queue delivery (an event for all its plain listeners), or the run
-// of deliveries taken from one mailbox. The worker claims its units one at a
-// time with an atomic counter, so that an idle worker can steal the units
-// not yet started: a unit never waits behind a slow handler of another unit
-// while a worker is free to run it.
+// A worker takes a batch from the mailbox at the head of the ready list
+// under s.mu (one lock round trip for up to _batchSize deliveries of one
+// listener), runs it without the lock, and accounts for it under the lock.
+// It claims the deliveries of its batch one at a time with an atomic
+// counter, so that the watchdog can hand the ones it has not started back to
+// the mailbox if it stalls (watchdog.go).
 
-// hand is a worker's batch. Its contents change only under the scheduler's
-// lock, when the batch is taken (or stolen into) and when it is reset; the
-// owner reads them without the lock while it runs the batch, and thieves
-// read them under the lock.
+// hand is a worker's batch and state.
 type hand[T any] struct {
+	// Set under s.mu when the batch is taken, reset under s.mu when it is
+	// accounted for; the owner reads them without the lock in between.
+	mb    *mailbox[T]
 	batch []delivery[T]
-	boxes []boxRun[T] // the units when the batch is from mailboxes
 	units int32
-	next  atomic.Int32 // the next unit not yet claimed
+	// next is the next delivery of batch to claim: the owner claims one at
+	// a time (Add), the watchdog claims the rest of a stalled batch (Swap).
+	next atomic.Int32
 
-	// Owner only: what it ran, to account for under the lock, and where
-	// it is (unit cur, delivery or listener at within it, and whether that
-	// handler has returned).
-	cur, at    int
-	called     bool
-	done       []int32
-	retries    []delivery[T]
-	deliveries int
-}
+	// Guarded by s.mu.
+	goid      uint64 // the worker goroutine's ID
+	running   bool   // a batch is taken and not yet accounted for
+	stalled   bool   // counted in s.stalled
+	held      int    // deliveries of the batch counted in s.running
+	takes     uint64 // batches taken, for the watchdog
+	seenTakes uint64 // takes and next at the watchdog's last look
+	seenNext  int32
 
-// boxRun is the part of a batch taken from one mailbox: n deliveries from
-// batch[off], of which the first ran finished.
-type boxRun[T any] struct {
-	mb          *mailbox[T]
-	off, n, ran int
+	// Owner only, while running: where it is and what it ran, accounted
+	// for under the lock afterwards.
+	at      int32   // the delivery being run
+	called  bool    // its handler returned (see goexit)
+	ran     int32   // deliveries claimed and finished: batch[:ran], but for retries
+	back    int32   // batch[back:] was not run and goes back to the mailbox
+	retries []int32 // indexes of batch[:ran] that failed and will be retried
+	c       counters
 }
 
 func (h *hand[T]) reset() {
 	clear(h.batch)
 	h.batch = h.batch[:0]
-	clear(h.boxes)
-	h.boxes = h.boxes[:0]
+	h.mb = nil
 	h.units = 0
 	h.next.Store(0)
-	h.done = h.done[:0]
-	clear(h.retries)
+	h.running = false
+	h.held = 0
+	h.ran, h.back = 0, 0
 	h.retries = h.retries[:0]
-	h.deliveries = 0
+	h.c = counters{}
 }
 
 // run is a worker goroutine.
-func (s *scheduler[T]) run() {
-	h := &hand[T]{batch: make([]delivery[T], 0, _batchSize)}
-	var fromBox bool // alternate between mailboxes and the shared queue
-	var c counters
+func (s *scheduler[T]) run(h *hand[T]) {
+	id, strike := enlistWorker(s)
+	defer strike()
+	s.mu.Lock()
+	h.goid = id
+	s.mu.Unlock()
 	running := false
 	defer func() {
 		if running { // a handler called runtime.Goexit: this goroutine ends
-			s.goexit(h, &c)
+			s.goexit(h)
 		}
 	}()
 	s.mu.Lock()
-	s.hands = append(s.hands, h)
 	for {
-		switch {
-		case s.ready.len() > 0 && (fromBox || s.shared.len() == 0):
-			s.takeBoxes(h)
-			if h.units == 0 {
-				continue
+		if s.ready.len() == 0 && s.steal() {
+			continue
+		}
+		if s.ready.len() == 0 {
+			if s.closed.Load() && s.drained() {
+				s.leave(h)
+				s.mu.Unlock()
+				return
 			}
-			fromBox = !fromBox
-		case s.shared.len() > 0:
-			s.takeShared(h)
-			fromBox = !fromBox
-		case s.steal(h):
-		case s.closed && s.units == 0 && s.running == 0 && s.backoff == 0:
-			s.leave(h)
-			s.mu.Unlock()
-			return
-		default:
 			s.idle++
 			s.work.Wait()
 			continue
 		}
+		if !s.take(h) {
+			continue
+		}
 		s.mu.Unlock()
 
-		c = counters{}
 		running = true
-		for {
-			u := h.next.Add(1) - 1
-			if u >= h.units {
-				break
-			}
-			s.runUnit(h, u, &c)
-		}
+		s.runBatch(h)
 		running = false
 
 		s.mu.Lock()
-		s.stats.add(&c)
 		s.account(h)
-		h.reset()
+		if h.stalled {
+			h.stalled = false
+			s.stalled--
+			if s.workers-s.stalled > s.maxLive {
+				s.leave(h) // a worker took this one's place meanwhile
+				s.mu.Unlock()
+				return
+			}
+		}
 	}
 }
 
-// takeShared takes a fair share of the shared queue among the workers, with
-// s.mu held.
-func (s *scheduler[T]) takeShared(h *hand[T]) {
-	share := min(_batchSize, (s.shared.len()+s.workers-1)/max(1, s.workers))
-	deliveries := 0
-	for s.shared.len() > 0 && len(h.batch) < share {
-		d := s.shared.pop()
-		deliveries += len(d.to)
-		h.batch = append(h.batch, d)
+// drained reports whether nothing is left to run, with s.mu held.
+func (s *scheduler[T]) drained() bool {
+	return s.queued == 0 && s.running == 0 && s.backoff == 0
+}
+
+// take takes a batch from the mailbox at the head of the ready list, with
+// s.mu held; it reports false when that mailbox could not start after all.
+// An ordered mailbox gives up to _batchSize deliveries (they run in turn
+// anyway); one that runs several batches at once gives its fair share among
+// them, so that its limit's worth of workers can share its backlog.
+func (s *scheduler[T]) take(h *hand[T]) bool {
+	mb := s.ready.pop()
+	mb.queued = false
+	in := mb.in
+	if g := in.gate; g != nil && mb.active == 0 && g.active >= g.limit {
+		s.makeReady(mb) // the gate filled up meanwhile
+		return false
 	}
-	h.units = int32(len(h.batch))
-	s.taken(len(h.batch), deliveries)
-}
-
-// takeBoxes takes deliveries from ready mailboxes, with s.mu held: from
-// several mailboxes (up to a fair share of the ready ones among the
-// workers), so that many keys with one delivery each cost one lock round
-// trip, not one each.
-func (s *scheduler[T]) takeBoxes(h *hand[T]) {
-	share := max(1, s.ready.len()/max(1, s.workers))
-	for s.ready.len() > 0 && len(h.boxes) < share && len(h.batch) < _batchSize {
-		mb := s.ready.pop()
-		mb.queued = false
-		if g := mb.e.gate; g != nil && g.limit > 0 && mb.active == 0 && g.active >= g.limit {
-			s.makeReady(mb) // the gate filled up meanwhile
-			continue
-		}
-		n := 1
-		if mb.limit == 1 {
-			n = min(mb.q.len(), _batchSize-len(h.batch))
-		}
-		off := len(h.batch)
-		for range n {
-			h.batch = append(h.batch, mb.q.pop())
-		}
-		if mb.active == 0 && mb.e.gate != nil {
-			mb.e.gate.active++
-		}
-		mb.active++
-		s.makeReady(mb) // a Concurrency(n > 1) mailbox may start more
-		h.boxes = append(h.boxes, boxRun[T]{mb: mb, off: off, n: n})
+	n := mb.q.len()
+	if in.limit > 1 {
+		n = (n + in.limit - 1) / in.limit
 	}
-	h.units = int32(len(h.boxes))
-	s.taken(len(h.batch), len(h.batch))
+	n = min(n, in.batch)
+	for range n {
+		h.batch = append(h.batch, mb.q.pop())
+	}
+	h.mb, h.units = mb, int32(n)
+	h.running, h.held = true, n
+	h.takes++
+	if mb.active == 0 && in.gate != nil {
+		in.gate.active++
+	}
+	mb.active++
+	in.active++
+	s.queued -= n
+	s.running += n
+	s.shrink(in, n)
+	s.makeReady(mb) // it may start another batch, behind the other ready mailboxes
+	s.verify()
+	return true
 }
 
-// taken moves units and deliveries from queued to running, with s.mu held.
-func (s *scheduler[T]) taken(units, deliveries int) {
-	s.units -= units
-	s.queued -= deliveries
-	s.running += deliveries
-	s.freed()
-}
-
-// steal claims every unit that another worker has not started yet and
-// copies them into h, with s.mu held; it reports whether it found any.
-// Taking them all (rather than half) keeps workers from stealing back and
-// forth, which measurably slowed keyed delivery. Stolen deliveries are
-// already counted as running.
-func (s *scheduler[T]) steal(h *hand[T]) bool {
-	for _, v := range s.hands {
-		if v == h {
-			continue
-		}
-		for {
-			n := v.next.Load()
-			left := v.units - n
-			if left <= 0 {
-				break
-			}
-			if !v.next.CompareAndSwap(n, v.units) {
-				continue // the owner claimed one meanwhile
-			}
-			if len(v.boxes) > 0 {
-				for _, r := range v.boxes[n:v.units] {
-					off := len(h.batch)
-					h.batch = append(h.batch, v.batch[r.off:r.off+r.n]...)
-					h.boxes = append(h.boxes, boxRun[T]{mb: r.mb, off: off, n: r.n})
-				}
-				h.units = int32(len(h.boxes))
-			} else {
-				h.batch = append(h.batch, v.batch[n:v.units]...)
-				h.units = int32(len(h.batch))
-			}
+// steal hands back to their mailbox the deliveries that another worker
+// has taken but not started, when another batch of that mailbox may run
+// (see handBack), so that the idle worker calling it, with s.mu held, can
+// take them. It reports whether it found any.
+func (s *scheduler[T]) steal() bool {
+	for _, h := range s.hands {
+		if h.running && s.handBack(h) {
 			return true
 		}
 	}
 	return false
 }
 
-// runUnit runs unit u of h, without s.mu.
-func (s *scheduler[T]) runUnit(h *hand[T], u int32, c *counters) {
-	h.cur = int(u)
-	if len(h.boxes) > 0 {
-		r := &h.boxes[u]
-		r.ran = s.runBox(h, r.mb, h.batch[r.off:r.off+r.n], c)
-		h.deliveries += r.n
-	} else {
-		d := &h.batch[u]
-		s.runShared(h, d, c)
-		h.deliveries += len(d.to)
+// handBack puts the deliveries of h's batch that its owner has not started
+// back at the front of their mailbox, in order, with s.mu held, and reports
+// whether there were any. It does so only when that helps and keeps the
+// bound: when the mailbox may run another batch now, and the deliveries fit
+// in its listener's backlog.
+func (s *scheduler[T]) handBack(h *hand[T]) bool {
+	mb, in := h.mb, h.mb.in
+	if mb.active >= in.limit {
+		return false
 	}
-	h.done = append(h.done, u)
+	for {
+		k := h.next.Load()
+		if k >= h.units || in.backlog+int(h.units-k) > in.bound {
+			return false
+		}
+		if h.next.CompareAndSwap(k, h.units) {
+			for i := h.units - 1; i >= k; i-- {
+				s.push(mb, h.batch[i], true)
+			}
+			n := int(h.units - k)
+			h.held -= n
+			s.running -= n
+			s.makeReady(mb)
+			return true
+		}
+	}
 }
 
-// runShared runs a shared-queue delivery for each of its listeners, adding
-// those to retry to h.retries as it goes.
-func (s *scheduler[T]) runShared(h *hand[T], d *delivery[T], c *counters) {
-	for i, e := range d.to {
+// runBatch runs h's batch in order, without s.mu. It stops at a delivery
+// to retry if the mailbox is ordered, and when it runs out of claimed
+// deliveries (the rest may have been handed back by the watchdog).
+func (s *scheduler[T]) runBatch(h *hand[T]) {
+	e := h.mb.in.e
+	ordered := h.mb.in.ordered
+	for {
+		i := h.next.Add(1) - 1
+		if i >= h.units {
+			break
+		}
 		h.at, h.called = i, false
+		d := &h.batch[i]
 		if s.aborted.Load() {
-			c.abandoned++
+			h.c.abandoned++
+			h.ran = i + 1
 			continue
 		}
-		if s.m.deliver(d.ctx, e, d.ev, d.attempt, c, &h.called) {
-			r := *d
-			r.to = []*entry[T]{e}
-			r.attempt++
-			h.retries = append(h.retries, r)
+		retry, lerr := e.deliver(d.ctx, d.ev, d.attempt, !s.aborted.Load(), &h.c)
+		h.called = true
+		h.ran = i + 1
+		if lerr != nil {
+			s.report(lerr)
+		}
+		if retry {
+			h.retries = append(h.retries, i)
+			if ordered {
+				break
+			}
 		}
 	}
+	// Claim what is left, if the loop stopped early, to give it back.
+	h.back = min(h.next.Swap(h.units), h.units)
 }
 
-// runBox runs a mailbox's batch in order and returns how many deliveries are
-// finished; if it stops early, batch[ran] must be retried.
-func (s *scheduler[T]) runBox(h *hand[T], mb *mailbox[T], batch []delivery[T], c *counters) (ran int) {
-	for i := range batch {
-		h.at, h.called = i, false
-		d := &batch[i]
-		if s.aborted.Load() {
-			c.abandoned++
-			continue
-		}
-		if s.m.deliver(d.ctx, mb.e, d.ev, d.attempt, c, &h.called) {
-			return i
-		}
-	}
-	return len(batch)
-}
-
-// account finishes what h's owner ran, with s.mu held.
+// account finishes what h ran, with s.mu held: finished deliveries complete
+// their epoch, failed ones start their backoff, and those not run go back to
+// the front of the mailbox in order (or are abandoned if Close gave up).
 func (s *scheduler[T]) account(h *hand[T]) {
-	if s.aborted.Load() {
-		// Close gave up while these ran: no retry is scheduled.
-		s.stats.abandoned += uint64(len(h.retries))
-	} else {
-		for _, d := range h.retries { // before completing, so Flush waits for them
-			d.ep.pending++
-			s.startBackoff(d, nil)
+	mb, in := h.mb, h.mb.in
+	s.stats.add(&h.c)
+	aborted := s.aborted.Load()
+	r := 0
+	for i := range h.ran {
+		d := h.batch[i]
+		if r < len(h.retries) && h.retries[r] == i {
+			r++
+			if !aborted {
+				d.attempt++
+				s.startBackoff(mb, d)
+				continue
+			}
+			s.stats.abandoned++ // Close gave up while it ran: no retry
+		}
+		s.complete(d.ep)
+	}
+	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
+		d := h.batch[i]
+		if aborted {
+			s.stats.abandoned++
+			s.complete(d.ep)
+			continue
+		}
+		s.push(mb, d, true)
+	}
+	s.running -= h.held
+	mb.active--
+	in.active--
+	if g := in.gate; g != nil && mb.active == 0 {
+		g.active--
+		if g.waiting.len() > 0 {
+			w := g.waiting.pop()
+			w.queued = false
+			s.makeReady(w)
 		}
 	}
-	for _, u := range h.done {
-		if len(h.boxes) > 0 {
-			r := h.boxes[u]
-			s.finishBox(r.mb, h.batch[r.off:r.off+r.n], r.ran, true)
-		} else {
-			s.complete(h.batch[u].ep)
-		}
+	if in.active == 0 && in.quiet != nil {
+		close(in.quiet)
+		in.quiet = nil
 	}
-	s.running -= h.deliveries
+	s.makeReady(mb)
+	s.retire(mb)
+	h.reset()
+	s.finish()
+	s.verify()
 }
 
 // errGoexit is the failure reported for a handler that called
@@ -279,63 +285,38 @@ var errGoexit = errors.New("eventbus: handler called runtime.Goexit")
 
 // goexit runs on a worker whose goroutine is ending because something it
 // called ran runtime.Goexit: a handler (reported as a failed delivery) or
-// the error handler (the delivery was already counted). Then settle
-// accounts for what the worker finished, puts back what it had not and
-// lets another worker take over, so that nothing is lost and Flush and
-// Close do not wait forever. settle is deferred so that it runs even if
-// the error handler calls Goexit again while the failure is reported; the
-// report comes first, as for any failed delivery, so that Flush returns
-// after it.
-func (s *scheduler[T]) goexit(h *hand[T], c *counters) {
-	var d delivery[T]
-	var e *entry[T]
-	if len(h.boxes) > 0 {
-		r := &h.boxes[h.cur]
-		e, d = r.mb.e, h.batch[r.off+h.at]
-		r.ran = h.at + 1
-	} else {
-		d = h.batch[h.cur]
-		e = d.to[h.at]
-	}
-	defer s.settle(h, c)
+// the error handler (the delivery was already counted). The worker's batch
+// is then accounted for as if it had stopped there: the rest goes back to
+// the mailbox, and another worker takes over if work is waiting, so nothing
+// is lost and Flush and Close do not wait forever. The accounting is
+// deferred so that it runs even if the error handler calls Goexit again
+// while the failure is reported; the report comes first, as for any failed
+// delivery, so that Flush returns after it.
+func (s *scheduler[T]) goexit(h *hand[T]) {
+	defer s.settle(h)
 	if !h.called {
-		c.failed++
+		d := h.batch[h.at]
+		e := h.mb.in.e
+		h.c.failed++
 		e.l.counts.add(cFailed, 1)
-		s.m.report(&ListenerError{Event: d.ev.Name, Pattern: e.pattern, Attempts: d.attempt + 1, Err: errGoexit})
+		s.report(e.failure(d.ev, d.attempt, errGoexit))
 	}
 }
 
 // settle is goexit's accounting.
-func (s *scheduler[T]) settle(h *hand[T], c *counters) {
+func (s *scheduler[T]) settle(h *hand[T]) {
+	h.ran = h.at + 1
+	h.retries = slices.DeleteFunc(h.retries, func(i int32) bool { return i >= h.ran })
+	h.back = min(h.next.Swap(h.units), h.units)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := min(h.next.Swap(h.units), h.units) // nobody may steal the rest now
-	s.stats.add(c)
 	s.account(h)
-	if len(h.boxes) > 0 {
-		r := h.boxes[h.cur]
-		s.finishBox(r.mb, h.batch[r.off:r.off+r.n], r.ran, false)
-		s.running -= r.n
-		for _, r := range h.boxes[next:] {
-			s.finishBox(r.mb, h.batch[r.off:r.off+r.n], 0, false)
-			s.running -= r.n
-		}
-	} else {
-		cur := h.batch[h.cur]
-		if rest := cur.to[h.at+1:]; len(rest) > 0 {
-			cur.ep.pending++
-			s.requeue(delivery[T]{ctx: cur.ctx, ev: cur.ev, to: rest, ep: cur.ep, attempt: cur.attempt})
-		}
-		s.complete(cur.ep)
-		s.running -= len(cur.to)
-		for _, d := range h.batch[next:] {
-			s.requeue(d)
-			s.running -= len(d.to)
-		}
+	if h.stalled {
+		h.stalled = false
+		s.stalled--
 	}
-	h.reset()
 	s.leave(h)
-	if s.units > 0 {
+	if s.ready.len() > 0 {
 		s.wake() // starts a worker in this one's place if none is idle
 	}
 }
@@ -348,11 +329,4 @@ func (s *scheduler[T]) leave(h *hand[T]) {
 	s.finish()
 	s.idle = 0
 	s.work.Broadcast()
-}
-
-// requeue puts a shared-queue delivery back at the front, with s.mu held.
-func (s *scheduler[T]) requeue(d delivery[T]) {
-	s.shared.pushFront(d)
-	s.units++
-	s.queued += len(d.to)
 }

@@ -1,0 +1,205 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+)
+
+// Admission and backpressure.
+//
+// An event is accepted whole or not at all: under s.mu, accept checks the
+// backlog of every listener it matches, then pushes one delivery into each.
+// A listener whose backlog is full decides by its Overflow policy: wait for
+// room (the default), fail the emit, or drop a delivery (its own newest or
+// oldest) and let the event through to the others. Only the listeners an
+// event matches push back on its emit; other names are never delayed.
+//
+// Workers never wait: an emit made on any EventManager's worker goroutine
+// may take its listeners' backlogs up to twice their bound (the reserve),
+// then fails with ErrQueueFull. Waiting there could deadlock: the room it
+// waits for may be freed only by the worker that waits, or by a worker of
+// another EventManager waiting on this one.
+
+// caller identifies the goroutine of an emit, lazily: finding out costs a
+// stack read (goid.go), so it is done only when an emit would otherwise wait
+// or is made after Close.
+type caller struct {
+	known bool
+	id    uint64 // goroutine ID
+	owner any    // the scheduler whose worker it is; nil for other goroutines
+}
+
+func (c *caller) get() any {
+	if !c.known {
+		c.id, c.owner = workerOwner()
+		c.known = true
+	}
+	return c.owner
+}
+
+// worker reports whether the calling goroutine is a worker of any EventManager.
+func (c *caller) worker() bool { return c.get() != nil }
+
+// draining reports whether the caller may still emit into s although Close
+// was called: it is a worker of s and Close has not given up. Follow-up
+// events of running handlers are then accepted, so a graceful Close
+// completes the cascade.
+func (s *scheduler[T]) draining(c *caller) bool {
+	return !s.aborted.Load() && c.get() == any(s)
+}
+
+// refuses reports whether an emit into s must fail with ErrClosed.
+func (s *scheduler[T]) refuses() bool {
+	if !s.closed.Load() {
+		return false
+	}
+	var c caller
+	return !s.draining(&c)
+}
+
+// accept queues ev for the listeners in to (in priority order); keys holds
+// the OrderedBy key of each keyed listener at its index, or is nil when none
+// is keyed. lctx is the context listeners will get. wait says whether to
+// wait for room (until ctx is done) rather than fail with ErrQueueFull.
+func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Event[T], keys []string, wait bool) error {
+	var who caller
+	reserve := false
+	s.mu.Lock()
+	for {
+		if s.closed.Load() && !s.draining(&who) {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		full, err := s.full(to, reserve)
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		if full == nil {
+			break
+		}
+		switch {
+		case !reserve && who.worker():
+			reserve = true
+		case reserve:
+			n := full.backlog
+			s.mu.Unlock()
+			return fmt.Errorf("%w: listener %q has %d deliveries waiting, and the reserve for emits from listeners is used up", ErrQueueFull, full.e.pattern, n)
+		case !wait:
+			n := full.backlog
+			s.mu.Unlock()
+			return fmt.Errorf("%w: listener %q has %d deliveries waiting", ErrQueueFull, full.e.pattern, n)
+		default:
+			if err := s.waitRoom(ctx, full); err != nil {
+				s.mu.Unlock()
+				return err
+			}
+		}
+	}
+	ep := s.cur
+	var drops []*ListenerError
+	for i, e := range to {
+		in := e.in
+		key := ""
+		if keys != nil {
+			key = keys[i]
+		}
+		if s.overflowing(in, reserve) {
+			// Only a drop policy gets here: full() let the event through.
+			if lerr := s.drop(in, key, ev); lerr != nil {
+				drops = append(drops, lerr)
+			}
+			if in.overflow == OverflowDropNewest || in.backlog >= in.bound {
+				continue
+			}
+		}
+		mb := s.mailboxFor(in, key)
+		s.push(mb, delivery[T]{ctx: lctx, ev: ev, ep: ep}, false)
+		ep.pending++
+		s.makeReady(mb)
+	}
+	s.stats.emitted++
+	s.stats.matched += uint64(len(to))
+	s.verify()
+	s.mu.Unlock()
+	for _, lerr := range drops {
+		s.report(lerr)
+	}
+	return nil
+}
+
+// overflowing reports whether in's backlog has no room, with s.mu held;
+// reserve doubles the bound for emits from workers.
+func (s *scheduler[T]) overflowing(in *inbox[T], reserve bool) bool {
+	bound := in.bound
+	if reserve && in.overflow == OverflowWait {
+		bound *= 2
+	}
+	return in.backlog >= bound
+}
+
+// full returns the first listener of to whose backlog has no room and whose
+// policy is to wait, or the error of one whose policy is to fail.
+func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
+	var wait *inbox[T]
+	for _, e := range to {
+		in := e.in
+		if !s.overflowing(in, reserve) {
+			continue
+		}
+		switch in.overflow {
+		case OverflowFail:
+			return nil, fmt.Errorf("%w: listener %q has %d deliveries waiting", ErrQueueFull, e.pattern, in.backlog)
+		case OverflowWait:
+			if wait == nil {
+				wait = in
+			}
+		}
+	}
+	return wait, nil
+}
+
+// drop makes room in a full backlog by its drop policy, with s.mu held:
+// DropNewest drops ev itself; DropOldest drops the oldest delivery queued
+// for the same key (or ev, when that key has nothing queued). The dropped
+// delivery is counted and returned as the error to report.
+func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T]) *ListenerError {
+	victim := ev
+	if in.overflow == OverflowDropOldest {
+		mb := in.box
+		if in.keyFn != nil {
+			mb = in.keys[key]
+		}
+		if mb != nil && mb.q.len() > 0 {
+			d := mb.q.pop()
+			victim = d.ev
+			s.queued--
+			s.shrink(in, 1)
+			s.complete(d.ep)
+			s.retire(mb)
+		}
+	}
+	s.stats.dropped++
+	in.e.l.counts.add(cDropped, 1)
+	return &ListenerError{Event: victim.Name, Pattern: in.e.pattern, Err: fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow)}
+}
+
+// waitRoom waits, with s.mu held on entry and on return, until in may have
+// room, Close was called, or ctx is done. Waiters are not served in order:
+// whichever gets the lock first when room frees up takes it.
+func (s *scheduler[T]) waitRoom(ctx context.Context, in *inbox[T]) error {
+	if in.room == nil {
+		in.room = make(chan struct{})
+	}
+	room := in.room
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-room:
+	case <-s.closing:
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
+	}
+	s.mu.Lock()
+	return err
+}

@@ -1,0 +1,91 @@
+package eventbus
+
+import (
+	"context"
+	"runtime/debug"
+)
+
+// Running one delivery: the handler call, its outcome and its counting,
+// shared by EmitSync and the pool. This is the one place where outcomes are
+// counted, so it is where a metrics hook belongs.
+
+// outcome is what became of one delivery.
+type outcome uint8
+
+const (
+	delivered outcome = iota
+	failed
+	panicked
+	skipped
+)
+
+// call runs the handler, turning a panic into a *PanicError. attempt is the
+// number of attempts that already failed.
+func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int) (oc outcome, err error) {
+	l := e.l
+	if l.removed.Load() {
+		return skipped, nil
+	}
+	if e.once && attempt == 0 {
+		if !l.fired.CompareAndSwap(false, true) {
+			return skipped, nil
+		}
+		l.unlink() // its retries still run unless Unregister is called
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	if err := e.h(ctx, ev); err != nil {
+		return failed, err
+	}
+	return delivered, nil
+}
+
+// count counts outcome oc of a delivery in c and the listener's counters,
+// and returns the failure as a *ListenerError (nil for delivered and
+// skipped). Being generic, count is not inlined, so its callers count the
+// common outcome, delivered, themselves with deliveredTo (which took
+// EmitSync10 from 171 to 129 ns).
+func (e *entry[T]) count(ev Event[T], oc outcome, err error, attempt int, c *counters) *ListenerError {
+	l := &e.l.counts
+	switch oc {
+	case delivered:
+		c.deliveredTo(e.l)
+		return nil
+	case skipped:
+		c.skipped++
+		l.add(cSkipped, 1)
+		return nil
+	case failed:
+		c.failed++
+		l.add(cFailed, 1)
+	case panicked:
+		c.panicked++
+		l.add(cPanicked, 1)
+	}
+	return e.failure(ev, attempt, err)
+}
+
+// failure is the error of attempt number attempt+1 of ev to e.
+func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
+	return &ListenerError{Event: ev.Name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
+}
+
+// deliver runs one pool delivery. It reports retry when the delivery failed
+// and must be run again (mayRetry is false once Close has given up);
+// otherwise it counts the outcome and returns the failure to report, if any.
+func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
+	oc, err := e.call(ctx, ev, attempt)
+	if oc == delivered { // see count
+		c.deliveredTo(e.l)
+		return false, nil
+	}
+	if (oc == failed || oc == panicked) && mayRetry && e.retry != nil && attempt < e.retry.retries {
+		c.retried++
+		e.l.counts.add(cRetried, 1)
+		return true, nil
+	}
+	return false, e.count(ev, oc, err, attempt, c)
+}

@@ -1,0 +1,52 @@
+package eventbus
+
+import (
+	"runtime"
+	"sync"
+)
+
+// Worker identity. An emit, Flush or Close must know whether it runs on a
+// worker goroutine, whatever context it was given: a worker must never wait
+// for backlog room (it could be waiting for itself, or for a worker of
+// another EventManager that waits for it), and Flush or Close on a worker of
+// their own EventManager would wait for the very handler that calls them.
+//
+// Workers enlist their goroutine ID in workerGoroutines, the package's one
+// piece of global state: it must span every EventManager, whatever its type
+// parameter, for the cross-manager case. Reading the ID costs a stack read
+// (about a microsecond), so it is done only off the fast path: when an emit
+// would otherwise wait, after Close, and in Flush and Close.
+
+var workerGoroutines sync.Map // goroutine ID → *scheduler[T] of the worker
+
+// enlistWorker records the calling goroutine as a worker of s and returns
+// its ID and the function that strikes it off.
+func enlistWorker(s any) (id uint64, strike func()) {
+	id = goid()
+	workerGoroutines.Store(id, s)
+	return id, func() { workerGoroutines.Delete(id) }
+}
+
+// workerOwner returns the calling goroutine's ID and the scheduler whose
+// worker it is, or nil.
+func workerOwner() (id uint64, owner any) {
+	id = goid()
+	owner, _ = workerGoroutines.Load(id)
+	return id, owner
+}
+
+// goid returns the calling goroutine's ID, read from the first line of its
+// stack trace ("goroutine 42 [running]:").
+func goid() uint64 {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	const prefix = len("goroutine ")
+	var id uint64
+	for _, c := range buf[prefix:n] {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id
+}

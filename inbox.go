@@ -1,0 +1,257 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+)
+
+// Inboxes: each listener's scheduling state. Adding a delivery mode means
+// giving newInbox a new configuration of limit, ordered, keyFn and gate, and
+// nothing else: admission, workers, retries and shutdown treat every inbox
+// alike.
+
+// inbox is one listener's state in the scheduler. Its configuration is set
+// by newInbox and never changes; the rest is guarded by the scheduler's mu.
+type inbox[T any] struct {
+	e        *entry[T]
+	limit    int                   // batches (so invocations) a mailbox runs at once
+	batch    int                   // deliveries a worker takes at once, at most
+	ordered  bool                  // a retry pauses the mailbox, to keep its order
+	keyFn    func(Event[T]) string // OrderedBy: a mailbox per key
+	bound    int                   // backlog bound (WithQueueSize, QueueSize)
+	overflow Overflow              // what a full backlog does to an emit
+
+	box  *mailbox[T]            // unkeyed listeners: the one mailbox
+	keys map[string]*mailbox[T] // OrderedBy: the mailboxes of keys seen lately
+	gate *gate[T]               // OrderedBy with Concurrency: keys in flight
+
+	backlog int           // deliveries queued in its mailboxes or waiting out a backoff
+	active  int           // batches running, over all its mailboxes
+	room    chan struct{} // made by a waiting emitter; closed when backlog < bound
+	quiet   chan struct{} // made by UnregisterAndWait; closed when active is 0
+}
+
+// mailbox holds the queued deliveries of one listener, or of one key of an
+// OrderedBy listener.
+type mailbox[T any] struct {
+	in       *inbox[T]
+	key      string
+	keyed    bool
+	q        deque[delivery[T]]
+	active   int  // batches running from it
+	queued   bool // in the ready list or in its gate's waiting list
+	backoffs int  // its deliveries waiting out a retry backoff
+
+	// busy list links: every mailbox that is not idle is in it.
+	tracked    bool
+	prev, next *mailbox[T]
+}
+
+// gate limits the keys of an OrderedBy listener that run at once.
+type gate[T any] struct {
+	limit   int
+	active  int
+	waiting deque[*mailbox[T]]
+}
+
+// newInbox makes e's scheduling state from its configuration and the
+// manager's defaults. A plain listener runs up to maxLive invocations at
+// once; Ordered (or Concurrency(1)) one; Concurrency(n) n; OrderedBy one
+// per key, with at most n keys in flight under Concurrency(n).
+func newInbox[T any](e *entry[T], cfg *listenerConfig, o *options, keyFn func(Event[T]) string) *inbox[T] {
+	in := &inbox[T]{e: e, limit: o.workers, batch: _batchSize, bound: o.queueSize, overflow: o.overflow, keyFn: keyFn}
+	if cfg.queueSize > 0 {
+		in.bound = cfg.queueSize
+	}
+	if cfg.overflowSet {
+		in.overflow = cfg.overflow
+	}
+	switch {
+	case keyFn != nil:
+		in.limit, in.ordered = 1, true
+		if cfg.concurrency > 0 {
+			in.gate = &gate[T]{limit: cfg.concurrency}
+		}
+	case cfg.ordered:
+		in.limit, in.ordered = 1, true
+	case cfg.concurrency > 0:
+		in.limit, in.ordered = cfg.concurrency, cfg.concurrency == 1
+		if cfg.concurrency > 1 {
+			// One at a time, so that n invocations run whenever n
+			// deliveries wait, and Pending counts every one not started.
+			in.batch = 1
+		}
+	}
+	if keyFn == nil {
+		in.box = &mailbox[T]{in: in}
+	}
+	return in
+}
+
+// paused reports whether mb must wait for a retry before starting anything:
+// an ordered mailbox keeps its order by running the retry first.
+func (mb *mailbox[T]) paused() bool { return mb.in.ordered && mb.backoffs > 0 }
+
+func (mb *mailbox[T]) idle() bool {
+	return mb.q.len() == 0 && mb.active == 0 && mb.backoffs == 0 && !mb.queued
+}
+
+// mailboxFor returns the mailbox of in for an event with the given key.
+func (s *scheduler[T]) mailboxFor(in *inbox[T], key string) *mailbox[T] {
+	if in.keyFn == nil {
+		return in.box
+	}
+	mb := in.keys[key]
+	if mb == nil {
+		if n := len(s.spare); n > 0 {
+			mb = s.spare[n-1]
+			s.spare[n-1] = nil
+			s.spare = s.spare[:n-1]
+		} else {
+			mb = &mailbox[T]{keyed: true}
+		}
+		mb.in, mb.key = in, key
+		if in.keys == nil {
+			in.keys = map[string]*mailbox[T]{}
+		}
+		in.keys[key] = mb
+	}
+	return mb
+}
+
+// makeReady queues mb for a worker if it can start a delivery now, or in
+// its gate's waiting list if only the gate stops it. s.mu must be held.
+func (s *scheduler[T]) makeReady(mb *mailbox[T]) {
+	if mb.queued || mb.q.len() == 0 || mb.active >= mb.in.limit || mb.paused() {
+		return
+	}
+	mb.queued = true
+	if g := mb.in.gate; g != nil && mb.active == 0 && g.active >= g.limit {
+		g.waiting.push(mb)
+		return
+	}
+	s.ready.push(mb)
+	s.wake()
+}
+
+// push queues d in mb, with s.mu held: at the back, or at the front for a
+// delivery that comes back (a retry, or the rest of a stalled batch).
+func (s *scheduler[T]) push(mb *mailbox[T], d delivery[T], front bool) {
+	if !mb.tracked {
+		s.track(mb)
+	}
+	if front {
+		mb.q.pushFront(d)
+	} else {
+		mb.q.push(d)
+	}
+	mb.in.backlog++
+	s.queued++
+}
+
+// shrink records that n deliveries left in's backlog, with s.mu held, and
+// releases the emitters waiting for its room once there is some.
+func (s *scheduler[T]) shrink(in *inbox[T], n int) {
+	in.backlog -= n
+	if in.room != nil && in.backlog < in.bound {
+		close(in.room)
+		in.room = nil
+	}
+}
+
+// retire takes an idle mailbox off the busy list, with s.mu held. A keyed
+// listener keeps the idle mailboxes of up to _idleKeys keys, so that keys
+// that come back (an order's next event) find theirs; past that, an idle
+// key's mailbox is dropped, so keys do not accumulate, and kept for reuse
+// while there are fewer than _idleKeys spares.
+func (s *scheduler[T]) retire(mb *mailbox[T]) {
+	if !mb.idle() || !mb.tracked {
+		return
+	}
+	s.untrack(mb)
+	if !mb.keyed {
+		return
+	}
+	if len(mb.q.buf) > 8 {
+		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
+	}
+	in := mb.in
+	if len(in.keys) <= _idleKeys {
+		return // kept for the key's next event
+	}
+	delete(in.keys, mb.key)
+	mb.in, mb.key = nil, ""
+	if len(s.spare) < _idleKeys {
+		s.spare = append(s.spare, mb)
+	}
+}
+
+// track adds mb to the busy list.
+func (s *scheduler[T]) track(mb *mailbox[T]) {
+	s.tracked++
+	mb.tracked = true
+	mb.prev, mb.next = nil, s.busy
+	if s.busy != nil {
+		s.busy.prev = mb
+	}
+	s.busy = mb
+}
+
+// untrack removes mb from the busy list.
+func (s *scheduler[T]) untrack(mb *mailbox[T]) {
+	s.tracked--
+	if mb.prev != nil {
+		mb.prev.next = mb.next
+	} else {
+		s.busy = mb.next
+	}
+	if mb.next != nil {
+		mb.next.prev = mb.prev
+	}
+	mb.tracked, mb.prev, mb.next = false, nil, nil
+}
+
+// pending counts the deliveries waiting for in: queued, or waiting out a
+// retry backoff.
+func (s *scheduler[T]) pending(in *inbox[T]) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return in.backlog
+}
+
+// quiesce waits until no batch of in is running, or ctx is done. On a
+// worker running one of in's batches it would wait for itself.
+func (s *scheduler[T]) quiesce(ctx context.Context, in *inbox[T]) error {
+	s.mu.Lock()
+	if in.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	var who caller
+	if who.get() == any(s) && s.runsOn(who.id, in) {
+		s.mu.Unlock()
+		return fmt.Errorf("eventbus: unregister and wait: %w: called from the listener's own handler", ErrReentrant)
+	}
+	if in.quiet == nil {
+		in.quiet = make(chan struct{})
+	}
+	quiet := in.quiet
+	s.mu.Unlock()
+	select {
+	case <-quiet:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("eventbus: unregister and wait: %w", ctx.Err())
+	}
+}
+
+// runsOn reports whether the worker with goroutine ID id is running a batch
+// of in, with s.mu held.
+func (s *scheduler[T]) runsOn(id uint64, in *inbox[T]) bool {
+	for _, h := range s.hands {
+		if h.goid == id {
+			return h.running && h.mb.in == in
+		}
+	}
+	return false
+}

@@ -1,0 +1,192 @@
+package eventbus
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The scheduler runs Emit's deliveries on a bounded, elastic pool of workers.
+//
+// Model. Every listener has an inbox (inbox.go): its own bounded backlog,
+// held in one mailbox, or one mailbox per key for OrderedBy. Emit pushes one
+// delivery into the mailbox of every listener the event matches, all under
+// s.mu, so every mailbox sees the same accept order (admit.go). A mailbox
+// that may start a delivery (it has one queued, runs fewer batches than its
+// limit, is not paused for a retry, and its gate has room) waits in the
+// ready list, first come first served. A worker (worker.go) takes a batch
+// from the mailbox at the head of the list (one listener's deliveries only),
+// runs it without the lock, and accounts for it under the lock. So a
+// delivery never waits behind another listener's handler while a worker is
+// idle: it waits only behind its own listener's invocations.
+//
+// Blocking. A worker whose handler has not returned for _stallAfter while
+// other work is waiting is stalled (watchdog.go): the deliveries of its batch
+// that it has not started go back to their mailbox, and another worker is
+// started in its place, as the Go runtime hands a blocked thread's P to a
+// new one. A stalled worker that returns exits if enough workers run
+// without it. So at most maxLive workers run without being stalled, and at
+// most maxWorkers worker goroutines exist.
+//
+// Re-entrancy. A worker never waits for backlog room (admit.go): an emit
+// from any EventManager's worker goroutine (see goid.go) may use a reserve
+// of the listener's bound again, then fails with ErrQueueFull. Flush and
+// Close called on a worker of their own EventManager do not wait.
+//
+// Locks. s.mu guards every field below it. Lock order: EventManager.mu (the
+// registry) may be held when s.mu is taken (Close does, to make ErrClosed
+// final against RegisterListener), never the reverse. Handlers, the error
+// handler, key functions and timer callbacks are never called with s.mu
+// held; the error handler is called with no lock held.
+//
+// Invariants (checked by checkInvariants in tests, after every accounting
+// step, when s.check is set):
+//
+//   - s.queued = Σ over mailboxes of len(q);
+//     s.backoff = len(s.timers) = Σ mailbox.backoffs;
+//     inbox.backlog = Σ over its mailboxes of len(q) + backoffs.
+//   - s.running = Σ over workers' hands of hand.held.
+//   - the epochs' pending counts add up to queued + running + backoff.
+//   - mailbox.active ≤ inbox.limit; inbox.active = Σ mailbox.active;
+//     gate.active = number of its mailboxes with active > 0.
+//   - a mailbox is queued (in the ready list or a gate's waiting list) at
+//     most once, and is in the busy list unless idle.
+//   - s.stalled ≤ s.workers ≤ s.maxWorkers.
+type scheduler[T any] struct {
+	// Set at construction, then read-only.
+	maxLive    int           // WithWorkers: workers that may run at once, not counting stalled ones
+	maxWorkers int           // WithMaxWorkers: every worker goroutine, stalled ones included
+	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
+	report     func(error)   // the error handler; called with no lock held
+	ctx        context.Context
+	cancel     context.CancelFunc // cancels ctx, the parent of pool listeners' contexts, when Close gives up
+
+	// closed is set once, under mu, by close; emitters read it without the
+	// lock, so that once any call has seen it every later call does too.
+	closed atomic.Bool
+	// aborted is set once by abort (Close gave up waiting); workers read it
+	// without the lock before each delivery.
+	aborted atomic.Bool
+	// check makes every accounting step call checkInvariants (tests only).
+	check bool
+
+	mu   sync.Mutex
+	work sync.Cond // idle workers wait here; L is &mu
+
+	// Queues.
+	ready   deque[*mailbox[T]] // mailboxes that may start a delivery, in the order they became ready
+	busy    *mailbox[T]        // head of the list of every mailbox that is not idle
+	tracked int                // mailboxes in the busy list
+	checks  uint64             // verify calls (tests only)
+	spare   []*mailbox[T]      // retired key mailboxes, for reuse
+	timers  map[*retryTimer[T]]struct{}
+
+	// Workers.
+	hands    []*hand[T] // one per worker goroutine
+	workers  int        // worker goroutines started and not yet exited
+	stalled  int        // workers whose handler has run past stallAfter
+	idle     int        // workers waiting on work and not yet signalled
+	watching bool       // the watchdog timer is armed
+	watchdog *time.Timer
+
+	// Accounting (see Stats).
+	queued  int // deliveries in mailboxes
+	running int // deliveries in workers' hands
+	backoff int // deliveries waiting out a retry backoff
+	stats   counters
+
+	// Flush epochs (flush.go).
+	cur    *epoch
+	sealed deque[*epoch]
+
+	// Shutdown (shutdown.go).
+	closing  chan struct{} // closed by close: releases emitters waiting for room
+	done     chan struct{} // closed once closed and nothing is left (see finish)
+	finished bool          // done is closed
+}
+
+// delivery is one queued invocation of one listener.
+type delivery[T any] struct {
+	ctx     context.Context
+	ev      Event[T]
+	ep      *epoch
+	attempt int // attempts that already failed (Retry)
+}
+
+const (
+	// _stallAfter is how long a handler may run before its worker is
+	// considered stalled and replaced while other work waits.
+	_stallAfter = 5 * time.Millisecond
+	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
+	// when WithMaxWorkers is not given (or WithWorkers is larger).
+	_defaultMaxWorkers = 256
+)
+
+func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
+	s := &scheduler[T]{
+		maxLive:    o.workers,
+		maxWorkers: max(o.maxWorkers, o.workers),
+		stallAfter: o.stallAfter,
+		report:     report,
+		check:      o.checkInvariants,
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
+		cur:        &epoch{},
+		timers:     map[*retryTimer[T]]struct{}{},
+	}
+	s.work.L = &s.mu
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// wake makes sure a worker will look at the ready list, with s.mu held: an
+// idle one is signalled, or one is started while fewer than maxLive run
+// unstalled; otherwise the watchdog is armed, so that a worker stuck in a
+// handler is replaced.
+func (s *scheduler[T]) wake() {
+	switch {
+	case s.idle > 0:
+		s.idle--
+		s.work.Signal()
+	case s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers:
+		s.start()
+	case s.workers < s.maxWorkers:
+		s.armWatchdog()
+	}
+}
+
+// start starts a worker goroutine, with s.mu held.
+func (s *scheduler[T]) start() {
+	s.workers++
+	h := &hand[T]{}
+	s.hands = append(s.hands, h)
+	go s.run(h)
+}
+
+// snapshot returns the pool's counters, read together.
+func (s *scheduler[T]) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &s.stats
+	return Stats{
+		Emitted:   c.emitted,
+		Matched:   c.matched,
+		Delivered: c.delivered,
+		Failed:    c.failed,
+		Panicked:  c.panicked,
+		Skipped:   c.skipped,
+		Dropped:   c.dropped,
+		Abandoned: c.abandoned,
+		Retried:   c.retried,
+		Queued:    s.queued + s.backoff,
+		Running:   s.running,
+	}
+}
+
+// workersNow reports the worker goroutines and how many of them are stalled.
+func (s *scheduler[T]) workersNow() (workers, stalled int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.workers, s.stalled
+}

@@ -1,0 +1,110 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+)
+
+// Shutdown.
+//
+// close sets closed under s.mu, so that every emit that takes the lock
+// after it sees it, and wakes the emitters waiting for room (they then fail
+// with ErrClosed) and the idle workers (they exit once nothing is left).
+// While closed but not aborted, the pool drains: workers keep running what
+// is queued and accept the emits of the handlers they run (admit.go), so a
+// cascade of follow-up events completes; retries keep their timers. When
+// nothing is queued, running or backing off, the last worker to leave
+// closes done (finish). If Close's context ends first, abort drops what is
+// left and cancels the running listeners' contexts.
+
+// close waits, after setClosed, until every accepted delivery is finished
+// and every worker has exited, or until ctx is done: then it abandons what
+// has not started and reports how many deliveries it abandoned. On a worker
+// of s it does not wait (it would wait for itself): it returns ErrReentrant.
+func (s *scheduler[T]) close(ctx context.Context) error {
+	var who caller
+	if who.get() == any(s) {
+		return fmt.Errorf("eventbus: close: %w: the shutdown has started; the pool drains and its workers exit by themselves", ErrReentrant)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	n, running := s.abort()
+	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", ctx.Err(), n, running)
+}
+
+// setClosed marks s closed, with s.mu taken; the caller holds the
+// EventManager's registry lock (lock order: registry, then s.mu).
+func (s *scheduler[T]) setClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed.Load() {
+		s.closed.Store(true)
+		close(s.closing)
+		s.finish()
+		s.idle = 0
+		s.work.Broadcast()
+	}
+}
+
+// abort drops everything queued or backing off, counts it as abandoned and
+// cancels the contexts of running listeners. Workers abandon the rest of the
+// batch in their hands, so the count it returns is a lower bound; Stats has
+// the final one.
+func (s *scheduler[T]) abort() (abandoned uint64, running int) {
+	s.aborted.Store(true)
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.stats.abandoned
+	for s.ready.len() > 0 {
+		s.ready.pop().queued = false
+	}
+	for mb := s.busy; mb != nil; mb = mb.next {
+		for mb.q.len() > 0 {
+			d := mb.q.pop()
+			s.queued--
+			s.shrink(mb.in, 1)
+			s.stats.abandoned++
+			s.complete(d.ep)
+		}
+		if g := mb.in.gate; g != nil {
+			for g.waiting.len() > 0 {
+				g.waiting.pop().queued = false
+			}
+		}
+	}
+	for rt := range s.timers {
+		if rt.t.Stop() {
+			s.endBackoff(rt)
+			s.stats.abandoned++
+			s.complete(rt.d.ep)
+		}
+	}
+	for mb := s.busy; mb != nil; {
+		next := mb.next
+		s.retire(mb)
+		mb = next
+	}
+	s.finish()
+	s.idle = 0
+	s.work.Broadcast()
+	s.verify()
+	return s.stats.abandoned - before, s.running
+}
+
+// finish closes done, once, when Close has been called and nothing is left:
+// no worker, and no delivery queued, running or backing off. s.mu must be
+// held. (Workers can all be gone with a retry still backing off, after a
+// handler called runtime.Goexit; the retry then starts a new one.)
+func (s *scheduler[T]) finish() {
+	if s.closed.Load() && !s.finished && s.workers == 0 && s.drained() {
+		s.finished = true
+		close(s.done)
+		if s.watchdog != nil {
+			s.watchdog.Stop()
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package eventbus
+
+import "time"
+
+// The watchdog replaces workers stuck in a handler, so that listeners that
+// block (for seconds, or until released) cannot stop the others.
+//
+// It is a timer, not a goroutine: wake arms it when work is ready, no worker
+// is idle and no other may start. When it fires it looks at every worker
+// that is running a batch: one that has not started another delivery since
+// the previous look (at least stallAfter ago) is stalled. Its unstarted
+// deliveries go back to their mailbox, and workers are started in place of
+// the stalled ones, up to maxLive unstalled and maxWorkers in all. The timer
+// re-arms itself while work is still waiting for a worker.
+//
+// A listener holds at most its limit of workers (for a plain listener,
+// WithWorkers), so one blocked listener cannot take every worker the
+// watchdog starts.
+
+// armWatchdog arms the timer unless it is armed, with s.mu held.
+func (s *scheduler[T]) armWatchdog() {
+	if s.watching || s.finished {
+		return
+	}
+	s.watching = true
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(s.stallAfter, s.watch)
+		return
+	}
+	s.watchdog.Reset(s.stallAfter)
+}
+
+// watch is the watchdog timer's callback.
+func (s *scheduler[T]) watch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watching = false
+	if s.finished {
+		return
+	}
+	for _, h := range s.hands {
+		if !h.running || h.stalled {
+			continue
+		}
+		n := h.next.Load()
+		if h.takes == h.seenTakes && n == h.seenNext {
+			s.stall(h)
+			continue
+		}
+		h.seenTakes, h.seenNext = h.takes, n
+	}
+	for s.ready.len() > 0 && s.idle == 0 && s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers {
+		s.start()
+	}
+	if s.ready.len() > 0 && s.idle == 0 && s.workers < s.maxWorkers {
+		s.armWatchdog()
+	}
+	s.verify()
+}
+
+// stall marks h stalled and hands the deliveries of its batch that it has
+// not started back to their mailbox, if another worker may run them.
+func (s *scheduler[T]) stall(h *hand[T]) {
+	h.stalled = true
+	s.stalled++
+	s.handBack(h)
+}

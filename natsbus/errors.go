@@ -8,8 +8,10 @@ import (
 // Sentinel errors. Errors returned or reported by the bridge wrap one of these;
 // test for them with [errors.Is].
 var (
-	// ErrClosed is returned when an event reaches a bridge that is closing
-	// or closed.
+	// ErrClosed is returned or reported for an outbound event that reaches
+	// a bridge whose outbound side is closed (Close, or Drain once it has
+	// published what was queued), and, together with ErrAckTimeout, for a
+	// JetStream publish still unacknowledged when Close or Drain gave up.
 	ErrClosed = errors.New("natsbus: bridge closed")
 	// ErrConfig is returned by [New] for an invalid option or argument.
 	ErrConfig = errors.New("natsbus: invalid configuration")
@@ -23,14 +25,37 @@ var (
 	ErrPayloadTooLarge = errors.New("natsbus: payload exceeds server max_payload")
 	// ErrEncode is returned when the codec cannot encode an event's data.
 	ErrEncode = errors.New("natsbus: cannot encode event data")
-	// ErrDecode is reported when an inbound payload cannot be decoded.
+	// ErrDecode is reported when an inbound message cannot be turned into
+	// an event: its payload cannot be decoded, or (wrapped together with
+	// ErrBadHeader or ErrContentType) its headers are unusable.
 	ErrDecode = errors.New("natsbus: cannot decode payload")
+	// ErrBadHeader is reported, wrapped with ErrDecode, for an inbound
+	// message whose header block the NATS client could not parse (core
+	// mode; in JetStream mode the client hides it, see the README).
+	ErrBadHeader = errors.New("natsbus: malformed header block")
+	// ErrContentType is reported, wrapped with ErrDecode, for an inbound
+	// message whose Content-Type names another media type than the
+	// bridge's codec (checked only when the codec names one, see
+	// ContentTyper; a message without Content-Type is not checked).
+	ErrContentType = errors.New("natsbus: unexpected Content-Type")
+	// ErrForgedOrigin is reported for an inbound message that carries this
+	// bridge's Eventbus-Origin but an Eventbus-Id this bridge did not make:
+	// another bridge uses the same origin (see WithOrigin), an earlier run
+	// of this service published it under a fixed origin, or the header was
+	// forged. The message is not delivered (terminated in JetStream mode).
+	ErrForgedOrigin = errors.New("natsbus: message carries this bridge's origin but was not published by it")
 	// ErrSlowConsumer is reported when the NATS client dropped inbound
 	// messages because the local side could not keep up (core mode).
 	ErrSlowConsumer = errors.New("natsbus: slow consumer, messages dropped")
-	// ErrAckTimeout is reported when a JetStream publish was not
-	// acknowledged after every attempt. The server may still have stored it.
-	ErrAckTimeout = errors.New("natsbus: no publish acknowledgement")
+	// ErrAckTimeout is reported when the outcome of a JetStream publish is
+	// unknown: it was sent, but no acknowledgement came after every
+	// attempt (PublishAttempts, each waiting AckTimeout while connected),
+	// or before the connection or the bridge closed. The server may well
+	// have stored the message: a resend with the same Nats-Msg-Id within
+	// the stream's duplicate window would not store it twice. Such
+	// publishes are counted in Stats.Unconfirmed, apart from the known
+	// failures in Stats.PublishErrors.
+	ErrAckTimeout = errors.New("natsbus: publish outcome unknown: no acknowledgement")
 	// ErrPublishRejected is reported when JetStream answered a publish with
 	// an error (for example: no stream captures the subject).
 	ErrPublishRejected = errors.New("natsbus: publish rejected by server")

@@ -1,19 +1,17 @@
 package natsbus
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/eventbus-go/eventbus"
 	"github.com/nats-io/nats.go"
 )
 
 type coreSub struct {
 	sub     *nats.Subscription
-	slow    atomic.Bool // in slow-consumer state: callbacks check for drops
+	slow    atomic.Bool   // in slow-consumer state: callbacks check for drops
+	closed  chan struct{} // closed when the subscription is (drained or unsubscribed)
 	mu      sync.Mutex
 	dropped int // last value of sub.Dropped() already reported
 }
@@ -25,7 +23,7 @@ func (b *Bridge[T]) startCoreInbound() error {
 			sub *nats.Subscription
 			err error
 		)
-		cs := &coreSub{}
+		cs := &coreSub{closed: make(chan struct{})}
 		if b.o.queue != "" {
 			sub, err = b.nc.QueueSubscribe(subject, b.o.queue, b.coreHandler(i, cs))
 		} else {
@@ -46,18 +44,32 @@ func (b *Bridge[T]) startCoreInbound() error {
 		// While it is up, every callback checks the drop count: a drop
 		// means the buffer was full, so callbacks follow it, and the last
 		// of them sees the final count even when no message arrives after
-		// the burst. The channel is closed when the subscription is.
+		// the burst. The channel is closed when the subscription is, but
+		// not when the connection is closed: then the bridge's shutdown
+		// stops the monitor.
 		ch := sub.StatusChanged(nats.SubscriptionSlowConsumer, nats.SubscriptionActive)
 		b.monitors.Add(1)
-		go func() {
-			defer b.monitors.Done()
-			for st := range ch {
-				cs.slow.Store(st == nats.SubscriptionSlowConsumer)
-				b.checkDropped(cs)
-			}
-		}()
+		go b.monitor(cs, ch)
 	}
 	return nil
+}
+
+// monitor follows the slow-consumer state of one subscription.
+func (b *Bridge[T]) monitor(cs *coreSub, ch <-chan nats.SubStatus) {
+	defer b.monitors.Done()
+	for {
+		select {
+		case st, ok := <-ch:
+			if !ok {
+				close(cs.closed)
+				return
+			}
+			cs.slow.Store(st == nats.SubscriptionSlowConsumer)
+			b.checkDropped(cs)
+		case <-b.stopMon:
+			return
+		}
+	}
 }
 
 // checkDropped reports messages dropped since the last check.
@@ -80,8 +92,17 @@ func (b *Bridge[T]) checkDropped(cs *coreSub) {
 // emits with Emit, so listeners run on the EventManager's workers; when its
 // queue is full the callback waits, NATS buffers, and past the pending
 // limits the client drops (counted and reported).
+//
+// Without a queue group, a message matching several inbound patterns
+// arrives once per subscription, and only the subscription of the first
+// matching pattern delivers it. With a queue group, the server hands each
+// message to one subscription of the group, whichever pattern it belongs
+// to, so every subscription delivers what it gets.
 func (b *Bridge[T]) coreHandler(i int, cs *coreSub) nats.MsgHandler {
 	earlier := b.o.inbound[:i]
+	if b.o.queue != "" {
+		earlier = nil
+	}
 	return func(msg *nats.Msg) {
 		if !b.enterInbound() {
 			return
@@ -90,7 +111,7 @@ func (b *Bridge[T]) coreHandler(i int, cs *coreSub) nats.MsgHandler {
 		if cs.slow.Load() {
 			defer b.checkDropped(cs)
 		}
-		ev, ok := b.decodeInbound(msg, earlier, 1)
+		ev, ok, _ := b.decodeInbound(msg, earlier, 1)
 		if !ok {
 			return
 		}
@@ -101,67 +122,4 @@ func (b *Bridge[T]) coreHandler(i int, cs *coreSub) nats.MsgHandler {
 		}
 		b.st.received.Add(1)
 	}
-}
-
-type inboundEvent[T any] struct {
-	ctx  context.Context
-	name string
-	id   string
-	data T
-}
-
-// decodeInbound turns a message into a local event. ok is false when the
-// message is to be skipped: already handled by an earlier pattern, sent by
-// this bridge, or bad (then it is counted and reported, and err says so).
-func (b *Bridge[T]) decodeInbound(msg *nats.Msg, earlier []string, delivered uint64) (ev inboundEvent[T], ok bool) {
-	ev, ok, _ = b.decodeInboundErr(msg, earlier, delivered)
-	return ev, ok
-}
-
-func (b *Bridge[T]) decodeInboundErr(msg *nats.Msg, earlier []string, delivered uint64) (ev inboundEvent[T], ok bool, bad error) {
-	ev.id = msg.Header.Get(HeaderID)
-	ev.name = strings.TrimPrefix(msg.Subject, b.o.prefix)
-	for _, p := range earlier {
-		if eventbus.MatchPattern(p, ev.name) {
-			return ev, false, nil
-		}
-	}
-	origin := msg.Header.Get(HeaderOrigin)
-	if origin == b.origin[0] {
-		b.st.skippedOwn.Add(1)
-		return ev, false, nil
-	}
-	fail := func(err error) (inboundEvent[T], bool, error) {
-		b.st.decodeErrors.Add(1)
-		err = &MessageError{Subject: msg.Subject, ID: ev.id, Delivered: delivered, Err: err}
-		b.report(err)
-		return ev, false, err
-	}
-	if err := eventbus.ValidateName(ev.name); err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrInvalidSubject, err))
-	}
-	if err := b.decode(msg.Data, &ev.data); err != nil {
-		return fail(err)
-	}
-	ctx := context.WithValue(b.life, inboundKey{}, &inbound{bridge: b, name: ev.name, info: Info{
-		Subject: msg.Subject, ID: ev.id, Origin: origin, Delivered: delivered,
-	}})
-	for _, p := range b.o.propagators {
-		ctx = p.Extract(ctx, msg.Header)
-	}
-	ev.ctx = ctx
-	return ev, true, nil
-}
-
-// decode never panics: a panicking codec is reported as ErrDecode.
-func (b *Bridge[T]) decode(data []byte, v *T) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: codec panicked: %v", ErrDecode, r)
-		}
-	}()
-	if err := b.o.codec.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: %w", ErrDecode, err)
-	}
-	return nil
 }

@@ -119,9 +119,10 @@ func (b *Bridge[T]) jsHandler(msg jetstream.Msg) {
 		b.st.redelivered.Add(1)
 	}
 	nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
-	ev, ok, bad := b.decodeInboundErr(nm, nil, delivered)
+	ev, ok, bad := b.decodeInbound(nm, nil, delivered)
 	if !ok {
 		if bad != nil {
+			// Redelivering cannot help: bad input, or a forged origin.
 			b.st.terminated.Add(1)
 			b.ackOp(nm, delivered, msg.TermWithReason(bad.Error()))
 		} else {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,14 +19,20 @@ import (
 // ack must reuse the same Nats-Msg-Id and the same bookkeeping entry (so a
 // late ack still counts); the in-flight bound must push back on the
 // listener rather than fail; and everything it starts (one reply
-// subscription, one timer goroutine) must stop with the bridge, where
-// nats.go's async publisher keeps a goroutine per JetStream context until
-// the connection closes.
+// subscription, one goroutine, one status listener) must stop with the
+// bridge, where nats.go's async publisher keeps a goroutine per JetStream
+// context until the connection closes.
+//
+// Ack timeouts count only while the connection is up. When it comes back,
+// every publish still waiting for its ack is sent again at once (same
+// Nats-Msg-Id); when it is closed for good, they are reported as
+// outcome unknown.
 type jsPublisher struct {
 	nc         *nats.Conn
 	prefix     string // reply subject prefix, ending in '.'
 	sub        *nats.Subscription
-	slots      chan struct{} // one token per publish in flight
+	status     chan nats.Status // connection events; they wake run
+	slots      chan struct{}    // one token per publish in flight
 	ackTimeout time.Duration
 	retryWait  time.Duration
 	attempts   int
@@ -37,6 +44,16 @@ type jsPublisher struct {
 	pending map[string]*pendingPub
 	waiters []flushWaiter
 
+	// Owned by run.
+	up         bool   // connected at the last check
+	reconnects uint64 // nc.Stats().Reconnects at the last check
+
+	// Test hooks (export_test.go): a clock offset, the number of checks
+	// run, and a function called between claiming an ack and counting it.
+	skew      atomic.Int64
+	checks    atomic.Uint64
+	afterTake atomic.Pointer[func()]
+
 	aborted   chan struct{}
 	abortOnce sync.Once
 	stop      chan struct{}
@@ -47,9 +64,11 @@ type pendingPub struct {
 	seq      uint64
 	msg      *nats.Msg
 	name, id string
-	sent     int
-	deadline time.Time
-	lastErr  error
+	sent     int       // sends counted against PublishAttempts
+	deadline time.Time // when to resend (or give up)
+	noResp   bool      // the last send was answered "no responders": not stored
+	unknown  bool      // some send may have been stored: its ack never came
+	settling bool      // outcome being counted; entry removed after that
 }
 
 type flushWaiter struct {
@@ -70,6 +89,8 @@ func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report fu
 		st:         st,
 		report:     report,
 		pending:    make(map[string]*pendingPub),
+		up:         true,
+		reconnects: nc.Stats().Reconnects,
 		aborted:    make(chan struct{}),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -79,10 +100,15 @@ func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report fu
 		return nil, fmt.Errorf("natsbus: subscribe for publish acks: %w", err)
 	}
 	p.sub = sub
+	p.status = nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	tick := min(p.ackTimeout, p.retryWait) / 4
 	tick = max(5*time.Millisecond, min(tick, 250*time.Millisecond))
 	go p.run(tick)
 	return p, nil
+}
+
+func (p *jsPublisher) now() time.Time {
+	return time.Now().Add(time.Duration(p.skew.Load()))
 }
 
 // publish sends msg once an in-flight slot is free and returns; the ack is
@@ -105,11 +131,17 @@ func (p *jsPublisher) publish(ctx context.Context, msg *nats.Msg, name, id strin
 	msg.Reply = p.prefix + token
 	p.pending[token] = &pendingPub{
 		seq: p.seq, msg: msg, name: name, id: id, sent: 1,
-		deadline: time.Now().Add(p.ackTimeout),
+		deadline: p.now().Add(p.ackTimeout),
 	}
 	p.mu.Unlock()
 	if err := p.nc.PublishMsg(msg); err != nil {
-		p.finish(token)
+		if p.claim(token) == nil {
+			// The connection closed meanwhile and the check already
+			// reported this publish (as outcome unknown).
+			return nil
+		}
+		// Not sent: a known failure, which the caller counts.
+		p.settle(token)
 		return err
 	}
 	return nil
@@ -132,20 +164,20 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 		// No responders: the stream is not there (yet). Resend after
 		// RetryWait, within the same attempt budget.
 		p.mu.Lock()
-		if pp := p.pending[token]; pp != nil {
-			pp.deadline = time.Now().Add(p.retryWait)
-			pp.lastErr = errNoResponders
+		if pp := p.pending[token]; pp != nil && !pp.settling {
+			pp.deadline = p.now().Add(p.retryWait)
+			pp.noResp = true
 		}
 		p.mu.Unlock()
 		return
 	}
-	pp := p.take(token)
+	pp := p.claim(token)
 	if pp == nil {
 		return // late ack for a message already resolved
 	}
-	// Count before releasing the entry, so that a Flush that returns
-	// sees the outcome in Stats.
-	defer p.release()
+	if f := p.afterTake.Load(); f != nil {
+		(*f)()
+	}
 	var r pubAckResponse
 	switch err := json.Unmarshal(m.Data, &r); {
 	case err != nil:
@@ -160,40 +192,44 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 			p.st.duplicates.Add(1)
 		}
 	}
+	// Only now may a Flush waiting for this publish return: its outcome
+	// is counted and reported.
+	p.settle(token)
 }
 
-// take removes a pending publish; the caller settles it and then calls
-// release.
-func (p *jsPublisher) take(token string) *pendingPub {
+// claim marks a pending publish as being settled and returns it, or nil if
+// it is unknown or already claimed. The entry stays in pending, holding up
+// the flush waiters, until settle.
+func (p *jsPublisher) claim(token string) *pendingPub {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pp := p.pending[token]
-	if pp != nil {
-		delete(p.pending, token)
+	if pp == nil || pp.settling {
+		return nil
 	}
+	pp.settling = true
 	return pp
 }
 
-// release frees the slot of a publish settled after take, and wakes the
-// flush waiters it may have been holding up.
-func (p *jsPublisher) release() {
+// settle removes a claimed publish, wakes the flush waiters it was holding
+// up, and frees its slot.
+func (p *jsPublisher) settle(token string) {
 	p.mu.Lock()
+	delete(p.pending, token)
 	p.notifyLocked()
 	p.mu.Unlock()
 	<-p.slots
 }
 
-// finish removes a pending publish and frees its slot.
-func (p *jsPublisher) finish(token string) *pendingPub {
-	pp := p.take(token)
-	if pp != nil {
-		p.release()
-	}
-	return pp
-}
-
+// fail counts and reports a publish known not to be stored.
 func (p *jsPublisher) fail(pp *pendingPub, err error) {
 	p.st.publishErrors.Add(1)
+	p.report(&PublishError{Event: pp.name, Subject: pp.msg.Subject, ID: pp.id, Err: err})
+}
+
+// failUnknown counts and reports a publish whose outcome is unknown.
+func (p *jsPublisher) failUnknown(pp *pendingPub, err error) {
+	p.st.unconfirmed.Add(1)
 	p.report(&PublishError{Event: pp.name, Subject: pp.msg.Subject, ID: pp.id, Err: err})
 }
 
@@ -217,7 +253,8 @@ func (p *jsPublisher) notifyLocked() {
 	p.waiters = keep
 }
 
-// flush waits until every publish started before the call has resolved.
+// flush waits until every publish started before the call has resolved and
+// been counted.
 func (p *jsPublisher) flush(ctx context.Context) error {
 	p.mu.Lock()
 	w := flushWaiter{upTo: p.seq, ch: make(chan struct{})}
@@ -235,51 +272,123 @@ func (p *jsPublisher) run(tick time.Duration) {
 		select {
 		case <-p.stop:
 			return
-		case now := <-t.C:
-			p.scan(now)
+		case <-p.status:
+		case <-t.C:
 		}
+		p.check()
+	}
+}
+
+// check follows the connection and handles overdue acks. The status
+// events only wake it; it reads the state itself, so a lost event costs at
+// most a tick.
+func (p *jsPublisher) check() {
+	p.checks.Add(1)
+	now := p.now()
+	if p.nc.IsClosed() {
+		p.failAll(fmt.Errorf("%w: %w", ErrAckTimeout, nats.ErrConnectionClosed))
+		return
+	}
+	up := p.nc.IsConnected()
+	reconnects := p.nc.Stats().Reconnects
+	if up && (!p.up || reconnects != p.reconnects) {
+		p.resendAll(now)
+	}
+	p.up, p.reconnects = up, reconnects
+	if up {
+		p.scan(now)
+	}
+}
+
+// resendAll sends every unresolved publish again after a reconnect, with
+// the same message (and so the same Nats-Msg-Id), and restarts its ack
+// timer. Whatever was sent before the connection dropped may or may not
+// have been stored; the stream's duplicate window sorts it out. These
+// resends do not use up PublishAttempts.
+func (p *jsPublisher) resendAll(now time.Time) {
+	var resend []*nats.Msg
+	p.mu.Lock()
+	for _, pp := range p.pending {
+		if pp.settling {
+			continue
+		}
+		pp.unknown = pp.unknown || !pp.noResp
+		pp.noResp = false
+		pp.deadline = now.Add(p.ackTimeout)
+		resend = append(resend, pp.msg)
+	}
+	p.mu.Unlock()
+	for _, msg := range resend {
+		p.st.retries.Add(1)
+		// An error (closed again, reconnect buffer full) leaves the entry
+		// pending: the next check deals with it.
+		_ = p.nc.PublishMsg(msg)
 	}
 }
 
 // scan resends publishes whose ack is overdue, with the same message (and
-// so the same Nats-Msg-Id), and fails those out of attempts. An ack that
-// timed out is ambiguous: the server may have stored the message, and the
-// resend is then reported back as a duplicate.
+// so the same Nats-Msg-Id), and gives up on those out of attempts: as
+// outcome unknown if any send's ack timed out, as rejected if every send
+// was answered "no responders".
 func (p *jsPublisher) scan(now time.Time) {
-	var resend, failed []*pendingPub
+	var resend []*nats.Msg
+	var failed []string
 	p.mu.Lock()
 	for token, pp := range p.pending {
-		if now.Before(pp.deadline) {
+		if pp.settling || now.Before(pp.deadline) {
 			continue
 		}
+		pp.unknown = pp.unknown || !pp.noResp
 		if pp.sent >= p.attempts {
-			delete(p.pending, token)
-			failed = append(failed, pp)
+			pp.settling = true
+			failed = append(failed, token)
 			continue
 		}
 		pp.sent++
+		pp.noResp = false
 		pp.deadline = now.Add(p.ackTimeout)
-		resend = append(resend, pp)
+		resend = append(resend, pp.msg)
 	}
 	p.mu.Unlock()
-	for _, pp := range failed {
-		err := pp.lastErr
-		if err == nil {
-			err = fmt.Errorf("%w after %d attempts of %v", ErrAckTimeout, pp.sent, p.ackTimeout)
+	for _, token := range failed {
+		p.mu.Lock()
+		pp := p.pending[token]
+		p.mu.Unlock()
+		if pp.unknown {
+			p.failUnknown(pp, fmt.Errorf("%w after %d attempts of %v", ErrAckTimeout, pp.sent, p.ackTimeout))
+		} else {
+			p.fail(pp, errNoResponders)
 		}
-		p.fail(pp, err)
-		p.release()
+		p.settle(token)
 	}
-	for _, pp := range resend {
+	for _, msg := range resend {
 		p.st.retries.Add(1)
-		if err := p.nc.PublishMsg(pp.msg); errors.Is(err, nats.ErrConnectionClosed) {
-			if p.take(strings.TrimPrefix(pp.msg.Reply, p.prefix)) != nil {
-				p.fail(pp, err)
-				p.release()
-			}
+		if err := p.nc.PublishMsg(msg); errors.Is(err, nats.ErrConnectionClosed) {
+			break // the next check reports them all
 		}
 		// Other errors (reconnect buffer full) leave the entry pending:
-		// the next deadline resends it or fails it.
+		// the next deadline resends it or gives up.
+	}
+}
+
+// failAll gives up on every unresolved publish, as outcome unknown: each
+// was sent, and may have been stored.
+func (p *jsPublisher) failAll(cause error) {
+	var tokens []string
+	p.mu.Lock()
+	for token, pp := range p.pending {
+		if !pp.settling {
+			pp.settling = true
+			tokens = append(tokens, token)
+		}
+	}
+	p.mu.Unlock()
+	for _, token := range tokens {
+		p.mu.Lock()
+		pp := p.pending[token]
+		p.mu.Unlock()
+		p.failUnknown(pp, cause)
+		p.settle(token)
 	}
 }
 
@@ -288,22 +397,18 @@ func (p *jsPublisher) abort() {
 	p.abortOnce.Do(func() { close(p.aborted) })
 }
 
-// close stops the ack subscription and the timer goroutine and reports every
-// publish still unconfirmed.
+// close stops the ack subscription, the goroutine and the status listener,
+// and reports every publish still unconfirmed as outcome unknown.
 func (p *jsPublisher) close() {
 	_ = p.sub.Unsubscribe()
 	close(p.stop)
 	<-p.done
+	p.nc.RemoveStatusListener(p.status)
+	p.failAll(fmt.Errorf("%w before the acknowledgement came: %w", ErrClosed, ErrAckTimeout))
 	p.mu.Lock()
-	left := p.pending
-	p.pending = map[string]*pendingPub{}
 	for _, w := range p.waiters {
 		close(w.ch)
 	}
 	p.waiters = nil
 	p.mu.Unlock()
-	for _, pp := range left {
-		<-p.slots
-		p.fail(pp, fmt.Errorf("%w: not acknowledged before the bridge closed", ErrClosed))
-	}
 }

@@ -89,8 +89,9 @@ func WithCodec(c Codec) Option {
 }
 
 // WithErrorHandler receives the errors the bridge cannot return to a caller:
-// undecodable messages, slow-consumer drops, failed JetStream acks,
-// exhausted redeliveries. It may be called from several goroutines at once
+// undecodable or forged inbound messages, slow-consumer drops, JetStream
+// publishes that failed or whose outcome is unknown, exhausted
+// redeliveries. It may be called from several goroutines at once
 // and must not block for long. Without it, such errors are only counted in
 // [Stats].
 func WithErrorHandler(f func(err error)) Option {
@@ -100,9 +101,14 @@ func WithErrorHandler(f func(err error)) Option {
 	})
 }
 
-// WithOrigin names the bridge in the Eventbus-Origin header. Messages that
-// carry the bridge's own origin are not emitted locally again. The default
+// WithOrigin names the bridge in the Eventbus-Origin header. The default
 // is a random unique ID; a fixed name must be unique among running bridges.
+// A message that comes back with the bridge's own origin is not emitted
+// locally again: silently (Stats.SkippedOwn) if the bridge published it,
+// with ErrForgedOrigin (Stats.ForgedOrigin) if its Eventbus-Id is not one
+// this bridge made, which is the case for messages of another bridge
+// using the same name and for those an earlier run of this service
+// published under it (JetStream redelivers them after a restart).
 func WithOrigin(name string) Option {
 	return optionFunc(func(o *options) error {
 		if name == "" {
@@ -128,8 +134,11 @@ func WithPropagator(p Propagator) Option {
 
 // WithQueueGroup makes the core-mode inbound subscriptions members of a
 // NATS queue group, so that each message reaches only one of the bridges
-// sharing the group name (load balancing across replicas). JetStream
-// bridges share work by using the same Durable name instead.
+// sharing the group name (load balancing across replicas). The server
+// picks one subscription of the group per message, among all the patterns'
+// subscriptions, so a message matching several Inbound patterns is still
+// delivered once. JetStream bridges share work by using the same Durable
+// name instead ([New] refuses a queue group in JetStream mode).
 func WithQueueGroup(name string) Option {
 	return optionFunc(func(o *options) error {
 		if name == "" {
@@ -182,10 +191,16 @@ type JetStreamConfig struct {
 	// on Emit. Default 256.
 	MaxInFlight int
 	// AckTimeout is how long to wait for a publish ack before sending the
-	// same message again (same Nats-Msg-Id). Default 5s.
+	// same message again (same Nats-Msg-Id). Only time while connected
+	// counts: when the connection comes back after an outage, every
+	// unacknowledged publish is sent again at once and waits AckTimeout
+	// anew. Default 5s.
 	AckTimeout time.Duration
-	// PublishAttempts is how often a message is sent at most before
-	// ErrAckTimeout is reported. Default 5.
+	// PublishAttempts is how many sends (the first, and resends after an
+	// ack timeout or a "no responders" answer) a publish gets before the
+	// bridge gives up: with ErrAckTimeout (outcome unknown) if any ack
+	// timed out, else with ErrPublishRejected. Resends on reconnect do not
+	// count. Default 5.
 	PublishAttempts int
 	// RetryWait is the pause before resending after the server answered
 	// that no stream is available (for example while it restarts).

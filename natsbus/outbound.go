@@ -7,7 +7,6 @@ import (
 
 	"github.com/eventbus-go/eventbus"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 )
 
 // outboundHandler returns the listener registered for outbound pattern i.
@@ -29,7 +28,7 @@ func (b *Bridge[T]) outboundHandler(i int) eventbus.Handler[T] {
 		b.outMu.RLock()
 		if b.outClosed {
 			b.outMu.RUnlock()
-			return &PublishError{Event: e.Name, Subject: b.o.prefix + e.Name, Err: ErrClosed}
+			return b.publishFailed(e.Name, b.o.prefix+e.Name, "", ErrClosed)
 		}
 		b.outActive.Add(1)
 		b.outMu.RUnlock()
@@ -39,7 +38,7 @@ func (b *Bridge[T]) outboundHandler(i int) eventbus.Handler[T] {
 }
 
 func (b *Bridge[T]) publish(ctx context.Context, e eventbus.Event[T]) error {
-	id := nuid.Next()
+	id := b.ids.next()
 	subject, err := publishSubject(b.o.prefix, e.Name)
 	if err != nil {
 		return b.publishFailed(e.Name, b.o.prefix+e.Name, id, err)

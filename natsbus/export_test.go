@@ -1,0 +1,24 @@
+package natsbus
+
+import "time"
+
+// Test hooks into the JetStream publisher of a bridge with outbound
+// patterns in JetStream mode.
+
+// SkewClock moves the publisher's clock by d: ack deadlines fall due (or
+// not) without the test waiting for them.
+func SkewClock[T any](b *Bridge[T], d time.Duration) { b.pub.skew.Add(int64(d)) }
+
+// PublisherChecks counts the publisher's periodic checks so far.
+func PublisherChecks[T any](b *Bridge[T]) uint64 { return b.pub.checks.Load() }
+
+// SetAfterTake makes the publisher call f after it claimed an ack and
+// before it counts the outcome.
+func SetAfterTake[T any](b *Bridge[T], f func()) { b.pub.afterTake.Store(&f) }
+
+// FlushWaiters returns how many Flush calls wait for the publisher.
+func FlushWaiters[T any](b *Bridge[T]) int {
+	b.pub.mu.Lock()
+	defer b.pub.mu.Unlock()
+	return len(b.pub.waiters)
+}

@@ -1,0 +1,263 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Close stops the bridge now. Inbound subscriptions stop: messages buffered
+// in the client are discarded (in JetStream mode they are redelivered
+// later, in core mode they are lost). In JetStream mode the context of
+// inbound listeners still running is cancelled; in core mode inbound
+// events already handed to the EventManager belong to it: they still run,
+// with its contexts, which Close cannot cancel.
+//
+// Outbound, Close publishes nothing new: every event that reaches the
+// outbound listeners from now on, including those the EventManager had
+// queued for them, fails with a *PublishError wrapping ErrClosed (counted
+// in Stats.PublishErrors and, for Emit, passed to the EventManager's error
+// handler). Close waits, until ctx is done, for the EventManager to hand
+// those queued events over (its Flush), then removes the outbound
+// listeners, and waits for publishes in flight to be sent and (in JetStream
+// mode) acknowledged. Publishes still unacknowledged when ctx is done, or
+// when the connection is closed, are reported with ErrAckTimeout (outcome
+// unknown) and counted in Stats.Unconfirmed.
+//
+// Close returns once the bridge's goroutines have exited, or ctx's error
+// (wrapped) if ctx ended first; it does not hang on a closed connection.
+// Events still queued in the EventManager when ctx ends are not handed
+// over: once the listeners are removed, the EventManager counts them as
+// skipped. A listener that ignores its context and is still running when
+// ctx ends is not waited for. Do not call Close or Drain from a listener
+// of the bridged EventManager: its Flush cannot wait for the caller itself
+// (it returns eventbus.ErrReentrant, which Close returns too). Calling
+// Close or Drain again returns the first call's result.
+func (b *Bridge[T]) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() { b.closeErr = b.shutdown(ctx, false) })
+	return b.closeErr
+}
+
+// Drain stops the bridge gracefully. Inbound subscriptions stop taking new
+// messages, and every message already buffered is delivered locally first.
+// Then every event the EventManager accepted before Drain, or while it
+// runs, is published: Drain flushes the EventManager (waiting for all of
+// its listeners) until a whole Flush passes in which no event reached the
+// outbound listeners, so the events that listeners emit while handling
+// drained inbound messages, and their follow-ups, go out too. Only then
+// does the outbound side close and behave as in Close: publishes in flight
+// are flushed (in JetStream mode, until acknowledged).
+//
+// Drain returns ctx's error if ctx ended first, and then behaves as Close:
+// what it could not publish is reported (ErrClosed) or, once the listeners
+// are removed, counted by the EventManager as skipped.
+func (b *Bridge[T]) Drain(ctx context.Context) error {
+	b.closeOnce.Do(func() { b.closeErr = b.shutdown(ctx, true) })
+	return b.closeErr
+}
+
+func (b *Bridge[T]) shutdown(ctx context.Context, drain bool) error {
+	var errs []error
+	keep := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Inbound first, so that events triggered by buffered inbound messages
+	// can still go out.
+	b.stopInbound(ctx, drain, keep)
+	b.stopOutbound(ctx, drain, keep)
+	close(b.stopMon)
+	b.monitors.Wait()
+	if b.closedEv != nil {
+		b.nc.RemoveStatusListener(b.closedEv)
+	}
+	return dedupe(errs)
+}
+
+func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error)) {
+	for _, s := range b.subs {
+		b.checkDropped(s)
+	}
+	if !drain {
+		b.cancel()
+	}
+	switch {
+	case b.consumer != nil && drain:
+		b.consumer.Drain()
+		keep(b.waitOrConnClosed(ctx, b.consumer.Closed()))
+		b.consumer.Stop()
+	case b.consumer != nil:
+		b.consumer.Stop()
+	}
+	for _, s := range b.subs {
+		if drain {
+			_ = s.sub.Drain()
+		} else {
+			_ = s.sub.Unsubscribe()
+		}
+	}
+	if drain {
+		// A draining subscription closes once its buffer is delivered.
+		for _, s := range b.subs {
+			if err := b.waitOrConnClosed(ctx, s.closed); err != nil {
+				keep(err)
+				break
+			}
+		}
+		for _, s := range b.subs {
+			_ = s.sub.Unsubscribe() // no-op unless ctx expired
+		}
+	}
+	b.setInClosed()
+	b.cancel()
+	keep(waitGroup(ctx, &b.inActive))
+	if b.consumer != nil {
+		keep(b.waitOrConnClosed(ctx, b.consumer.Closed()))
+	}
+}
+
+func (b *Bridge[T]) stopOutbound(ctx context.Context, drain bool, keep func(error)) {
+	if len(b.listeners) > 0 {
+		if drain {
+			keep(b.publishQueued(ctx))
+		}
+		b.outMu.Lock()
+		b.outClosed = true
+		b.outMu.Unlock()
+		// Deliveries the EventManager still holds for the outbound
+		// listeners now fail with ErrClosed, reported, instead of being
+		// skipped silently once the listeners are gone.
+		if err := b.m.Flush(ctx); err != nil {
+			keep(fmt.Errorf("natsbus: outbound events still queued in the EventManager: %w", err))
+		}
+		for _, l := range b.listeners {
+			l.Unregister()
+		}
+	}
+	if b.pub != nil {
+		if err := waitGroup(ctx, &b.outActive); err != nil {
+			keep(err)
+			b.pub.abort() // release listeners waiting for an in-flight slot
+		}
+		keep(b.pub.flush(ctx))
+		b.pub.abort()
+		b.outActive.Wait()
+		b.pub.close()
+		return
+	}
+	b.outActive.Wait() // core publishes never block
+	if b.nc.IsConnected() {
+		keep(flushConn(ctx, b.nc))
+	}
+}
+
+// publishQueued flushes the EventManager until a whole Flush passes in
+// which no event reached the outbound listeners.
+func (b *Bridge[T]) publishQueued(ctx context.Context) error {
+	for {
+		before := b.outboundCalls()
+		if err := b.m.Flush(ctx); err != nil {
+			return fmt.Errorf("natsbus: publishing the events queued in the EventManager: %w", err)
+		}
+		if b.outboundCalls() == before {
+			return nil
+		}
+	}
+}
+
+// outboundCalls counts the invocations of the outbound listeners so far.
+func (b *Bridge[T]) outboundCalls() (n uint64) {
+	for _, l := range b.listeners {
+		s := l.Stats()
+		n += s.Delivered + s.Failed + s.Panicked + s.Skipped
+	}
+	return n
+}
+
+func (b *Bridge[T]) setInClosed() {
+	b.inMu.Lock()
+	b.inClosed = true
+	b.inMu.Unlock()
+}
+
+// enterInbound admits a message callback unless the bridge is closing.
+func (b *Bridge[T]) enterInbound() bool {
+	b.inMu.RLock()
+	defer b.inMu.RUnlock()
+	if b.inClosed {
+		return false
+	}
+	b.inActive.Add(1)
+	return true
+}
+
+// waitOrConnClosed waits for done, ctx, or the connection to be closed
+// for good (after which nothing more arrives, and nats.go does not close
+// the subscriptions' status channels).
+func (b *Bridge[T]) waitOrConnClosed(ctx context.Context, done <-chan struct{}) error {
+	for !b.nc.IsClosed() {
+		select {
+		case <-done:
+			return nil
+		case <-b.closedEv: // the loop checks the state
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitGroup waits for wg or ctx. If ctx ends first the helper goroutine
+// lingers until wg is done; the shutdown sequence guarantees that it will
+// be, because everything waited for is stopped right after (only a
+// listener that ignores its context can keep it).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return wait(ctx, done)
+}
+
+// dedupe joins errs, leaving out a bare context error that another error
+// already wraps, and repeats.
+func dedupe(errs []error) error {
+	var out []error
+	bare := func(err error) bool {
+		return err == context.Canceled || err == context.DeadlineExceeded
+	}
+	has := func(err error) bool {
+		for _, o := range out {
+			if errors.Is(o, err) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, err := range errs {
+		if !bare(err) && !has(err) {
+			out = append(out, err)
+		}
+	}
+	for _, err := range errs {
+		if bare(err) && !has(err) {
+			out = append(out, err)
+		}
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return errors.Join(out...)
+}

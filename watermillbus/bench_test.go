@@ -8,6 +8,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -16,7 +17,10 @@ import (
 	"github.com/eventbus-go/eventbus/watermillbus"
 )
 
-var floodMessages = flag.Int("flood.messages", 1_000_000, "messages published per op in BenchmarkFlood")
+var (
+	floodMessages = flag.Int("flood.messages", 1_000_000, "messages published per op in BenchmarkFlood")
+	floodSpin     = flag.Int("flood.spin", 2_000, "rounds of busy work the flooded subscriber does per message")
+)
 
 // pubSub is what both implementations are.
 type pubSub interface {
@@ -43,8 +47,9 @@ var implementations = []struct {
 }
 
 // consume starts n subscriptions of topic that each ack want messages,
-// sampling peaks every 256, and returns a function that waits for them.
-func consume(b *testing.B, ps pubSub, n, want int, p *peaks) (wait func()) {
+// after spin rounds of busy work each, sampling peaks every 256, and
+// returns a function that waits for them.
+func consume(b *testing.B, ps pubSub, n, want, spinRounds int, p *peaks) (wait func()) {
 	var wg sync.WaitGroup
 	for range n {
 		ch, err := ps.Subscribe(context.Background(), "bench")
@@ -58,6 +63,7 @@ func consume(b *testing.B, ps pubSub, n, want int, p *peaks) (wait func()) {
 					b.Errorf("channel closed after %d of %d messages", i, want)
 					return
 				}
+				spin(spinRounds)
 				m.Ack()
 				if p != nil && i%256 == 0 {
 					p.sample()
@@ -77,7 +83,7 @@ func BenchmarkPublishAck(b *testing.B) {
 			b.Run(fmt.Sprintf("subs=%d/%s", subs, impl.name), func(b *testing.B) {
 				b.ReportAllocs()
 				ps := impl.new(b)
-				wait := consume(b, ps, subs, b.N, nil)
+				wait := consume(b, ps, subs, b.N, 0, nil)
 				msgs := newMessages(b.N)
 				b.ResetTimer()
 				for _, m := range msgs {
@@ -96,10 +102,11 @@ func BenchmarkPublishAck(b *testing.B) {
 }
 
 // BenchmarkFlood publishes -flood.messages messages (1M by default) as fast
-// as Publish returns to one subscription that acks each one at once, then
-// waits until all are acked. It reports ns/msg and, above what was in use
-// before, the highest goroutine count and heap (live and not yet collected
-// objects) seen during the flood.
+// as Publish returns to one subscription that does about 2 µs of work on
+// each (-flood.spin) and acks it, then waits until all are acked. It
+// reports ns/msg and, above what was in use before, the highest goroutine
+// count and heap (live and not yet collected objects) seen during the
+// flood.
 func BenchmarkFlood(b *testing.B) {
 	n := *floodMessages
 	for _, impl := range implementations {
@@ -107,13 +114,13 @@ func BenchmarkFlood(b *testing.B) {
 			var peak peaks
 			for range b.N {
 				b.StopTimer()
-				msgs := newMessages(n)
 				runtime.GC()
 				peak.reset()
 				ps := impl.new(b)
-				wait := consume(b, ps, 1, n, &peak)
+				wait := consume(b, ps, 1, n, *floodSpin, &peak)
 				b.StartTimer()
-				for i, m := range msgs {
+				for i := range n {
+					m := message.NewMessage(strconv.Itoa(i), payload)
 					if err := ps.Publish("bench", m); err != nil {
 						b.Fatal(err)
 					}
@@ -136,13 +143,33 @@ func BenchmarkFlood(b *testing.B) {
 	}
 }
 
+var payload = []byte("payload")
+
 // newMessages makes n messages outside the timed part.
 func newMessages(n int) []*message.Message {
 	msgs := make([]*message.Message, n)
 	for i := range msgs {
-		msgs[i] = message.NewMessage(strconv.Itoa(i), []byte("payload"))
+		msgs[i] = message.NewMessage(strconv.Itoa(i), payload)
 	}
 	return msgs
+}
+
+// spinSink keeps spin's result alive so that the compiler cannot drop the
+// loop.
+var spinSink atomic.Uint64
+
+// spin does a fixed amount of CPU work: rounds steps of a xorshift
+// generator.
+func spin(rounds int) {
+	x := uint64(rounds) | 1
+	for range rounds {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+	}
+	if x == 0 {
+		spinSink.Add(1)
+	}
 }
 
 // peaks tracks the highest goroutine count and heap seen during a flood

@@ -178,7 +178,8 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	}
 	s := newSubscription(p, ctx)
 	name := EventName(topic)
-	if err := p.register(s, name); err != nil {
+	replay, err := p.register(s, name)
+	if err != nil {
 		return nil, fmt.Errorf("subscribe to %q: %w", topic, err)
 	}
 	p.mu.Lock()
@@ -190,7 +191,7 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	p.subs[s] = struct{}{}
 	p.mu.Unlock()
 	s.watch(ctx)
-	if len(s.replay) > 0 {
+	if replay > 0 {
 		// Any event runs the listener, which replays the log first; this
 		// one carries no message. Other subscriptions of the topic skip it.
 		if err := p.bus.Emit(ctx, name, envelope{}); err != nil {
@@ -202,23 +203,26 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 }
 
 // register registers s's listener for name and, with persistence, takes
-// the topic's log as s's replay, atomically with respect to Publish.
-func (p *PubSub) register(s *subscription, name string) error {
+// the topic's log as s's replay, atomically with respect to Publish. It
+// returns the length of the replay: once registered, s.replay belongs to
+// the listener.
+func (p *PubSub) register(s *subscription, name string) (replay int, err error) {
 	if p.cfg.persist > 0 {
 		log, err := p.topicLog(name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		log.mu.Lock()
 		defer log.mu.Unlock()
 		s.replay = log.snapshot()
+		replay = len(s.replay)
 	}
 	l, err := p.bus.RegisterListener(name, s.handle, eventbus.Ordered())
 	if err != nil {
-		return busError(err)
+		return 0, busError(err)
 	}
 	s.listener = l
-	return nil
+	return replay, nil
 }
 
 // forget removes a closed subscription.

@@ -3,6 +3,8 @@ package eventbus_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -244,4 +246,136 @@ func BenchmarkRegisterUnregisterWhileEmitting(b *testing.B) {
 	n := float64(emits.Load())
 	b.ReportMetric(n/float64(b.N), "emits/pair")
 	b.ReportMetric(n/elapsed.Seconds()/soloRate, "emitter-speed")
+}
+
+// Registry churn, as per-connection or per-request subscriptions make it:
+// each op registers a listener of a name never seen before and unregisters
+// it, with n other names live (live=n) or registered and unregistered
+// before (dead=n). The cost must not grow with n.
+func BenchmarkRegisterUnregister(b *testing.B) {
+	for _, n := range []int{0, 1_000, 10_000, 100_000} {
+		m := eventbus.New[int]()
+		for i := range n {
+			benchRegister(b, m, "conn."+strconv.Itoa(i))
+		}
+		seq := 0
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) { benchPairs(b, m, &seq, "fresh.", "") })
+		_ = m.Close(context.Background())
+	}
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		m := eventbus.New[int]()
+		for i := range n {
+			benchRegister(b, m, "gone."+strconv.Itoa(i)).Unregister()
+		}
+		seq := 0
+		b.Run("dead="+strconv.Itoa(n), func(b *testing.B) { benchPairs(b, m, &seq, "fresh.", "") })
+		_ = m.Close(context.Background())
+	}
+}
+
+// The same with wildcard patterns, one per user: user.<id>.> with n others
+// live.
+func BenchmarkRegisterUnregisterWildcard(b *testing.B) {
+	for _, n := range []int{0, 1_000, 10_000} {
+		m := eventbus.New[int]()
+		for i := range n {
+			benchRegister(b, m, "user."+strconv.Itoa(i)+".>")
+		}
+		seq := 0
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) { benchPairs(b, m, &seq, "user.x", ".>") })
+		_ = m.Close(context.Background())
+	}
+}
+
+func benchRegister(b *testing.B, m *eventbus.EventManager[int], pattern string) *eventbus.Listener {
+	l, err := m.RegisterListener(pattern, work)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// benchPairs registers and unregisters b.N listeners, each of its own
+// pattern prefix<i>suffix, *seq counting the patterns made so that each is
+// new.
+func benchPairs(b *testing.B, m *eventbus.EventManager[int], seq *int, prefix, suffix string) {
+	patterns := make([]string, b.N)
+	for i := range patterns {
+		patterns[i] = prefix + strconv.Itoa(*seq+i) + suffix
+	}
+	*seq += b.N
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, p := range patterns {
+		benchRegister(b, m, p).Unregister()
+	}
+}
+
+// What the registry keeps of names that are gone: the live heap grown per
+// register/unregister pair of a fresh name, after a GC (0 when memory comes
+// back).
+func BenchmarkRegisterUnregisterRetained(b *testing.B) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	benchRegister(b, m, "warm").Unregister()
+	before := liveHeap()
+	b.ResetTimer()
+	for i := range b.N {
+		benchRegister(b, m, "fresh."+strconv.Itoa(i)).Unregister()
+	}
+	b.StopTimer()
+	retained := int64(liveHeap()) - int64(before)
+	b.ReportMetric(float64(max(retained, 0))/float64(b.N), "retained-B/pair")
+}
+
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// EmitSync to a name among n other live names: the lookup's cost as the
+// registry grows.
+func BenchmarkEmitSyncAmong(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		m := eventbus.New[int]()
+		for i := range n {
+			benchRegister(b, m, "conn."+strconv.Itoa(i))
+		}
+		benchRegister(b, m, "order.created")
+		b.Run("live="+strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				_ = m.EmitSync(context.Background(), "order.created", 1)
+			}
+		})
+		_ = m.Close(context.Background())
+	}
+}
+
+// The cost of asking whether a name has listeners before building an
+// event, for a name with a literal listener and for one matched by a
+// wildcard pattern among 10,000.
+func BenchmarkListenerCount(b *testing.B) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	benchRegister(b, m, "order.created")
+	b.Run("exact", func(b *testing.B) { benchCount(b, m, "order.created", 1) })
+	for i := range 10_000 {
+		benchRegister(b, m, "svc"+strconv.Itoa(i)+".*.>")
+	}
+	benchRegister(b, m, "order.*")
+	b.Run("wildcard10k", func(b *testing.B) { benchCount(b, m, "order.created", 2) })
+	b.Run("none", func(b *testing.B) { benchCount(b, m, "nobody.listens", 0) })
+}
+
+func benchCount(b *testing.B, m *eventbus.EventManager[int], name string, want int) {
+	b.ReportAllocs()
+	for range b.N {
+		if m.ListenerCount(name) != want {
+			b.Fatalf("ListenerCount(%q) != %d", name, want)
+		}
+	}
 }

@@ -1,7 +1,8 @@
 package eventbus
 
 import (
-	"maps"
+	"cmp"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -11,24 +12,30 @@ import (
 // The registry maps event names to the listeners that match them.
 //
 // Writers (RegisterListener, Unregister) hold EventManager.mu. Readers (every
-// emit) take no lock: they load an immutable *registry through an atomic
-// pointer and find a precomputed *route for the name:
+// emit) take no lock: they load the *registry through an atomic pointer and
+// find a precomputed *route for the name:
 //
-//   - literal patterns live in exact, a map of name → slot. The map is copied
-//     only when a new name appears; changing a name's listeners swaps the
-//     route inside its slot.
-//   - wildcard patterns live in a persistent token trie (a writer copies only
-//     the path it changes). When there is any, the merged route of every name
-//     emitted is cached per registry value (see routeCache), so a change
-//     invalidates the cache by publishing a new registry.
+//   - literal patterns live in exact, a hashTrie of name → slot whose route
+//     writers swap in place. A name gets its leaf with its first listener and
+//     loses it with its last, so the trie holds only live names, and a change
+//     costs the same whatever the number of names, live or gone.
+//   - wildcard patterns live in wild, a token trie that writers change in
+//     place (see wnode).
+//   - when there is any wildcard pattern, emits look names up in cache
+//     instead, whose slots hold the route merged from both (see routeCache).
+//
+// A registry value is replaced only when a wildcard pattern is added or
+// removed (its cache is then dropped as a whole) or when exact is first
+// made; the tries it points to outlive it.
 type registry[T any] struct {
-	exact map[string]*slot[T]
-	wild  *node[T]      // nil when no wildcard pattern is registered
-	cache routeCache[T] // used only when wild != nil
+	exact *hashTrie[slot[T]] // nil until the first registration
+	wild  *wnode[T]          // nil when no wildcard pattern is registered
+	cache *routeCache[T]     // set exactly when wild is
 }
 
+// slot is the value of a name in exact or in a routeCache.
 type slot[T any] struct {
-	route atomic.Pointer[route[T]] // nil when the name has no listener
+	route atomic.Pointer[route[T]] // nil only in a cache: no listener matches
 }
 
 // route is everything an emit needs to know about one event name's
@@ -44,102 +51,88 @@ type route[T any] struct {
 // there, and the caller validates the others.
 func (r *registry[T]) lookup(name string) (rt *route[T], known bool) {
 	if r.wild == nil {
-		if s := r.exact[name]; s != nil {
-			return s.route.Load(), true
+		if s := r.exact.find(name); s != nil {
+			return s.val.route.Load(), true
 		}
 		return nil, false
 	}
-	return r.cache.load(name)
+	if s := r.cache.names.find(name); s != nil {
+		return s.val.route.Load(), true
+	}
+	return nil, false
 }
 
 // resolve computes the route of a valid name that lookup did not know, and
-// caches it while the cache has room.
+// caches it when there are wildcard patterns.
 func (r *registry[T]) resolve(name string) *route[T] {
 	if r.wild == nil {
 		return nil
 	}
+	return r.cache.resolve(r, name)
+}
+
+// merge computes the route of a valid name from exact and wild.
+func (r *registry[T]) merge(name string) *route[T] {
 	var list []*entry[T]
-	if s := r.exact[name]; s != nil {
-		if rt := s.route.Load(); rt != nil {
+	if s := r.exact.find(name); s != nil {
+		if rt := s.val.route.Load(); rt != nil {
 			list = append(list, rt.all...)
 		}
 	}
-	list = r.wild.match(name, list)
-	return r.cache.store(name, newRoute(list))
+	return newRoute(r.wild.match(name, list))
 }
 
-// routeCache maps names to their merged routes. Emits read an immutable
-// map through an atomic pointer (hot), as fast as the exact-name map; names
-// resolved since it was built wait in a locked map (cold) and are promoted
-// together into a new hot map once the cold side has seen as many lookups
-// as an eighth of the hot map's size, so a promotion's copy is paid for by
-// the lookups before it. It holds at most _routeCacheSize names.
+// routeCache holds the merged routes of the names emitted while there are
+// wildcard patterns, at most _routeCacheSize of them. Emits read it without
+// locking; those that miss compute the route and add it under mu, which
+// also serialises them with writers. A registry drops its cache as a whole
+// when a wildcard pattern changes; a change of a literal pattern updates
+// the one slot it affects (see refresh), and forgets it when no listener
+// matches the name any more. When full, it evicts a slot picked at random.
 type routeCache[T any] struct {
-	hot atomic.Pointer[map[string]*route[T]]
+	names hashTrie[slot[T]]
 
-	mu       sync.Mutex
-	cold     map[string]*route[T]
-	coldHits int
-	size     int
+	mu    sync.Mutex
+	evict uint64 // picks the slot to evict
 }
 
-func (c *routeCache[T]) load(name string) (*route[T], bool) {
-	if hot := c.hot.Load(); hot != nil {
-		if rt, ok := (*hot)[name]; ok {
-			return rt, true
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rt, ok := c.cold[name]
-	if ok {
-		c.hit()
-	}
-	return rt, ok
+func newRouteCache[T any](seed maphash.Seed) *routeCache[T] {
+	return &routeCache[T]{names: hashTrie[slot[T]]{seed: seed}}
 }
 
-// store caches rt as name's route unless the cache is full or another
-// emitter stored one first, and returns the cached route.
-func (c *routeCache[T]) store(name string, rt *route[T]) *route[T] {
+func (c *routeCache[T]) resolve(r *registry[T], name string) *route[T] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.cold[name]; ok {
-		return old
+	if s := c.names.find(name); s != nil {
+		return s.val.route.Load() // another emitter was first
 	}
-	if hot := c.hot.Load(); hot != nil {
-		if old, ok := (*hot)[name]; ok {
-			return old
+	rt := r.merge(name)
+	if c.names.size >= _routeCacheSize {
+		c.evict = c.evict*6364136223846793005 + 1442695040888963407
+		if victim, ok := c.names.pick(c.evict >> 32); ok {
+			c.names.delete(victim)
 		}
 	}
-	if c.size >= _routeCacheSize {
-		return rt
-	}
-	if c.cold == nil {
-		c.cold = map[string]*route[T]{}
-	}
-	c.cold[name] = rt
-	c.size++
-	c.hit()
+	// The name may be a slice of a larger string the emitter built: keep
+	// only its bytes.
+	c.names.insert(strings.Clone(name), func(s *slot[T]) { s.route.Store(rt) })
 	return rt
 }
 
-// hit counts a lookup that went to the cold map, promoting it when due.
-// c.mu must be held.
-func (c *routeCache[T]) hit() {
-	c.coldHits++
-	var hot map[string]*route[T]
-	if p := c.hot.Load(); p != nil {
-		hot = *p
-	}
-	if c.coldHits < 16+len(hot)/8 {
+// refresh recomputes the cached route of name, whose literal listeners have
+// changed. m.mu must be held.
+func (c *routeCache[T]) refresh(r *registry[T], name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.names.find(name)
+	if s == nil {
 		return
 	}
-	next := make(map[string]*route[T], len(hot)+len(c.cold))
-	maps.Copy(next, hot)
-	maps.Copy(next, c.cold)
-	c.hot.Store(&next)
-	clear(c.cold)
-	c.coldHits = 0
+	rt := r.merge(name)
+	s.val.route.Store(rt)
+	if rt == nil {
+		c.names.delete(name) // the name is gone: give its memory back
+	}
 }
 
 // newRoute sorts listeners by priority (then registration order) and splits
@@ -149,10 +142,10 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 		return nil
 	}
 	slices.SortFunc(list, func(a, b *entry[T]) int {
-		if a.priority != b.priority {
-			return b.priority - a.priority
+		if c := cmp.Compare(b.priority, a.priority); c != 0 {
+			return c
 		}
-		return int(a.seq - b.seq)
+		return cmp.Compare(a.seq, b.seq)
 	})
 	rt := &route[T]{all: list, plain: list}
 	if !slices.ContainsFunc(list, (*entry[T]).boxed) {
@@ -169,117 +162,6 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 	return rt
 }
 
-// node is a persistent trie over pattern tokens. A node is never changed
-// once published; writers copy the nodes on the path they change.
-type node[T any] struct {
-	next map[string]*node[T] // literal tokens
-	star *node[T]            // '*'
-	end  []*entry[T]         // patterns that end at this node
-	rest []*entry[T]         // patterns that end with '>' after this node
-}
-
-func (n *node[T]) empty() bool {
-	return n == nil || (len(n.next) == 0 && n.star == nil && len(n.end) == 0 && len(n.rest) == 0)
-}
-
-func (n *node[T]) clone() *node[T] {
-	c := &node[T]{star: n.star, end: n.end, rest: n.rest}
-	if len(n.next) > 0 {
-		c.next = make(map[string]*node[T], len(n.next))
-		for k, v := range n.next {
-			c.next[k] = v
-		}
-	}
-	return c
-}
-
-// with returns a copy of n (nil is an empty node) in which fn has changed the
-// node at the token path toks; empty nodes are pruned, and the result is nil
-// when the whole trie is empty.
-func (n *node[T]) with(toks []string, fn func(*node[T])) *node[T] {
-	var c *node[T]
-	if n == nil {
-		c = &node[T]{}
-	} else {
-		c = n.clone()
-	}
-	switch {
-	case len(toks) == 0:
-		fn(c)
-	case toks[0] == anyToken:
-		c.star = c.star.with(toks[1:], fn)
-	default:
-		child := c.next[toks[0]].with(toks[1:], fn)
-		if c.next == nil {
-			c.next = map[string]*node[T]{}
-		}
-		if child == nil {
-			delete(c.next, toks[0])
-		} else {
-			c.next[toks[0]] = child
-		}
-	}
-	if c.empty() {
-		return nil
-	}
-	return c
-}
-
-// add returns a trie that also holds e under its (wildcard) pattern.
-func (n *node[T]) add(e *entry[T]) *node[T] {
-	toks, rest := splitPattern(e.pattern)
-	return n.with(toks, func(c *node[T]) {
-		if rest {
-			c.rest = appendCopy(c.rest, e)
-		} else {
-			c.end = appendCopy(c.end, e)
-		}
-	})
-}
-
-// remove returns a trie without e.
-func (n *node[T]) remove(e *entry[T]) *node[T] {
-	toks, rest := splitPattern(e.pattern)
-	return n.with(toks, func(c *node[T]) {
-		if rest {
-			c.rest = deleteCopy(c.rest, e)
-		} else {
-			c.end = deleteCopy(c.end, e)
-		}
-	})
-}
-
-// match appends the listeners whose patterns match name (a valid, non-empty
-// name relative to n) to out.
-func (n *node[T]) match(name string, out []*entry[T]) []*entry[T] {
-	out = append(out, n.rest...) // '>' matches the one or more tokens left
-	tok, rest, more := strings.Cut(name, ".")
-	if c := n.next[tok]; c != nil {
-		out = c.matchAfter(rest, more, out)
-	}
-	if n.star != nil {
-		out = n.star.matchAfter(rest, more, out)
-	}
-	return out
-}
-
-func (n *node[T]) matchAfter(rest string, more bool, out []*entry[T]) []*entry[T] {
-	if !more {
-		return append(out, n.end...)
-	}
-	return n.match(rest, out)
-}
-
-// splitPattern splits a valid pattern into tokens, dropping a final '>' and
-// reporting it.
-func splitPattern(p string) (toks []string, rest bool) {
-	toks = strings.Split(p, ".")
-	if toks[len(toks)-1] == restToken {
-		return toks[:len(toks)-1], true
-	}
-	return toks, false
-}
-
 func appendCopy[E any](s []E, v E) []E {
 	out := make([]E, len(s), len(s)+1)
 	copy(out, s)
@@ -287,6 +169,9 @@ func appendCopy[E any](s []E, v E) []E {
 }
 
 func deleteCopy[E comparable](s []E, v E) []E {
+	if len(s) == 1 && s[0] == v {
+		return nil
+	}
 	out := make([]E, 0, len(s))
 	for _, x := range s {
 		if x != v {
@@ -309,49 +194,54 @@ func (m *EventManager[T]) remove(e *entry[T]) {
 }
 
 // update changes the listeners registered under e.pattern and publishes the
-// result to readers. m.mu must be held.
+// result to readers. change gets the pattern's listeners (in no particular
+// order) and must return a new slice, not the one it got. m.mu must be held.
 func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[T]) {
-	list := change(m.byPattern[e.pattern])
-	if len(list) == 0 {
-		delete(m.byPattern, e.pattern)
-	} else {
-		m.byPattern[e.pattern] = list
+	r := m.reg.Load()
+	if r.exact == nil {
+		r = &registry[T]{exact: newHashTrie[slot[T]](maphash.MakeSeed()), wild: r.wild, cache: r.cache}
+		m.reg.Store(r)
 	}
-	old := m.reg.Load()
 	if !isLiteral(e.pattern) {
-		next := &registry[T]{exact: old.exact}
-		if containsEntry(list, e) {
-			next.wild = old.wild.add(e)
-		} else {
-			next.wild = old.wild.remove(e)
-		}
-		m.reg.Store(next)
+		m.updateWild(r, e, change)
 		return
 	}
-	exact := old.exact
-	s := exact[e.pattern]
-	if s == nil {
-		// A new name: readers need a new map. Names whose listeners are all
-		// gone keep their (empty) slot, so that registering and unregistering
-		// one listener over and over does not copy the map each time.
-		exact = maps.Clone(exact)
-		if exact == nil {
-			exact = map[string]*slot[T]{}
-		}
-		s = &slot[T]{}
-		exact[e.pattern] = s
+	name := e.pattern
+	s := r.exact.find(name)
+	var list []*entry[T]
+	if s != nil {
+		list = s.val.route.Load().all
 	}
-	s.route.Store(newRoute(append([]*entry[T](nil), list...)))
-	if old.wild != nil || s != old.exact[e.pattern] {
-		m.reg.Store(&registry[T]{exact: exact, wild: old.wild})
+	list = change(list) // a new slice: newRoute may sort it
+	switch {
+	case len(list) > 0 && s != nil:
+		s.val.route.Store(newRoute(list))
+	case len(list) > 0:
+		rt := newRoute(list)
+		r.exact.insert(name, func(v *slot[T]) { v.route.Store(rt) })
+	case s != nil: // the name's last listener is gone
+		s.val.route.Store(nil)
+		r.exact.delete(name)
+	default:
+		return
+	}
+	if r.wild != nil {
+		r.cache.refresh(r, name)
 	}
 }
 
-func containsEntry[T any](list []*entry[T], e *entry[T]) bool {
-	for _, x := range list {
-		if x == e {
-			return true
-		}
+// updateWild changes the listeners of a wildcard pattern, then publishes a
+// registry with an empty cache (or none, when no wildcard pattern is left).
+func (m *EventManager[T]) updateWild(r *registry[T], e *entry[T], change func([]*entry[T]) []*entry[T]) {
+	wild := r.wild
+	if wild == nil {
+		wild = &wnode[T]{}
 	}
-	return false
+	wild.set(r.exact.seed, e.pattern, change)
+	next := &registry[T]{exact: r.exact}
+	if !wild.empty() {
+		next.wild = wild
+		next.cache = newRouteCache[T](r.exact.seed)
+	}
+	m.reg.Store(next)
 }

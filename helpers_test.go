@@ -85,6 +85,6 @@ func (g *gate) waitEntered(t testing.TB, n int) {
 // checkAccounting asserts that every delivery is accounted for.
 func checkAccounting(t testing.TB, s eventbus.Stats) {
 	t.Helper()
-	assert.Equal(t, s.Matched, s.Delivered+s.Failed+s.Panicked+s.Skipped+s.Abandoned+uint64(s.Queued)+uint64(s.Running),
+	assert.Equal(t, s.Matched, s.Delivered+s.Failed+s.Panicked+s.Skipped+s.Dropped+s.Abandoned+uint64(s.Queued)+uint64(s.Running),
 		"every delivery accounted for: %+v", s)
 }

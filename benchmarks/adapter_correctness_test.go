@@ -1,6 +1,7 @@
 package benchmarks
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,5 +158,43 @@ func emitOneAtATime(t *testing.T, e emitter, r *recorder) {
 		case <-time.After(watchdog):
 			require.FailNow(t, "event lost", "event %d never reached the listener", seq)
 		}
+	}
+}
+
+// TestChurners drives every library's churner through the churn scenario on
+// a small scale: each subscriber on a fresh topic gets exactly its one
+// event, an unsubscribed one gets nothing more, and subscribers of other
+// topics get nothing.
+func TestChurners(t *testing.T) {
+	for _, l := range libraries() {
+		if l.newChurn == nil {
+			continue
+		}
+		t.Run(l.name, func(t *testing.T) {
+			c := l.newChurn(t)
+			var stray atomic.Int64
+			for i := range 100 {
+				_, err := c.Subscribe("conn."+strconv.Itoa(i), func(int) { stray.Add(1) })
+				require.NoError(t, err)
+			}
+			got := make(chan int, 2)
+			for i := range 500 {
+				topic := "req." + strconv.Itoa(i%50) // topics come back after they are gone
+				unsubscribe, err := c.Subscribe(topic, func(seq int) { got <- seq })
+				require.NoError(t, err)
+				require.NoError(t, c.Publish(topic, i))
+				select {
+				case seq := <-got:
+					require.Equal(t, i, seq, "event received on %s", topic)
+				case <-time.After(watchdog):
+					require.FailNow(t, "event lost", "event %d on %s never arrived", i, topic)
+				}
+				require.NoError(t, unsubscribe())
+				require.NoError(t, c.Publish(topic, -1), "publish with no subscriber")
+			}
+			require.NoError(t, c.Close())
+			assert.Empty(t, got, "nothing delivered after unsubscribe")
+			assert.Zero(t, stray.Load(), "subscribers of other topics got events")
+		})
 	}
 }

@@ -31,6 +31,27 @@ type library struct {
 	// newAsync builds an emitter whose Emit queues the event and returns;
 	// handlers run on other goroutines.
 	newAsync func(tb testing.TB, handlers []func(seq int)) emitter
+	// newChurn builds a churner, for the scenarios whose subscriptions come
+	// and go.
+	newChurn func(tb testing.TB) churner
+}
+
+// churner is the adapter of the churn scenarios: subscriptions that come
+// and go, each on a topic of its own, as one per connection or per request
+// does. Each library delivers the way it is used elsewhere here: eventbus
+// and asaskevich in the publishing goroutine, cskr and watermill on a
+// goroutine per subscription.
+type churner interface {
+	// Subscribe registers h for the events published on topic and returns
+	// the function that unsubscribes it. Once that function has returned,
+	// h is not called again and nothing the subscription started is still
+	// running.
+	Subscribe(topic string, h func(seq int)) (unsubscribe func() error, err error)
+	// Publish hands seq to the subscribers of topic.
+	Publish(topic string, seq int) error
+	// Close stops the library, unsubscribing what is left; it returns once
+	// every goroutine the library or the adapter started has stopped.
+	Close() error
 }
 
 // libraries lists the contenders in the order they appear in results: the

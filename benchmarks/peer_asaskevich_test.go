@@ -23,6 +23,9 @@ func asaskevichLibrary() library {
 		newAsync: func(tb testing.TB, handlers []func(int)) emitter {
 			return newAsaskevich(tb, handlers, true)
 		},
+		newChurn: func(testing.TB) churner {
+			return asaskevichChurn{evbus.New()}
+		},
 	}
 }
 
@@ -56,3 +59,21 @@ func (a asaskevichBus) Close() error {
 	a.bus.WaitAsync()
 	return nil
 }
+
+// asaskevichChurn subscribes with Subscribe and publishes with Publish, the
+// synchronous mode; Unsubscribe finds the handler by its function value.
+type asaskevichChurn struct{ bus evbus.Bus }
+
+func (a asaskevichChurn) Subscribe(topic string, h func(int)) (func() error, error) {
+	if err := a.bus.Subscribe(topic, h); err != nil {
+		return nil, err
+	}
+	return func() error { return a.bus.Unsubscribe(topic, h) }, nil
+}
+
+func (a asaskevichChurn) Publish(topic string, seq int) error {
+	a.bus.Publish(topic, seq)
+	return nil
+}
+
+func (asaskevichChurn) Close() error { return nil }

@@ -21,6 +21,9 @@ func eventbusLibrary() library {
 		newAsync: func(tb testing.TB, handlers []func(int)) emitter {
 			return newEventbus(tb, handlers, false)
 		},
+		newChurn: func(testing.TB) churner {
+			return eventbusChurn{eventbus.New[int]()}
+		},
 	}
 }
 
@@ -57,3 +60,25 @@ func (e *eventbusBus) Emit(seq int) error {
 func (e *eventbusBus) Close() error {
 	return e.m.Close(context.Background())
 }
+
+// eventbusChurn registers a listener per subscription and publishes with
+// EmitSync, the synchronous mode: a listener has returned when Publish
+// does, so Unregister leaves nothing running.
+type eventbusChurn struct{ m *eventbus.EventManager[int] }
+
+func (e eventbusChurn) Subscribe(topic string, h func(int)) (func() error, error) {
+	l, err := e.m.RegisterListener(topic, func(_ context.Context, ev eventbus.Event[int]) error {
+		h(ev.Data)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() error { l.Unregister(); return nil }, nil
+}
+
+func (e eventbusChurn) Publish(topic string, seq int) error {
+	return e.m.EmitSync(context.Background(), topic, seq)
+}
+
+func (e eventbusChurn) Close() error { return e.m.Close(context.Background()) }

@@ -44,6 +44,9 @@ func watermillLibrary() library {
 			}
 			return w
 		},
+		newChurn: func(testing.TB) churner {
+			return &watermillChurn{ps: gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})}
+		},
 	}
 }
 
@@ -61,6 +64,52 @@ func (w *watermillBus) Emit(seq int) error {
 // waits for the listeners to return. Callers wait for every delivery
 // first: a message still in flight when Close is called is discarded.
 func (w *watermillBus) Close() error {
+	err := w.ps.Close()
+	w.wg.Wait()
+	return err
+}
+
+// watermillChurn subscribes with a context of the subscription's own and a
+// goroutine ranging over the channel Subscribe returns; cancelling the
+// context ends the subscription, which closes the channel and so ends the
+// goroutine.
+type watermillChurn struct {
+	ps *gochannel.GoChannel
+	wg sync.WaitGroup
+}
+
+func (w *watermillChurn) Subscribe(topic string, h func(int)) (func() error, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, err := w.ps.Subscribe(ctx, topic)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	done := make(chan struct{})
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer close(done)
+		for msg := range msgs {
+			h(int(binary.LittleEndian.Uint64(msg.Payload)))
+			msg.Ack()
+		}
+	}()
+	return func() error {
+		cancel()
+		<-done
+		return nil
+	}, nil
+}
+
+func (w *watermillChurn) Publish(topic string, seq int) error {
+	payload := binary.LittleEndian.AppendUint64(make([]byte, 0, 8), uint64(seq))
+	return w.ps.Publish(topic, message.NewMessage(watermill.NewUUID(), payload))
+}
+
+// Close closes the Pub/Sub, which ends the subscriptions left, and waits for
+// their goroutines.
+func (w *watermillChurn) Close() error {
 	err := w.ps.Close()
 	w.wg.Wait()
 	return err

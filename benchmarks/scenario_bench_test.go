@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +32,9 @@ func BenchmarkEmitAsyncParallel(b *testing.B) { eachLibrary(b, asyncMode, benchE
 func BenchmarkLatency(b *testing.B) { eachLibrary(b, asyncMode, benchLatency) }
 
 func BenchmarkFlood(b *testing.B) { eachLibrary(b, asyncMode, benchFlood) }
+
+func BenchmarkChurn(b *testing.B)    { eachChurner(b, benchChurn(0)) }
+func BenchmarkChurn10k(b *testing.B) { eachChurner(b, benchChurn(10_000)) }
 
 // mode picks the constructor a scenario uses, or nil when the library has
 // no such mode.
@@ -290,4 +294,80 @@ func (p *peaks) fold() {
 	p.maxHeap = max(p.maxHeap, excess(0))
 	p.maxStack = max(p.maxStack, excess(1))
 	p.maxGoroutines = max(p.maxGoroutines, excess(2))
+}
+
+// eachChurner runs bench as a sub-benchmark for every library that has a
+// churner.
+func eachChurner(b *testing.B, bench func(*testing.B, func(testing.TB) churner)) {
+	for _, l := range libraries() {
+		if l.newChurn != nil {
+			b.Run(l.name, func(b *testing.B) {
+				b.ReportAllocs()
+				bench(b, l.newChurn)
+			})
+		}
+	}
+}
+
+// benchChurn is the life of a per-request subscription: each op subscribes
+// to a topic never used before, publishes one event on it, waits until the
+// subscriber has it and unsubscribes. live other subscriptions, each on a
+// topic of its own, stay throughout and must receive nothing.
+//
+// It also reports retained-B/op: how much the live heap (after a GC) grew
+// per op, which is what a library keeps of topics that are gone.
+func benchChurn(live int) func(*testing.B, func(testing.TB) churner) {
+	return func(b *testing.B, newChurner func(testing.TB) churner) {
+		c := newChurner(b)
+		var stray atomic.Int64
+		for i := range live {
+			if _, err := c.Subscribe("conn."+strconv.Itoa(i), func(int) { stray.Add(1) }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		got := make(chan int, 1)
+		deliver := func(seq int) { got <- seq }
+		watch := time.NewTimer(watchdog) // bounds the whole run, not each op
+		defer watch.Stop()
+		before := liveHeap()
+		b.ResetTimer()
+		for i := range b.N {
+			topic := "req." + strconv.Itoa(i) // made here: what a library keeps of it shows
+			unsubscribe, err := c.Subscribe(topic, deliver)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Publish(topic, i); err != nil {
+				b.Fatal(err)
+			}
+			select {
+			case seq := <-got:
+				if seq != i {
+					b.Fatalf("subscriber of %s got event %d", topic, seq)
+				}
+			case <-watch.C:
+				b.Fatalf("event %d on %s lost", i, topic)
+			}
+			if err := unsubscribe(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		retained := int64(liveHeap()) - int64(before)
+		b.ReportMetric(float64(max(retained, 0))/float64(b.N), "retained-B/op")
+		if err := c.Close(); err != nil {
+			b.Fatalf("close: %v", err)
+		}
+		if n := stray.Load(); n != 0 {
+			b.Fatalf("subscribers of other topics got %d events", n)
+		}
+	}
+}
+
+// liveHeap returns the bytes of live heap objects after a GC.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -114,28 +114,31 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 
 // Emit hands the event to the worker pool and returns once it is accepted;
 // it does not wait for listeners to run. Each matching listener runs once,
-// on a worker; listeners of one event may run in parallel on different
-// workers, and, unless a delivery mode says otherwise (Ordered, OrderedBy,
+// on a worker, on its own schedule: listeners of one event may run in
+// parallel, and, unless a delivery mode says otherwise (Ordered, OrderedBy,
 // Concurrency), in any order relative to other events.
 //
 // Listeners get a context that carries ctx's values but not its deadline or
 // cancellation; it is cancelled only when Close gives up waiting for them.
 // Their failures go to the error handler (see WithErrorHandler).
 //
-// When the queue is full Emit waits for room. If ctx ends first it returns
-// an error that matches both ErrQueueFull and ctx's error, and nothing is
-// delivered. An Emit made with the context of a listener of this
-// EventManager (directly or derived from it) never waits: if the queue and
-// its reserve are both full it returns ErrQueueFull at once, so a listener
-// that emits cannot deadlock the pool. Emit fails with ErrInvalidName for an
-// invalid name and ErrClosed once Close has been called; a name that matches
-// no listener is accepted and counted, and delivers nothing.
+// The event is accepted for every matching listener at once, or not at all.
+// When a matching listener's backlog is full (see WithQueueSize), its
+// overflow policy decides: by default Emit waits for room, and if ctx ends
+// first it returns an error that matches both ErrQueueFull and ctx's error,
+// and nothing is delivered. An Emit made on a worker goroutine, from inside
+// a handler of any EventManager and whatever ctx it passes, never waits: past
+// a reserve of the bound again it returns ErrQueueFull at once. Emit fails
+// with ErrInvalidName for an invalid name and with ErrClosed after Close
+// (except from a handler on this pool during a graceful Close); a name that
+// matches no listener is accepted and counted, and delivers nothing.
 func (m *EventManager[T]) Emit(ctx context.Context, name string, data T) error {
 	return m.emit(ctx, name, data, true)
 }
 
-// TryEmit is Emit that never waits: when the queue has no room it returns
-// an error matching ErrQueueFull and delivers nothing. Listeners get a
+// TryEmit is Emit that never waits: when a matching listener's backlog has
+// no room and its policy is to wait, it returns an error matching
+// ErrQueueFull and delivers nothing. Listeners get a
 // context without values.
 func (m *EventManager[T]) TryEmit(name string, data T) error {
 	return m.emit(context.Background(), name, data, false)

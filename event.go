@@ -24,11 +24,11 @@ type Event[T any] struct {
 // (as t.FailNow does) is reported as failed too, and its worker is replaced;
 // under EmitSync it ends the calling goroutine, as a direct call would.
 //
-// A Handler may call any method of the EventManager that runs it, including
-// Emit, EmitSync, RegisterListener and [Listener.Unregister]. Pass it the
-// context the Handler received, so that an Emit from inside a listener is
-// recognised and never waits for queue room that only the pool's own
-// workers could free.
+// A Handler may call any method of the EventManager that runs it, or of
+// another one, with any context: an emit made on a pool worker never waits
+// for backlog room (see WithQueueSize), so a listener that emits cannot
+// deadlock the pool. Flush and Close called from a Handler on the pool of
+// their own EventManager return ErrReentrant instead of waiting for it.
 type Handler[T any] func(ctx context.Context, e Event[T]) error
 
 // Wildcard tokens in patterns; they follow NATS subject rules.

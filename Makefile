@@ -5,8 +5,11 @@ MODULE_DIRS = $(sort $(patsubst ./%,%,$(patsubst %/go.mod,%,$(shell find . -name
 # The test command of the README: every module, under the race detector.
 test:
 	@set -e; for d in $(MODULE_DIRS); do echo "== $$d"; (cd $$d && go test -race -count=1 ./...); done
-	go test -run '^$$' -bench . -benchtime=1x .
-	cd benchmarks && go test -run '^$$' -bench . -benchtime=1x ./...
+	@echo "== benchmark smoke run: every benchmark once (-benchtime=1x) to check that it runs; its figures mean nothing and are not shown (make bench measures)"
+	@out=$$(go test -run '^$$' -bench . -benchtime=1x . 2>&1) || { echo "$$out"; exit 1; }
+	@out=$$(cd benchmarks && go test -run '^$$' -bench . -benchtime=1x ./... 2>&1) || { echo "$$out"; exit 1; }
+	@echo "ok   benchmark smoke run"
+	@echo "== examples/orders"
 	go run ./examples/orders >/dev/null
 
 lint:

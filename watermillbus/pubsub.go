@@ -81,7 +81,9 @@ func New(opts ...Option) (*PubSub, error) {
 // topic, without waiting for them to be handled. When the EventManager's
 // queue is full (see eventbus.WithQueueSize) it waits for room, until the
 // message's context is done (an error matching eventbus.ErrQueueFull and
-// the context's error) or Close is called.
+// the context's error) or Close is called; called from an eventbus handler
+// (of any EventManager), it does not wait and fails with
+// eventbus.ErrQueueFull instead once the backlog and its reserve are full.
 //
 // It fails with ErrClosed after Close and ErrNilMessage for a nil message;
 // the messages before the failing one are published.

@@ -165,8 +165,11 @@ func (p *PubSub) topicLog(name string) (*topicLog, error) {
 // for topic), in publish order; the next message arrives only after the
 // previous one is acked. A nacked message arrives again (after
 // WithNackDelay). Each subscription is one eventbus listener with Ordered
-// delivery; while a message waits to be read or acked, that listener holds
-// an EventManager worker.
+// delivery; while a message waits to be read or acked, that listener keeps
+// a worker goroutine, which the EventManager counts as stalled and replaces
+// (up to eventbus.WithMaxWorkers goroutines). With a replay to start,
+// Subscribe emits one event to the topic's listeners and may wait for room
+// as Publish does, until ctx is done.
 //
 // The channel is closed when ctx is done or Close is called; a message
 // being read or not yet acked then is dropped from this subscription. It

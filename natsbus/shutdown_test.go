@@ -1,0 +1,209 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventbus-go/eventbus"
+	"github.com/eventbus-go/eventbus/natsbus"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Close and Drain return on a connection that is closed for good, whether
+// the application closed it or nats.go gave up reconnecting (issue 13:
+// they hung forever with core-mode inbound).
+func TestShutdownOnClosedConnection(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		drain  bool
+		js     bool
+		giveUp bool // nats.go gives up reconnecting, instead of nc.Close
+	}{
+		{name: "core/Close", drain: false},
+		{name: "core/Drain", drain: true},
+		{name: "core/Drain/gave up reconnecting", drain: true, giveUp: true},
+		{name: "core/Close/gave up reconnecting", giveUp: true},
+		{name: "jetstream/Drain", drain: true, js: true},
+		{name: "jetstream/Close/gave up reconnecting", js: true, giveUp: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, withJetStream(t.TempDir()))
+			closed := make(chan struct{})
+			opts := []nats.Option{nats.ClosedHandler(func(*nats.Conn) { close(closed) })}
+			if tt.giveUp {
+				opts = append(opts, nats.MaxReconnects(1))
+			}
+			nc := connect(t, ts, opts...)
+			m := newManager(t)
+			bopts := []natsbus.Option{natsbus.Outbound("out.>"), natsbus.Inbound("in.>"), natsbus.WithErrorHandler(func(error) {})}
+			if tt.js {
+				createStream(t, nc, "S", "out.>", "in.>")
+				bopts = append(bopts, natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d"}))
+			}
+			b, err := natsbus.New(ctxTimeout(t, 10*time.Second), m, nc, bopts...)
+			require.NoError(t, err)
+			require.NoError(t, m.EmitSync(ctxTimeout(t, 10*time.Second), "out.1", order{ID: 1}))
+
+			if tt.giveUp {
+				ts.stop()
+			} else {
+				nc.Close()
+			}
+			receive(t, closed)
+
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if tt.drain {
+					done <- b.Drain(ctx)
+				} else {
+					done <- b.Close(ctx)
+				}
+			}()
+			err = receive(t, done)
+			assert.NotErrorIs(t, err, context.DeadlineExceeded, "returns without waiting for its deadline")
+		})
+	}
+}
+
+// Drain publishes every outbound event the EventManager accepted before
+// it, even those still queued there when Drain is called (issue 13: they
+// were skipped silently).
+func TestDrainPublishesEventsQueuedInTheEventManager(t *testing.T) {
+	for _, js := range []bool{false, true} {
+		t.Run(map[bool]string{false: "core", true: "jetstream"}[js], func(t *testing.T) {
+			const total = 2000
+			ts := startServer(t, withJetStream(t.TempDir()))
+			ncA, ncB := connect(t, ts), connect(t, ts)
+			mA, mB := newManager(t), newManager(t)
+			optsA := []natsbus.Option{natsbus.Outbound("q.>")}
+			optsB := []natsbus.Option{natsbus.Inbound("q.>")}
+			if js {
+				createStream(t, ncA, "Q", "q.>")
+				optsA = append(optsA, natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "Q"}))
+				optsB = append(optsB, natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "Q", Durable: "d"}))
+			}
+			bA := newBridge(t, mA, ncA, optsA...)
+			newBridge(t, mB, ncB, optsB...)
+			var mu sync.Mutex
+			got := map[int]bool{}
+			all := make(chan struct{})
+			_, err := mB.RegisterListener("q.>", func(_ context.Context, e eventbus.Event[order]) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got[e.Data.ID] = true
+				if len(got) == total {
+					close(all)
+				}
+				return nil
+			})
+			require.NoError(t, err)
+
+			ctx := ctxTimeout(t, 30*time.Second)
+			for i := range total {
+				require.NoError(t, mA.Emit(ctx, fmt.Sprintf("q.%d", i%7), order{ID: i}))
+			}
+			require.NoError(t, bA.Drain(ctx))
+			st := bA.Stats()
+			require.Equal(t, uint64(total), st.Published, "every event accepted before Drain is published: %+v", st)
+			assert.Zero(t, st.PublishErrors)
+			assert.Zero(t, mA.Stats().Skipped, "nothing skipped by the EventManager")
+			receive(t, all)
+		})
+	}
+}
+
+// Close publishes nothing new, but every outbound event the EventManager
+// had queued is reported with ErrClosed and counted, never skipped
+// silently.
+func TestCloseReportsEventsQueuedInTheEventManager(t *testing.T) {
+	const total = 2000
+	ts := startServer(t)
+	nc := connect(t, ts)
+	var mu sync.Mutex
+	var closedErrs int
+	m := newManager(t, eventbus.WithErrorHandler(func(err error) {
+		var pe *natsbus.PublishError
+		if errors.As(err, &pe) && errors.Is(err, natsbus.ErrClosed) {
+			mu.Lock()
+			closedErrs++
+			mu.Unlock()
+		}
+	}))
+	b := newBridge(t, m, nc, natsbus.Outbound("q.>"))
+	ctx := ctxTimeout(t, 30*time.Second)
+	for i := range total {
+		require.NoError(t, m.Emit(ctx, "q.x", order{ID: i}))
+	}
+	require.NoError(t, b.Close(ctx))
+	require.NoError(t, m.Flush(ctx))
+	st := b.Stats()
+	assert.Equal(t, uint64(total), st.Published+st.PublishErrors, "each event published or failed: %+v", st)
+	mu.Lock()
+	assert.Equal(t, int(st.PublishErrors), closedErrs, "each failure reported with ErrClosed")
+	mu.Unlock()
+	assert.Zero(t, m.Stats().Skipped, "nothing skipped silently")
+}
+
+// In JetStream mode Close cancels the context of inbound listeners still
+// running (they run in the bridge's consumer callback), and the message is
+// handed back for redelivery. In core mode inbound events run on the
+// EventManager's workers with its contexts: Close cannot cancel them, and
+// says so.
+func TestCloseAndInboundListenerContexts(t *testing.T) {
+	t.Run("jetstream", func(t *testing.T) {
+		ts := startServer(t, withJetStream(t.TempDir()))
+		ncA, ncB := connect(t, ts), connect(t, ts)
+		createStream(t, ncA, "S", "s.>")
+		mA, mB := newManager(t), newManager(t)
+		newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+		bB := newBridge(t, mB, ncB, natsbus.Inbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d"}))
+		running := make(chan struct{})
+		ended := make(chan error, 1)
+		_, err := mB.RegisterListener("s.>", func(ctx context.Context, _ eventbus.Event[order]) error {
+			close(running)
+			<-ctx.Done()
+			ended <- ctx.Err()
+			return ctx.Err()
+		})
+		require.NoError(t, err)
+		require.NoError(t, mA.EmitSync(ctxTimeout(t, 10*time.Second), "s.1", order{ID: 1}))
+		receive(t, running)
+		require.NoError(t, bB.Close(ctxTimeout(t, 10*time.Second)))
+		assert.ErrorIs(t, receive(t, ended), context.Canceled)
+		st := bB.Stats()
+		assert.Equal(t, uint64(1), st.Naked, "handed back for redelivery")
+		assert.Zero(t, st.ListenerErrors, "the bridge's own exit is no listener failure")
+	})
+	t.Run("core", func(t *testing.T) {
+		ts := startServer(t)
+		ncA, ncB := connect(t, ts), connect(t, ts)
+		mA, mB := newManager(t), newManager(t)
+		newBridge(t, mA, ncA, natsbus.Outbound("s.>"))
+		bB := newBridge(t, mB, ncB, natsbus.Inbound("s.>"))
+		running := make(chan context.Context)
+		release := make(chan struct{})
+		_, err := mB.RegisterListener("s.>", func(ctx context.Context, _ eventbus.Event[order]) error {
+			running <- ctx
+			<-release
+			return nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, mA.EmitSync(ctxTimeout(t, 10*time.Second), "s.1", order{ID: 1}))
+		lctx := receive(t, running)
+		require.NoError(t, bB.Close(ctxTimeout(t, 10*time.Second)), "Close does not wait for the EventManager's workers")
+		assert.NoError(t, lctx.Err(), "the listener's context is the EventManager's")
+		info, ok := natsbus.InfoFromContext(lctx)
+		assert.True(t, ok)
+		assert.Equal(t, "s.1", info.Subject)
+		close(release)
+		require.NoError(t, mB.Flush(ctxTimeout(t, 10*time.Second)))
+	})
+}

@@ -1,9 +1,10 @@
 package eventbus
 
 import (
-	"hash/maphash"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,7 +37,7 @@ func (t *hashTrie[V]) nodes() (inner, leaves int) {
 
 func TestHashTrieAgreesWithAMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	tr := newHashTrie[int](maphash.MakeSeed())
+	tr := newHashTrie[int](newSeed())
 	want := map[string]int{}
 	for step := range 50_000 {
 		key := "k" + strconv.Itoa(rng.IntN(5_000))
@@ -68,7 +69,7 @@ func TestHashTrieAgreesWithAMap(t *testing.T) {
 func TestHashTrieCollisionsAndPruning(t *testing.T) {
 	// Hashes chosen to share long prefixes, and whole hashes shared, which
 	// real keys meet rarely.
-	tr := newHashTrie[string](maphash.MakeSeed())
+	tr := newHashTrie[string](newSeed())
 	cases := []struct {
 		key  string
 		hash uint64
@@ -115,7 +116,7 @@ func TestHashTrieCollisionsAndPruning(t *testing.T) {
 func TestHashTrieReadersDuringWrites(t *testing.T) {
 	// Keys that stay are found by every lookup while one writer inserts and
 	// deletes others around them, splitting and pruning the nodes they are in.
-	tr := newHashTrie[int](maphash.MakeSeed())
+	tr := newHashTrie[int](newSeed())
 	const stable = 64
 	for i := range stable {
 		tr.insert("stable"+strconv.Itoa(i), func(v *int) { *v = i })
@@ -152,7 +153,7 @@ func TestHashTrieReadersDuringWrites(t *testing.T) {
 }
 
 func TestWildcardTriePrunesEmptyNodes(t *testing.T) {
-	seed := maphash.MakeSeed()
+	seed := newSeed()
 	root := &wnode[int]{}
 	entries := map[string]*entry[int]{}
 	for _, p := range []string{"a.b.c", "a.*.c", "a.>", "a.b.>", "*.b", ">", "x.y.z.>"} {
@@ -168,4 +169,40 @@ func TestWildcardTriePrunesEmptyNodes(t *testing.T) {
 	assert.True(t, root.empty(), "no pattern left")
 	assert.Nil(t, root.next.Load(), "no child left")
 	assert.Nil(t, root.star.Load(), "no '*' child left")
+}
+
+func TestStrhashSeesEveryByte(t *testing.T) {
+	seed := newSeed()
+	for n := range 70 {
+		base := []byte(strings.Repeat("x", n))
+		h := strhash(string(base), seed)
+		for i := range n {
+			changed := slices.Clone(base)
+			changed[i] = 'y'
+			assert.NotEqual(t, h, strhash(string(changed), seed), "length %d: byte %d changed", n, i)
+		}
+		assert.NotEqual(t, h, strhash(string(base)+"\x00", seed), "length %d: a byte appended", n)
+	}
+	assert.NotEqual(t, strhash("order.created", seed), strhash("order.created", seed+1), "the seed matters")
+}
+
+func TestStrhashSpreadsEventNames(t *testing.T) {
+	// Names that differ only in a counter, as per-connection names do, must
+	// not collide and must spread over the root's digits.
+	seed := newSeed()
+	const names = 200_000
+	seen := make(map[uint64]string, names)
+	var digits [trieFanout]int
+	for i := range names {
+		name := "chat.room." + strconv.Itoa(i)
+		h := strhash(name, seed)
+		if prev, ok := seen[h]; ok {
+			require.Failf(t, "hash collision", "%q and %q", prev, name)
+		}
+		seen[h] = name
+		digits[h>>trieTop]++
+	}
+	for d, c := range digits {
+		assert.InDelta(t, names/trieFanout, c, names/trieFanout/10, "names whose hash starts with digit %x", d)
+	}
 }

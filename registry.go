@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"cmp"
-	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -96,7 +95,7 @@ type routeCache[T any] struct {
 	evict uint64 // picks the slot to evict
 }
 
-func newRouteCache[T any](seed maphash.Seed) *routeCache[T] {
+func newRouteCache[T any](seed uint64) *routeCache[T] {
 	return &routeCache[T]{names: hashTrie[slot[T]]{seed: seed}}
 }
 
@@ -199,7 +198,7 @@ func (m *EventManager[T]) remove(e *entry[T]) {
 func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[T]) {
 	r := m.reg.Load()
 	if r.exact == nil {
-		r = &registry[T]{exact: newHashTrie[slot[T]](maphash.MakeSeed()), wild: r.wild, cache: r.cache}
+		r = &registry[T]{exact: newHashTrie[slot[T]](newSeed()), wild: r.wild, cache: r.cache}
 		m.reg.Store(r)
 	}
 	if !isLiteral(e.pattern) {

@@ -1,7 +1,6 @@
 package eventbus
 
 import (
-	"hash/maphash"
 	"strings"
 	"sync/atomic"
 )
@@ -26,7 +25,7 @@ func (n *wnode[T]) empty() bool {
 // set applies change to the listeners registered under the wildcard pattern
 // p (creating its nodes first) and prunes the nodes that are left empty.
 // Writers only.
-func (n *wnode[T]) set(seed maphash.Seed, p string, change func([]*entry[T]) []*entry[T]) {
+func (n *wnode[T]) set(seed uint64, p string, change func([]*entry[T]) []*entry[T]) {
 	type step struct {
 		parent *wnode[T]
 		tok    string
@@ -61,7 +60,7 @@ func (n *wnode[T]) set(seed maphash.Seed, p string, change func([]*entry[T]) []*
 }
 
 // child returns n's child for tok, adding an empty one if there is none.
-func (n *wnode[T]) child(seed maphash.Seed, tok string) *wnode[T] {
+func (n *wnode[T]) child(seed uint64, tok string) *wnode[T] {
 	if tok == anyToken {
 		c := n.star.Load()
 		if c == nil {

@@ -260,6 +260,11 @@ func runOrders(ctx context.Context, url string, n int) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for outcomes: %w", ctx.Err())
 	}
+	// Publish outcomes are counted when their acks arrive, which may be
+	// after the answers: wait for them before reading the counters.
+	if err := s.bridge.Flush(ctx); err != nil {
+		return err
+	}
 	mu.Lock()
 	counts := map[string]int{}
 	for _, st := range outcome {

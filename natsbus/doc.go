@@ -17,8 +17,17 @@
 //     [Stats.Dropped] and reported to the error handler.
 //   - JetStream ([WithJetStream]): at-least-once. Publishes are confirmed by
 //     the server, carry a bridge-generated Nats-Msg-Id for de-duplication and
-//     are retried with the same ID when the acknowledgement is lost; inbound
-//     messages are acknowledged only after every local listener returned nil.
+//     are sent again with the same ID when the acknowledgement is lost or
+//     the connection comes back; a publish whose acknowledgement never came
+//     is reported as outcome unknown ([ErrAckTimeout], [Stats.Unconfirmed]).
+//     Inbound messages are acknowledged only after every local listener
+//     returned nil.
+//
+// Inbound messages the bridge cannot or will not deliver (undecodable,
+// malformed headers, an unexpected Content-Type, a forged origin) are
+// counted and reported to the error handler, never dropped silently.
+// [Bridge.Drain] publishes every outbound event the EventManager accepted
+// before it; [Bridge.Close] reports each one it no longer publishes.
 //
 // The wire format (subjects, headers, payload) is documented in the module's
 // README so that services written in other languages can take part.

@@ -31,9 +31,9 @@ import (
 // over: once the listeners are removed, the EventManager counts them as
 // skipped. A listener that ignores its context and is still running when
 // ctx ends is not waited for. Do not call Close or Drain from a listener
-// of the bridged EventManager: its Flush cannot wait for the caller itself
-// (it returns eventbus.ErrReentrant, which Close returns too). Calling
-// Close or Drain again returns the first call's result.
+// of the bridged EventManager: they would wait for that listener itself
+// (they then fail with eventbus.ErrReentrant, or wait until ctx ends).
+// Calling Close or Drain again returns the first call's result.
 func (b *Bridge[T]) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() { b.closeErr = b.shutdown(ctx, false) })
 	return b.closeErr

@@ -23,9 +23,9 @@ import (
 //   - when there is any wildcard pattern, emits look names up in cache
 //     instead, whose slots hold the route merged from both (see routeCache).
 //
-// A registry value is replaced only when a wildcard pattern is added or
-// removed (its cache is then dropped as a whole) or when exact is first
-// made; the tries it points to outlive it.
+// A registry value is replaced only when exact is first made and when the
+// first wildcard pattern comes or the last one goes; the tries it points to
+// outlive it, changed in place.
 type registry[T any] struct {
 	exact *hashTrie[slot[T]] // nil until the first registration
 	wild  *wnode[T]          // nil when no wildcard pattern is registered
@@ -84,10 +84,10 @@ func (r *registry[T]) merge(name string) *route[T] {
 // routeCache holds the merged routes of the names emitted while there are
 // wildcard patterns, at most _routeCacheSize of them. Emits read it without
 // locking; those that miss compute the route and add it under mu, which
-// also serialises them with writers. A registry drops its cache as a whole
-// when a wildcard pattern changes; a change of a literal pattern updates
-// the one slot it affects (see refresh), and forgets it when no listener
-// matches the name any more. When full, it evicts a slot picked at random.
+// also serialises them with writers. A change of a wildcard pattern clears
+// it; a change of a literal pattern updates the one slot it affects (see
+// refresh), and forgets it when no listener matches the name any more. When
+// full, it evicts a slot picked at random.
 type routeCache[T any] struct {
 	names hashTrie[slot[T]]
 
@@ -116,6 +116,18 @@ func (c *routeCache[T]) resolve(r *registry[T], name string) *route[T] {
 	// only its bytes.
 	c.names.insert(strings.Clone(name), func(s *slot[T]) { s.route.Store(rt) })
 	return rt
+}
+
+// clear forgets every route, after a change of the wildcard patterns. An
+// emit that looked a name up before clear returned may still use what it
+// found: it ran concurrently with the change.
+func (c *routeCache[T]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.names.root {
+		c.names.root[i].Store(nil)
+	}
+	c.names.size = 0
 }
 
 // refresh recomputes the cached route of name, whose literal listeners have
@@ -229,18 +241,21 @@ func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[
 	}
 }
 
-// updateWild changes the listeners of a wildcard pattern, then publishes a
-// registry with an empty cache (or none, when no wildcard pattern is left).
+// updateWild changes the listeners of a wildcard pattern and clears the
+// route cache; a registry is published only when the first wildcard pattern
+// comes or the last one goes.
 func (m *EventManager[T]) updateWild(r *registry[T], e *entry[T], change func([]*entry[T]) []*entry[T]) {
 	wild := r.wild
 	if wild == nil {
 		wild = &wnode[T]{}
 	}
 	wild.set(r.exact.seed, e.pattern, change)
-	next := &registry[T]{exact: r.exact}
-	if !wild.empty() {
-		next.wild = wild
-		next.cache = newRouteCache[T](r.exact.seed)
+	switch {
+	case wild.empty():
+		m.reg.Store(&registry[T]{exact: r.exact})
+	case r.wild == nil:
+		m.reg.Store(&registry[T]{exact: r.exact, wild: wild, cache: newRouteCache[T](r.exact.seed)})
+	default:
+		r.cache.clear()
 	}
-	m.reg.Store(next)
 }

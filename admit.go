@@ -64,6 +64,7 @@ func (s *scheduler[T]) refuses() bool {
 func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Event[T], keys []string, wait bool) error {
 	var who caller
 	reserve := false
+	at := acceptedAt(s.obs)
 	s.mu.Lock()
 	for {
 		if s.closed.Load() && !s.draining(&who) {
@@ -98,6 +99,7 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	}
 	ep := s.cur
 	var drops []*ListenerError
+	var lost []Delivery
 	for i, e := range to {
 		in := e.in
 		key := ""
@@ -106,15 +108,17 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 		}
 		if s.overflowing(in, reserve) {
 			// Only a drop policy gets here: full() let the event through.
-			if lerr := s.drop(in, key, ev); lerr != nil {
-				drops = append(drops, lerr)
+			lerr, d := s.drop(in, key, ev, at)
+			drops = append(drops, lerr)
+			if s.obs != nil {
+				lost = append(lost, d)
 			}
 			if in.overflow == OverflowDropNewest || in.backlog >= in.bound {
 				continue
 			}
 		}
 		mb := s.mailboxFor(in, key)
-		s.push(mb, delivery[T]{ctx: lctx, ev: ev, ep: ep}, false)
+		s.push(mb, delivery[T]{ctx: lctx, ev: ev, ep: ep, at: at}, false)
 		ep.pending++
 		s.makeReady(mb)
 	}
@@ -122,6 +126,7 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	s.stats.matched += uint64(len(to))
 	s.verify()
 	s.mu.Unlock()
+	s.tellLost(lost, OutcomeDropped)
 	for _, lerr := range drops {
 		s.report(lerr)
 	}
@@ -162,9 +167,10 @@ func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
 // drop makes room in a full backlog by its drop policy, with s.mu held:
 // DropNewest drops ev itself; DropOldest drops the oldest delivery queued
 // for the same key (or ev, when that key has nothing queued). The dropped
-// delivery is counted and returned as the error to report.
-func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T]) *ListenerError {
-	victim := ev
+// delivery is counted and returned as the error to report, with its
+// description for the observer.
+func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T], at int64) (*ListenerError, Delivery) {
+	victim, attempt := ev, 0
 	if in.overflow == OverflowDropOldest {
 		mb := in.box
 		if in.keyFn != nil {
@@ -172,7 +178,7 @@ func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T]) *ListenerErro
 		}
 		if mb != nil && mb.q.len() > 0 {
 			d := mb.q.pop()
-			victim = d.ev
+			victim, attempt, at = d.ev, d.attempt, d.at
 			s.queued--
 			s.shrink(in, 1)
 			s.complete(d.ep)
@@ -181,7 +187,9 @@ func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T]) *ListenerErro
 	}
 	s.stats.dropped++
 	in.e.l.counts.add(cDropped, 1)
-	return &ListenerError{Event: victim.Name, Pattern: in.e.pattern, Err: fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow)}
+	lerr := in.e.failure(victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
+	lerr.Attempts = attempt
+	return lerr, in.e.describe(victim, attempt, at)
 }
 
 // waitRoom waits, with s.mu held on entry and on return, until in may have

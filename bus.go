@@ -73,6 +73,16 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // done, or Close has been called (ErrClosed). A name that matches no
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
+	if o := m.opts.observer; o != nil {
+		ctx, done := o.Emit(ctx, name)
+		err := m.emitSync(ctx, name, data)
+		done(err)
+		return err
+	}
+	return m.emitSync(ctx, name, data)
+}
+
+func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) error {
 	if m.pool.refuses() {
 		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, ErrClosed)
@@ -91,7 +101,7 @@ func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) err
 	if rt != nil {
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
-			oc, err := e.call(ctx, ev, 0)
+			oc, err := e.call(ctx, ev, 0, 0)
 			if oc == delivered { // see count
 				c.deliveredTo(e.l)
 				continue
@@ -145,6 +155,17 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 }
 
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
+	if o := m.opts.observer; o != nil {
+		ctx, done := o.Emit(ctx, name)
+		err := m.accept(ctx, name, data, wait)
+		done(err)
+		return err
+	}
+	return m.accept(ctx, name, data, wait)
+}
+
+// accept routes ev and hands it to the pool.
+func (m *EventManager[T]) accept(ctx context.Context, name string, data T, wait bool) error {
 	rt, err := m.route(name)
 	if err == nil && rt == nil {
 		if m.pool.refuses() {

@@ -9,29 +9,54 @@ import (
 // shared by EmitSync and the pool. This is the one place where outcomes are
 // counted, so it is where a metrics hook belongs.
 
-// outcome is what became of one delivery.
-type outcome uint8
+// outcome is what became of one delivery; its values are those of Outcome.
+type outcome = Outcome
 
 const (
-	delivered outcome = iota
-	failed
-	panicked
-	skipped
+	delivered = OutcomeDelivered
+	failed    = OutcomeFailed
+	panicked  = OutcomePanicked
+	skipped   = OutcomeSkipped
 )
 
 // call runs the handler, turning a panic into a *PanicError. attempt is the
-// number of attempts that already failed.
-func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int) (oc outcome, err error) {
+// number of attempts that already failed; accepted is when Emit accepted the
+// delivery (0 for EmitSync, or when nobody observes).
+func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted int64) (oc outcome, err error) {
 	l := e.l
 	if l.removed.Load() {
-		return skipped, nil
+		return e.skip(ev, attempt, accepted)
 	}
 	if e.once && attempt == 0 {
 		if !l.fired.CompareAndSwap(false, true) {
-			return skipped, nil
+			return e.skip(ev, attempt, accepted)
 		}
 		l.unlink() // its retries still run unless Unregister is called
 	}
+	if e.obs != nil {
+		return e.observed(ctx, ev, attempt, accepted)
+	}
+	return e.run(ctx, ev)
+}
+
+// skip tells the observer, if any, of a skipped delivery.
+func (e *entry[T]) skip(ev Event[T], attempt int, accepted int64) (outcome, error) {
+	if e.obs != nil {
+		e.obs.Lost(e.describe(ev, attempt, accepted), OutcomeSkipped)
+	}
+	return skipped, nil
+}
+
+// observed runs the handler between the observer's Start and done.
+func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accepted int64) (outcome, error) {
+	ctx, done := e.obs.Start(ctx, e.describe(ev, attempt, accepted))
+	oc, err := e.run(ctx, ev)
+	done(Outcome(oc), err)
+	return oc, err
+}
+
+// run calls the handler, turning a panic into a *PanicError.
+func (e *entry[T]) run(ctx context.Context, ev Event[T]) (oc outcome, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
@@ -76,8 +101,8 @@ func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
 // deliver runs one pool delivery. It reports retry when the delivery failed
 // and must be run again (mayRetry is false once Close has given up);
 // otherwise it counts the outcome and returns the failure to report, if any.
-func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
-	oc, err := e.call(ctx, ev, attempt)
+func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accepted int64, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
+	oc, err := e.call(ctx, ev, attempt, accepted)
 	if oc == delivered { // see count
 		c.deliveredTo(e.l)
 		return false, nil

@@ -91,6 +91,7 @@ type entry[T any] struct {
 	once     bool
 	retry    *retryPolicy
 	in       *inbox[T] // the scheduler's per-listener state
+	obs      Observer  // the manager's, or nil
 }
 
 func (e *entry[T]) unregister() { e.m.remove(e) }
@@ -150,7 +151,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	if err != nil {
 		return nil, err
 	}
-	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry}
+	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer}
 	var keyFn func(Event[T]) string
 	switch {
 	case cfg.key != nil:

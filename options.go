@@ -37,6 +37,7 @@ type options struct {
 	overflow   Overflow
 	onError    func(error)
 	middleware []any // each a Middleware[T], checked by RegisterListener
+	observer   Observer
 
 	// Test seams, set through export_test.go.
 	stallAfter      time.Duration

@@ -54,24 +54,28 @@ func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
 // abandons it if Close gave up meanwhile.
 func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, ok := s.timers[rt]; !ok {
+		s.mu.Unlock()
 		return // abort stopped it
 	}
 	s.endBackoff(rt)
-	if s.aborted.Load() {
-		s.stats.abandoned++
-		s.complete(rt.d.ep)
-		s.retire(rt.mb)
-		s.finish()
-		s.idle = 0
-		s.work.Broadcast() // the pool may have drained
+	if !s.aborted.Load() {
+		s.push(rt.mb, rt.d, true)
+		s.makeReady(rt.mb)
 		s.verify()
+		s.mu.Unlock()
 		return
 	}
-	s.push(rt.mb, rt.d, true)
-	s.makeReady(rt.mb)
+	s.stats.abandoned++
+	s.complete(rt.d.ep)
+	lost := s.observeLost(nil, rt.mb, rt.d)
+	s.retire(rt.mb)
+	s.finish()
+	s.idle = 0
+	s.work.Broadcast() // the pool may have drained
 	s.verify()
+	s.mu.Unlock()
+	s.tellLost(lost, OutcomeAbandoned)
 }
 
 // endBackoff takes rt out of the backoff accounting, with s.mu held.

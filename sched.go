@@ -59,6 +59,7 @@ type scheduler[T any] struct {
 	maxWorkers int           // WithMaxWorkers: every worker goroutine, stalled ones included
 	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
 	report     func(error)   // the error handler; called with no lock held
+	obs        Observer      // nil when nobody observes deliveries
 	ctx        context.Context
 	cancel     context.CancelFunc // cancels ctx, the parent of pool listeners' contexts, when Close gives up
 
@@ -111,7 +112,8 @@ type delivery[T any] struct {
 	ctx     context.Context
 	ev      Event[T]
 	ep      *epoch
-	attempt int // attempts that already failed (Retry)
+	attempt int   // attempts that already failed (Retry)
+	at      int64 // when accepted, in Unix nanoseconds, if observed (else 0)
 }
 
 const (
@@ -129,6 +131,7 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 		maxWorkers: max(o.maxWorkers, o.workers),
 		stallAfter: o.stallAfter,
 		report:     report,
+		obs:        o.observer,
 		check:      o.checkInvariants,
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),

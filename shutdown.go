@@ -31,7 +31,8 @@ func (s *scheduler[T]) close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	n, running := s.abort()
+	n, running, lost := s.abort()
+	s.tellLost(lost, OutcomeAbandoned)
 	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", ctx.Err(), n, running)
 }
 
@@ -53,7 +54,7 @@ func (s *scheduler[T]) setClosed() {
 // cancels the contexts of running listeners. Workers abandon the rest of the
 // batch in their hands, so the count it returns is a lower bound; Stats has
 // the final one.
-func (s *scheduler[T]) abort() (abandoned uint64, running int) {
+func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) {
 	s.aborted.Store(true)
 	s.cancel()
 	s.mu.Lock()
@@ -69,6 +70,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 			s.shrink(mb.in, 1)
 			s.stats.abandoned++
 			s.complete(d.ep)
+			lost = s.observeLost(lost, mb, d)
 		}
 		if g := mb.in.gate; g != nil {
 			for g.waiting.len() > 0 {
@@ -81,6 +83,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 			s.endBackoff(rt)
 			s.stats.abandoned++
 			s.complete(rt.d.ep)
+			lost = s.observeLost(lost, rt.mb, rt.d)
 		}
 	}
 	for mb := s.busy; mb != nil; {
@@ -92,7 +95,15 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int) {
 	s.idle = 0
 	s.work.Broadcast()
 	s.verify()
-	return s.stats.abandoned - before, s.running
+	return s.stats.abandoned - before, s.running, lost
+}
+
+// observeLost appends d's description to lost when an observer wants it.
+func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T]) []Delivery {
+	if s.obs == nil {
+		return lost
+	}
+	return append(lost, mb.in.e.describe(d.ev, d.attempt, d.at))
 }
 
 // finish closes done, once, when Close has been called and nothing is left:

@@ -43,6 +43,7 @@ type hand[T any] struct {
 	back    int32   // batch[back:] was not run and goes back to the mailbox
 	retries []int32 // indexes of batch[:ran] that failed and will be retried
 	c       counters
+	lost    []Delivery // abandoned in account, for the observer (after unlock)
 }
 
 func (h *hand[T]) reset() {
@@ -97,6 +98,13 @@ func (s *scheduler[T]) run(h *hand[T]) {
 
 		s.mu.Lock()
 		s.account(h)
+		if len(h.lost) > 0 {
+			lost := h.lost
+			h.lost = nil
+			s.mu.Unlock()
+			s.tellLost(lost, OutcomeAbandoned)
+			s.mu.Lock()
+		}
 		if h.stalled {
 			h.stalled = false
 			s.stalled--
@@ -208,9 +216,12 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 		if s.aborted.Load() {
 			h.c.abandoned++
 			h.ran = i + 1
+			if s.obs != nil {
+				s.obs.Lost(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
+			}
 			continue
 		}
-		retry, lerr := e.deliver(d.ctx, d.ev, d.attempt, !s.aborted.Load(), &h.c)
+		retry, lerr := e.deliver(d.ctx, d.ev, d.attempt, d.at, !s.aborted.Load(), &h.c)
 		h.called = true
 		h.ran = i + 1
 		if lerr != nil {
@@ -245,6 +256,7 @@ func (s *scheduler[T]) account(h *hand[T]) {
 				continue
 			}
 			s.stats.abandoned++ // Close gave up while it ran: no retry
+			h.lost = s.observeLost(h.lost, mb, d)
 		}
 		s.complete(d.ep)
 	}
@@ -253,6 +265,7 @@ func (s *scheduler[T]) account(h *hand[T]) {
 		if aborted {
 			s.stats.abandoned++
 			s.complete(d.ep)
+			h.lost = s.observeLost(h.lost, mb, d)
 			continue
 		}
 		s.push(mb, d, true)

@@ -196,6 +196,14 @@ func prune[V any](path []*atomic.Pointer[trieNode[V]]) {
 	}
 }
 
+// clear deletes every key. Writers only.
+func (t *hashTrie[V]) clear() {
+	for i := range t.root {
+		t.root[i].Store(nil)
+	}
+	t.size = 0
+}
+
 // pick returns the key of some leaf, picked by the digits of r, or false
 // when t is empty. Writers use it to evict.
 func (t *hashTrie[V]) pick(r uint64) (string, bool) {

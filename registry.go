@@ -124,10 +124,7 @@ func (c *routeCache[T]) resolve(r *registry[T], name string) *route[T] {
 func (c *routeCache[T]) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := range c.names.root {
-		c.names.root[i].Store(nil)
-	}
-	c.names.size = 0
+	c.names.clear()
 }
 
 // refresh recomputes the cached route of name, whose literal listeners have

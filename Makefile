@@ -9,8 +9,9 @@ test:
 	@out=$$(go test -run '^$$' -bench . -benchtime=1x . 2>&1) || { echo "$$out"; exit 1; }
 	@out=$$(cd benchmarks && go test -run '^$$' -bench . -benchtime=1x ./... 2>&1) || { echo "$$out"; exit 1; }
 	@echo "ok   benchmark smoke run"
-	@echo "== examples/orders"
+	@echo "== examples/orders, examples/orders-watermill"
 	go run ./examples/orders >/dev/null
+	cd examples/orders-watermill && go run . >/dev/null
 
 lint:
 	@set -e; test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

@@ -51,3 +51,18 @@ func (d *deque[E]) pop() E {
 	d.n--
 	return v
 }
+
+// popTo moves the first n elements (n ≤ len) to the end of dst, in order,
+// and returns it: one or two block copies instead of n pops.
+func (d *deque[E]) popTo(dst []E, n int) []E {
+	for n > 0 {
+		end := min(d.head+n, len(d.buf))
+		dst = append(dst, d.buf[d.head:end]...)
+		clear(d.buf[d.head:end])
+		k := end - d.head
+		d.head = (d.head + k) & (len(d.buf) - 1)
+		d.n -= k
+		n -= k
+	}
+	return dst
+}

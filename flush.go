@@ -18,8 +18,11 @@ type epoch struct {
 }
 
 // complete marks one delivery of epoch ep finished, with s.mu held.
-func (s *scheduler[T]) complete(ep *epoch) {
-	ep.pending--
+func (s *scheduler[T]) complete(ep *epoch) { s.completeN(ep, 1) }
+
+// completeN marks n deliveries of epoch ep finished, with s.mu held.
+func (s *scheduler[T]) completeN(ep *epoch, n int) {
+	ep.pending -= n
 	if ep.pending == 0 && ep.done != nil {
 		s.advance()
 	}

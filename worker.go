@@ -140,9 +140,7 @@ func (s *scheduler[T]) take(h *hand[T]) bool {
 		n = (n + in.limit - 1) / in.limit
 	}
 	n = min(n, in.batch)
-	for range n {
-		h.batch = append(h.batch, mb.q.pop())
-	}
+	h.batch = mb.q.popTo(h.batch, n)
 	h.mb, h.units = mb, int32(n)
 	h.running, h.held = true, n
 	h.takes++
@@ -246,19 +244,31 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	s.stats.add(&h.c)
 	aborted := s.aborted.Load()
 	r := 0
+	var ep *epoch // deliveries of a batch mostly share an epoch: complete them in runs
+	done := 0
 	for i := range h.ran {
-		d := h.batch[i]
+		d := &h.batch[i]
 		if r < len(h.retries) && h.retries[r] == i {
 			r++
 			if !aborted {
-				d.attempt++
-				s.startBackoff(mb, d)
+				retry := *d
+				retry.attempt++
+				s.startBackoff(mb, retry)
 				continue
 			}
 			s.stats.abandoned++ // Close gave up while it ran: no retry
-			h.lost = s.observeLost(h.lost, mb, d)
+			h.lost = s.observeLost(h.lost, mb, *d)
 		}
-		s.complete(d.ep)
+		if d.ep != ep {
+			if done > 0 {
+				s.completeN(ep, done)
+			}
+			ep, done = d.ep, 0
+		}
+		done++
+	}
+	if done > 0 {
+		s.completeN(ep, done)
 	}
 	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
 		d := h.batch[i]

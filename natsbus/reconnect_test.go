@@ -93,7 +93,7 @@ func TestJetStreamResendsOnReconnect(t *testing.T) {
 				s.px.cut()
 			}
 			require.NoError(t, s.b.Flush(ctxTimeout(t, 30*time.Second)), "settled on reconnect")
-			t.Logf("all %d publishes settled %v after the server was ready", n, time.Since(start))
+			t.Logf("all %d publishes settled %v after the outage ended", n, time.Since(start))
 
 			st := s.b.Stats()
 			assert.Equal(t, uint64(n), st.Published, "%+v", st)

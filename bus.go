@@ -30,6 +30,10 @@ type EventManager[T any] struct {
 	seq       uint64
 	reg       atomic.Pointer[registry[T]]
 	listeners atomic.Int64
+	// version counts registry changes; each is published before it is
+	// counted, so a Topic that saw a version has a route as new as it.
+	version atomic.Uint64
+	topics  topics // names declared by NewTopic (EventManager[any] only)
 
 	pool *scheduler[T] // Emit's deliveries; its closed flag is the manager's
 	sync tallies       // EmitSync, and emits that matched nothing
@@ -43,7 +47,7 @@ func New[T any](opts ...Option) *EventManager[T] {
 		opts:      buildOptions(opts),
 		byPattern: map[string][]*entry[T]{},
 	}
-	m.reg.Store(&registry[T]{})
+	m.reg.Store(&registry[T]{topics: &m.topics})
 	m.pool = newScheduler[T](&m.opts, m.report)
 	return m
 }
@@ -62,33 +66,45 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 
 // EmitSync runs every listener whose pattern matches name in the calling
 // goroutine, one after another in priority order, and returns once they have
-// all returned. Each gets ctx itself. Delivery modes (Ordered, OrderedBy,
-// Concurrency, Retry) govern Emit only: EmitSync calls every listener once,
-// directly, so concurrent EmitSync calls may run one listener concurrently.
+// all returned. Each gets ctx, with the listener's name added (see
+// ListenerName). Delivery modes (Ordered, OrderedBy, Concurrency, Retry)
+// govern Emit only: EmitSync calls every listener once, directly, so
+// concurrent EmitSync calls may run one listener concurrently.
 //
 // It returns the listeners' failures, each a *ListenerError (a panic is one
 // whose Err is a *PanicError), joined with errors.Join when there are
 // several; they do not go to the error handler. It returns an error without
-// calling any listener when name is invalid (ErrInvalidName), ctx is already
-// done, or Close has been called (ErrClosed). A name that matches no
+// calling any listener when name is invalid (ErrInvalidName), data is not of
+// the type declared for name by NewTopic (ErrTypeMismatch), Close has been
+// called (ErrClosed), or ctx is already done. A name that matches no
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
+	rt, err := m.route(name)
+	if err == nil {
+		err = m.checkType(name, rt, data)
+	}
+	if err != nil {
+		return m.refuse(ctx, name, err)
+	}
+	return m.emitSyncTo(ctx, name, rt, data)
+}
+
+// emitSyncTo is EmitSync to the listeners of a name already looked up.
+func (m *EventManager[T]) emitSyncTo(ctx context.Context, name string, rt *route[T], data T) error {
 	if o := m.opts.observer; o != nil {
 		ctx, done := o.Emit(ctx, name)
-		err := m.emitSync(ctx, name, data)
+		err := m.runSync(ctx, name, rt, data)
 		done(err)
 		return err
 	}
-	return m.emitSync(ctx, name, data)
+	return m.runSync(ctx, name, rt, data)
 }
 
-func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) error {
+func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) error {
+	var err error
 	if m.pool.refuses() {
-		m.sync.add(cRejected, 1)
-		return fmt.Errorf("emit %q: %w", name, ErrClosed)
-	}
-	rt, err := m.route(name)
-	if err == nil {
+		err = ErrClosed
+	} else {
 		err = ctx.Err()
 	}
 	if err != nil {
@@ -122,15 +138,28 @@ func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) err
 	return first
 }
 
+// refuse counts an emit refused before it was routed (an invalid name, a
+// type mismatch) and returns its error.
+func (m *EventManager[T]) refuse(ctx context.Context, name string, err error) error {
+	m.sync.add(cRejected, 1)
+	err = fmt.Errorf("emit %q: %w", name, err)
+	if o := m.opts.observer; o != nil {
+		_, done := o.Emit(ctx, name)
+		done(err)
+	}
+	return err
+}
+
 // Emit hands the event to the worker pool and returns once it is accepted;
 // it does not wait for listeners to run. Each matching listener runs once,
 // on a worker, on its own schedule: listeners of one event may run in
 // parallel, and, unless a delivery mode says otherwise (Ordered, OrderedBy,
 // Concurrency), in any order relative to other events.
 //
-// Listeners get a context that carries ctx's values but not its deadline or
-// cancellation; it is cancelled only when Close gives up waiting for them.
-// Their failures go to the error handler (see WithErrorHandler).
+// Listeners get a context that carries ctx's values, and the listener's name
+// (see ListenerName), but not ctx's deadline or cancellation; it is
+// cancelled only when Close gives up waiting for them. Their failures go to
+// the error handler (see WithErrorHandler).
 //
 // The event is accepted for every matching listener at once, or not at all.
 // When a matching listener's backlog is full (see WithQueueSize), its
@@ -139,7 +168,8 @@ func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) err
 // and nothing is delivered. An Emit made on a worker goroutine, from inside
 // a handler of any EventManager and whatever ctx it passes, never waits: past
 // a reserve of the bound again it returns ErrQueueFull at once. Emit fails
-// with ErrInvalidName for an invalid name and with ErrClosed after Close
+// with ErrInvalidName for an invalid name, with ErrTypeMismatch for data not
+// of the type declared for name by NewTopic, and with ErrClosed after Close
 // (except from a handler on this pool during a graceful Close); a name that
 // matches no listener is accepted and counted, and delivers nothing.
 func (m *EventManager[T]) Emit(ctx context.Context, name string, data T) error {
@@ -155,25 +185,36 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 }
 
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
+	rt, err := m.route(name)
+	if err == nil {
+		err = m.checkType(name, rt, data)
+	}
+	if err != nil {
+		return m.refuse(ctx, name, err)
+	}
+	return m.emitTo(ctx, name, rt, data, wait)
+}
+
+// emitTo is Emit to the listeners of a name already looked up.
+func (m *EventManager[T]) emitTo(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
 	if o := m.opts.observer; o != nil {
 		ctx, done := o.Emit(ctx, name)
-		err := m.accept(ctx, name, data, wait)
+		err := m.accept(ctx, name, rt, data, wait)
 		done(err)
 		return err
 	}
-	return m.accept(ctx, name, data, wait)
+	return m.accept(ctx, name, rt, data, wait)
 }
 
-// accept routes ev and hands it to the pool.
-func (m *EventManager[T]) accept(ctx context.Context, name string, data T, wait bool) error {
-	rt, err := m.route(name)
-	if err == nil && rt == nil {
-		if m.pool.refuses() {
-			err = ErrClosed
-		} else {
+// accept hands the event to the pool.
+func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
+	var err error
+	if rt == nil {
+		if !m.pool.refuses() {
 			m.sync.add(cEmitted, 1)
 			return nil
 		}
+		err = ErrClosed
 	}
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
@@ -251,7 +292,7 @@ func (c *listenerCtx) Value(key any) any {
 func (m *EventManager[T]) report(err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			logError(fmt.Errorf("eventbus: error handler panicked (%v) while reporting: %w", r, err))
+			logFailure(m.opts.logger, fmt.Errorf("eventbus: error handler panicked (%v) while reporting: %w", r, err))
 		}
 	}()
 	m.opts.onError(err)

@@ -33,6 +33,7 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 		}
 		l.unlink() // its retries still run unless Unregister is called
 	}
+	ctx = e.named(ctx)
 	if e.obs != nil {
 		return e.observed(ctx, ev, attempt, accepted)
 	}
@@ -95,7 +96,7 @@ func (e *entry[T]) count(ev Event[T], oc outcome, err error, attempt int, c *cou
 
 // failure is the error of attempt number attempt+1 of ev to e.
 func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
-	return &ListenerError{Event: ev.Name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
+	return &ListenerError{Event: ev.Name, Data: ev.Data, Listener: e.l.name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
 }
 
 // deliver runs one pool delivery. It reports retry when the delivery failed

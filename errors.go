@@ -1,8 +1,12 @@
 package eventbus
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
 )
 
 // Sentinel errors. Errors returned by this package wrap them with context;
@@ -39,25 +43,44 @@ var (
 	// that cannot apply: a value out of range, or a generic option (such as
 	// OrderedBy or Use) made for another event data type.
 	ErrInvalidOption = errors.New("eventbus: invalid option")
+	// ErrTypeMismatch is returned by NewTopic for a name already declared
+	// with another type, and by Emit, TryEmit and EmitSync for a value whose
+	// type is not the one declared for its name (nothing is delivered then).
+	// The error names both types.
+	ErrTypeMismatch = errors.New("eventbus: type mismatch")
 )
 
 // ListenerError is the error of one listener handling one event: the error
-// the Handler returned, or a [*PanicError] if it panicked. Asynchronous
-// failures reach the error handler (see [WithErrorHandler]) as a
-// *ListenerError; EmitSync returns them.
+// the Handler returned, or a [*PanicError] if it panicked, or [ErrDropped]
+// for a delivery that an overflow policy dropped. Asynchronous failures
+// reach the error handler (see [WithErrorHandler]) as a *ListenerError;
+// EmitSync returns them.
+//
+// It carries the event, so a failed delivery can be recovered: the error
+// handler may park Event and Data in a dead-letter store, and emit them
+// again later (see the dead-letter example).
 type ListenerError struct {
 	Event    string // the event's name
+	Data     any    // the event's data (for an EventManager[T], a T)
+	Listener string // the listener's name (see Name); "pattern#n" by default
 	Pattern  string // the pattern the listener was registered with
-	Attempts int    // how many times the handler ran (more than 1 with Retry)
-	Err      error  // what the handler returned, or a *PanicError
+	Attempts int    // the attempt that failed: 1, or more with Retry (for a drop, the one dropped)
+	Err      error  // what the handler returned, a *PanicError, or ErrDropped
 }
 
-// Error describes the listener, the event and the cause.
+// Error describes the listener, the event and the cause. The listener is
+// shown by name, and by pattern too when its name does not start with it.
 func (e *ListenerError) Error() string {
-	if e.Attempts > 1 {
-		return fmt.Sprintf("eventbus: listener %q on event %q failed after %d attempts: %v", e.Pattern, e.Event, e.Attempts, e.Err)
+	who := strconv.Quote(e.Listener)
+	if e.Listener == "" {
+		who = strconv.Quote(e.Pattern)
+	} else if !strings.HasPrefix(e.Listener, e.Pattern+"#") {
+		who += " (pattern " + strconv.Quote(e.Pattern) + ")"
 	}
-	return fmt.Sprintf("eventbus: listener %q on event %q: %v", e.Pattern, e.Event, e.Err)
+	if e.Attempts > 1 {
+		return fmt.Sprintf("eventbus: listener %s on event %q failed after %d attempts: %v", who, e.Event, e.Attempts, e.Err)
+	}
+	return fmt.Sprintf("eventbus: listener %s on event %q: %v", who, e.Event, e.Err)
 }
 
 // Unwrap returns the handler's error or the *PanicError.
@@ -78,4 +101,34 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
 	return err
+}
+
+// logFailure logs err to logger (slog.Default() when nil): a
+// *ListenerError with its fields as attributes, a panic's stack included.
+func logFailure(logger *slog.Logger, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	lerr, ok := err.(*ListenerError)
+	if !ok {
+		logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: error", slog.Any("err", err))
+		return
+	}
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs,
+		slog.String("event", lerr.Event),
+		slog.String("listener", lerr.Listener),
+		slog.String("pattern", lerr.Pattern),
+		slog.Int("attempts", lerr.Attempts),
+		slog.Any("err", lerr.Err))
+	msg := "eventbus: listener failed"
+	var perr *PanicError
+	if errors.As(lerr.Err, &perr) {
+		msg = "eventbus: listener panicked"
+		attrs = append(attrs, slog.String("stack", string(perr.Stack)))
+	}
+	if errors.Is(lerr.Err, ErrDropped) {
+		msg = "eventbus: delivery dropped"
+	}
+	logger.LogAttrs(context.Background(), slog.LevelError, msg, attrs...)
 }

@@ -3,6 +3,8 @@ package eventbus
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -10,6 +12,7 @@ import (
 // methods are safe for concurrent use, including from inside any handler.
 type Listener struct {
 	pattern  string
+	name     string      // set before the listener is published, then read-only
 	removed  atomic.Bool // Unregister was called
 	unlinked atomic.Bool // out of the registry: unregistered, or a Once that fired
 	fired    atomic.Bool // Once: the one delivery has started
@@ -19,6 +22,10 @@ type Listener struct {
 
 // Pattern returns the pattern the listener was registered with.
 func (l *Listener) Pattern() string { return l.pattern }
+
+// Name returns the listener's name: the one given with Name, or its pattern
+// and registration number ("order.created#3").
+func (l *Listener) Name() string { return l.name }
 
 // Unregister removes the listener. It is idempotent and safe to call
 // concurrently and from inside any handler, including the listener's own.
@@ -76,6 +83,7 @@ func (l *Listener) Stats() ListenerStats {
 		Retried:   c.retried,
 		Dropped:   c.dropped,
 		Pending:   l.owner.pending(),
+		Name:      l.name,
 	}
 }
 
@@ -92,9 +100,16 @@ type entry[T any] struct {
 	retry    *retryPolicy
 	in       *inbox[T] // the scheduler's per-listener state
 	obs      Observer  // the manager's, or nil
+
+	// The contexts its handler gets when the emit's has no values, made
+	// once so that naming the listener in them costs nothing (see named).
+	bgCtx, poolCtx *nameCtx
 }
 
-func (e *entry[T]) unregister() { e.m.remove(e) }
+func (e *entry[T]) unregister() {
+	e.m.remove(e)
+	e.m.version.Add(1) // after the change is published; see Topic.rebind
+}
 
 func (e *entry[T]) pending() int { return e.m.pool.pending(e.in) }
 
@@ -116,20 +131,22 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 	if err := ValidatePattern(pattern); err != nil {
 		return nil, err
 	}
-	var cfg listenerConfig
-	for _, o := range opts {
-		if o != nil {
-			o.applyListener(&cfg)
-		}
-	}
-	e, err := newEntry(pattern, h, &cfg, &m.opts)
+	cfg := listenerConfigOf(opts)
+	return m.register(pattern, h, &cfg)
+}
+
+// register registers h, configured by cfg, for a valid pattern.
+func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerConfig) (*Listener, error) {
+	e, err := newEntry(pattern, h, cfg, &m.opts)
 	if err != nil {
 		return nil, fmt.Errorf("register %q: %w", pattern, err)
 	}
-	l := &Listener{pattern: pattern}
+	l := &Listener{pattern: pattern, name: cfg.name}
 	e.l = l
 	e.m = m
 	l.owner = e
+	e.bgCtx = &nameCtx{Context: context.Background(), l: l}
+	e.poolCtx = &nameCtx{Context: m.pool.ctx, l: l}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -138,8 +155,12 @@ func (m *EventManager[T]) RegisterListener(pattern string, h Handler[T], opts ..
 	}
 	m.seq++
 	e.seq = m.seq
+	if l.name == "" {
+		l.name = pattern + "#" + strconv.FormatUint(e.seq, 10)
+	}
 	m.update(e, func(list []*entry[T]) []*entry[T] { return appendCopy(list, e) })
 	m.listeners.Add(1)
+	m.version.Add(1) // after the change is published; see Topic.rebind
 	return l, nil
 }
 
@@ -157,7 +178,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	case cfg.key != nil:
 		var ok bool
 		if keyFn, ok = cfg.key.(func(Event[T]) string); !ok {
-			return nil, fmt.Errorf("%w: OrderedBy key %T for an EventManager of %T", ErrInvalidOption, cfg.key, *new(T))
+			return nil, fmt.Errorf("%w: OrderedBy key %T for a listener of %s", ErrInvalidOption, cfg.key, reflect.TypeFor[T]())
 		}
 		if cfg.ordered {
 			return nil, fmt.Errorf("%w: Ordered and OrderedBy together", ErrInvalidOption)
@@ -173,3 +194,43 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 // Concurrency). The scheduler treats every listener alike; the route's
 // split on it is kept until the registry no longer needs it.
 func (e *entry[T]) boxed() bool { return e.in.keyFn != nil || e.in.ordered || e.in.gate != nil }
+
+// ListenerName returns the name of the listener (see Name) whose handler, or
+// middleware, received ctx, or of the innermost one when handlers of
+// several listeners are nested through emits; "" for a context that did not
+// come from a delivery. It does not allocate.
+func ListenerName(ctx context.Context) string {
+	if l, ok := ctx.Value(listenerKey{}).(*Listener); ok {
+		return l.name
+	}
+	return ""
+}
+
+// listenerKey is the context key of the Listener a handler runs for.
+type listenerKey struct{}
+
+// nameCtx is a handler's context: its parent's, and the listener.
+type nameCtx struct {
+	context.Context
+	l *Listener
+}
+
+func (c *nameCtx) Value(key any) any {
+	if _, ok := key.(listenerKey); ok {
+		return c.l
+	}
+	return c.Context.Value(key)
+}
+
+// named returns the context e's handler gets for a delivery made with ctx:
+// one made at registration when ctx carries nothing else (an emit with
+// context.Background(), TryEmit), otherwise a new one.
+func (e *entry[T]) named(ctx context.Context) context.Context {
+	switch ctx {
+	case e.poolCtx.Context:
+		return e.poolCtx
+	case context.Background():
+		return e.bgCtx
+	}
+	return &nameCtx{Context: ctx, l: e.l}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime"
 	"time"
 )
@@ -35,8 +36,9 @@ type options struct {
 	maxWorkers int
 	queueSize  int
 	overflow   Overflow
-	onError    func(error)
-	middleware []any // each a Middleware[T], checked by RegisterListener
+	onError    func(error)  // nil: log through logger
+	logger     *slog.Logger // nil: slog.Default() at the time of logging
+	middleware []any        // each a Middleware[T], checked by RegisterListener
 	observer   Observer
 
 	// Test seams, set through export_test.go.
@@ -53,7 +55,6 @@ func buildOptions(opts []Option) options {
 		workers:    runtime.GOMAXPROCS(0),
 		maxWorkers: _defaultMaxWorkers,
 		queueSize:  _defaultQueueSize,
-		onError:    logError,
 		stallAfter: _stallAfter,
 	}
 	for _, opt := range opts {
@@ -61,11 +62,11 @@ func buildOptions(opts []Option) options {
 			opt.apply(&o)
 		}
 	}
+	if o.onError == nil {
+		logger := o.logger
+		o.onError = func(err error) { logFailure(logger, err) }
+	}
 	return o
-}
-
-func logError(err error) {
-	slog.Default().Error("eventbus: listener failed", "err", err)
 }
 
 // WithWorkers sets how many worker goroutines may run handlers at once for
@@ -177,13 +178,29 @@ func WithOverflow(p Overflow) Option {
 }
 
 // WithErrorHandler sets the function that receives every asynchronous
-// delivery failure, as a *ListenerError. It is called from worker
-// goroutines, possibly concurrently, and must not block for long. The default
-// logs through slog.Default(). A nil f keeps the default.
+// delivery failure, as a *ListenerError (whose Event and Data let it park
+// the event in a dead-letter store and emit it again later). It is called
+// from worker goroutines, possibly concurrently, and must not block for
+// long. The default logs each failure (see WithLogger). A nil f keeps the
+// default.
 func WithErrorHandler(f func(err error)) Option {
 	return optionFunc(func(o *options) {
 		if f != nil {
 			o.onError = f
+		}
+	})
+}
+
+// WithLogger sets where failures go when no error handler takes them
+// (WithErrorHandler replaces the logging): one Error record per failure,
+// with the event, the listener's name and pattern, the attempts, the error,
+// and for a panic its stack, as attributes. The default, and a nil l, is
+// slog.Default() as it is at the time of logging. The logger also gets the
+// panics of an error handler.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(o *options) {
+		if l != nil {
+			o.logger = l
 		}
 	})
 }
@@ -218,6 +235,7 @@ type listenerConfig struct {
 	timeout     time.Duration
 	retry       *retryPolicy
 	middleware  []any // each a Middleware[T]
+	name        string
 	queueSize   int
 	overflow    Overflow
 	overflowSet bool
@@ -232,6 +250,34 @@ func (c *listenerConfig) fail(format string, args ...any) {
 	if c.err == nil {
 		c.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
 	}
+}
+
+// listenerConfigOf applies opts; a failed option is in the result's err.
+func listenerConfigOf(opts []ListenerOption) listenerConfig {
+	var cfg listenerConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyListener(&cfg)
+		}
+	}
+	return cfg
+}
+
+// Name names the listener, for its errors (ListenerError.Listener and the
+// message), the default log line, Listener.Name and Listener.Stats, and the
+// handler and its middleware (ListenerName reads it from their context).
+// Names need not be unique. Without Name a listener is named after its
+// pattern and its registration number on the EventManager
+// ("order.created#3"), which does not change. An empty name fails with
+// ErrInvalidOption.
+func Name(name string) ListenerOption {
+	return listenerOptionFunc(func(c *listenerConfig) {
+		if name == "" {
+			c.fail("Name(\"\"): a listener name must not be empty")
+			return
+		}
+		c.name = name
+	})
 }
 
 // QueueSize bounds this listener's backlog to n deliveries (n ≥ 1), in
@@ -376,7 +422,7 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 		for _, m := range list {
 			mw, ok := m.(Middleware[T])
 			if !ok {
-				return nil, fmt.Errorf("%w: middleware %T for an EventManager of %T", ErrInvalidOption, m, *new(T))
+				return nil, fmt.Errorf("%w: middleware %T for a listener of %s", ErrInvalidOption, m, reflect.TypeFor[T]())
 			}
 			chain = append(chain, mw)
 		}

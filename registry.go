@@ -30,6 +30,9 @@ type registry[T any] struct {
 	exact *hashTrie[slot[T]] // nil until the first registration
 	wild  *wnode[T]          // nil when no wildcard pattern is registered
 	cache *routeCache[T]     // set exactly when wild is
+	// topics are the names declared by NewTopic, the EventManager's: a
+	// route of a declared name points to its declaration (see withTopic).
+	topics *topics
 }
 
 // slot is the value of a name in exact or in a routeCache.
@@ -43,6 +46,7 @@ type route[T any] struct {
 	all   []*entry[T] // priority order: EmitSync calls these
 	plain []*entry[T] // priority order: one shared-queue delivery runs these
 	boxed []*entry[T] // each gets its own mailbox delivery
+	topic *topicDecl  // the name's declared type (NewTopic), or nil
 }
 
 // lookup returns the route for name, or nil when nothing matches. It does not
@@ -78,7 +82,7 @@ func (r *registry[T]) merge(name string) *route[T] {
 			list = append(list, rt.all...)
 		}
 	}
-	return newRoute(r.wild.match(name, list))
+	return r.withTopic(name, newRoute(r.wild.match(name, list)))
 }
 
 // routeCache holds the merged routes of the names emitted while there are
@@ -207,7 +211,7 @@ func (m *EventManager[T]) remove(e *entry[T]) {
 func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[T]) {
 	r := m.reg.Load()
 	if r.exact == nil {
-		r = &registry[T]{exact: newHashTrie[slot[T]](newSeed()), wild: r.wild, cache: r.cache}
+		r = &registry[T]{exact: newHashTrie[slot[T]](newSeed()), wild: r.wild, cache: r.cache, topics: r.topics}
 		m.reg.Store(r)
 	}
 	if !isLiteral(e.pattern) {
@@ -223,9 +227,9 @@ func (m *EventManager[T]) update(e *entry[T], change func([]*entry[T]) []*entry[
 	list = change(list) // a new slice: newRoute may sort it
 	switch {
 	case len(list) > 0 && s != nil:
-		s.val.route.Store(newRoute(list))
+		s.val.route.Store(r.withTopic(name, newRoute(list)))
 	case len(list) > 0:
-		rt := newRoute(list)
+		rt := r.withTopic(name, newRoute(list))
 		r.exact.insert(name, func(v *slot[T]) { v.route.Store(rt) })
 	case s != nil: // the name's last listener is gone
 		s.val.route.Store(nil)
@@ -249,9 +253,9 @@ func (m *EventManager[T]) updateWild(r *registry[T], e *entry[T], change func([]
 	wild.set(r.exact.seed, e.pattern, change)
 	switch {
 	case wild.empty():
-		m.reg.Store(&registry[T]{exact: r.exact})
+		m.reg.Store(&registry[T]{exact: r.exact, topics: r.topics})
 	case r.wild == nil:
-		m.reg.Store(&registry[T]{exact: r.exact, wild: wild, cache: newRouteCache[T](r.exact.seed)})
+		m.reg.Store(&registry[T]{exact: r.exact, wild: wild, cache: newRouteCache[T](r.exact.seed), topics: r.topics})
 	default:
 		r.cache.clear()
 	}

@@ -33,6 +33,7 @@ type Stats struct {
 
 // ListenerStats is a snapshot of one listener's counters.
 type ListenerStats struct {
+	Name      string // the listener's name (see Name), to tell listeners apart
 	Delivered uint64 // invocations that returned nil
 	Failed    uint64 // deliveries that failed with an error (after any retries)
 	Panicked  uint64 // deliveries that panicked (after any retries)

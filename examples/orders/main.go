@@ -1,14 +1,20 @@
-// Command orders is a small order-handling service built on eventbus:
-// several listeners react to new orders, a wildcard audit listener sees every
-// order event, a failing listener is reported, and Close drains everything
-// before the final Stats.
+// Command orders is a small order-handling service built on eventbus: one
+// EventManager[any] carries three typed topics (order.created, order.paid,
+// order.shipped), named listeners react to them, a wildcard audit listener
+// sees every order event whatever its type, failed deliveries are parked as
+// dead letters, and Close drains everything before the final Stats.
 //
-// The burst goes through the worker pool: a few goroutines take each of their
-// orders through its lifecycle (created, paid, shipped) with Emit, all at
-// once. A lifecycle listener registered with OrderedBy, keyed by order ID,
-// sees each order's events in the order they were emitted while different
-// orders run in parallel; the program checks that and exits 1 if any order's
-// events arrived out of order.
+// It checks two things and exits 1 if either fails:
+//
+//   - Ordering: a few goroutines take each of their orders through its
+//     lifecycle (created, paid, shipped) with Emit, all at once. A lifecycle
+//     listener registered with OrderedBy, keyed by order ID, must see each
+//     order's events in the order they were emitted, while different orders
+//     run in parallel.
+//   - Isolation: a slow "email" listener (20 ms per mail, two at a time) and
+//     a fast "inventory" listener share the order.created topic. Inventory
+//     must not be held back to email's pace: when inventory has handled
+//     every mailed order, email must still be far from done.
 package main
 
 import (
@@ -16,24 +22,44 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/eventbus-go/eventbus"
 )
 
-type Order struct {
-	ID   int
-	Item string
-}
+// The events, one Go type per topic. Each knows its order's ID.
+type (
+	OrderCreated struct {
+		ID    int
+		Item  string
+		Email string // where to mail the confirmation; "" for none
+	}
+	OrderPaid struct {
+		ID    int
+		Cents int
+	}
+	OrderShipped struct {
+		ID      int
+		Carrier string
+	}
+)
+
+type orderEvent interface{ OrderID() int }
+
+func (o OrderCreated) OrderID() int { return o.ID }
+func (o OrderPaid) OrderID() int    { return o.ID }
+func (o OrderShipped) OrderID() int { return o.ID }
 
 // lifecycle lists the events of one order, in the order they must happen.
 var lifecycle = []string{"order.created", "order.paid", "order.shipped"}
 
 // lifecycleCheck follows each order through its lifecycle. Its listener is
-// registered with OrderedBy, so it runs for one order one event at a time, but
-// for different orders in parallel: the mutex is for the map they share.
+// registered with OrderedBy, so it runs for one order one event at a time,
+// but for different orders in parallel: the mutex is for the map they share.
 type lifecycleCheck struct {
 	mu         sync.Mutex
 	next       map[int]int // order ID → index in lifecycle of its next event; deleted when done
@@ -41,79 +67,143 @@ type lifecycleCheck struct {
 	outOfOrder int         // events that were not their order's next stage
 }
 
-func (c *lifecycleCheck) handle(_ context.Context, e eventbus.Event[Order]) error {
+func (c *lifecycleCheck) handle(_ context.Context, e eventbus.Event[any]) error {
+	id := e.Data.(orderEvent).OrderID()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := c.next[e.Data.ID]
+	next := c.next[id]
 	if lifecycle[next] != e.Name {
 		c.outOfOrder++
-		return fmt.Errorf("order #%d: %s out of order", e.Data.ID, e.Name)
+		return fmt.Errorf("order #%d: %s out of order", id, e.Name)
 	}
-	c.next[e.Data.ID] = next + 1
+	c.next[id] = next + 1
 	if next+1 == len(lifecycle) {
 		c.completed++
-		delete(c.next, e.Data.ID)
+		delete(c.next, id)
 	}
 	return nil
 }
 
+// isolation measures the email and inventory listeners on the orders that
+// have an email address.
+type isolation struct {
+	orders         int           // mailed orders emitted
+	start          time.Time     // when the first was emitted
+	email, stock   atomic.Int64  // mailed orders each listener has handled
+	emailWhenStock atomic.Int64  // email's count when inventory had handled them all
+	stockTook      time.Duration // set before stockDone is closed
+	stockDone      chan struct{}
+}
+
 func main() {
+	// Dead letters: failed deliveries, parked by the error handler with
+	// their event and data so that they could be emitted again.
 	var mu sync.Mutex
-	var failures []error
-	m := eventbus.New[Order](eventbus.WithWorkers(4), eventbus.WithErrorHandler(func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		failures = append(failures, err)
-	}))
-	var billed, reserved, notified, audited, shipped atomic.Int64
-	must := func(_ *eventbus.Listener, err error) {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	var dead []*eventbus.ListenerError
+	m := eventbus.New[any](eventbus.WithWorkers(4), eventbus.WithErrorHandler(func(err error) {
+		var lerr *eventbus.ListenerError
+		if errors.As(err, &lerr) {
+			mu.Lock()
+			defer mu.Unlock()
+			dead = append(dead, lerr)
 		}
-	}
-	must(m.RegisterListener("order.created", func(_ context.Context, e eventbus.Event[Order]) error {
+	}))
+	created := must(eventbus.NewTopic[OrderCreated](m, "order.created"))
+	paid := must(eventbus.NewTopic[OrderPaid](m, "order.paid"))
+	shipped := must(eventbus.NewTopic[OrderShipped](m, "order.shipped"))
+
+	iso := &isolation{orders: 100, stockDone: make(chan struct{})}
+	var billed, reserved, receipts, delivered atomic.Int64
+	audited := map[string]*atomic.Int64{"created": {}, "paid": {}, "shipped": {}}
+	must(created.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
 		billed.Add(1)
 		return nil
-	}, eventbus.Priority(10)))
-	must(m.RegisterListener("order.created", func(_ context.Context, e eventbus.Event[Order]) error {
+	}, eventbus.Name("billing"), eventbus.Priority(10)))
+	must(created.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
 		reserved.Add(1)
-		return nil
-	}))
-	must(m.RegisterListener("order.created", func(_ context.Context, e eventbus.Event[Order]) error {
-		notified.Add(1)
-		if e.Data.Item == "" {
-			return errors.New("no item to notify about")
+		if e.Data.Email != "" && iso.stock.Add(1) == int64(iso.orders) {
+			iso.emailWhenStock.Store(iso.email.Load())
+			iso.stockTook = time.Since(iso.start)
+			close(iso.stockDone)
 		}
 		return nil
-	}))
-	must(m.RegisterListener("order.shipped", func(_ context.Context, e eventbus.Event[Order]) error {
-		shipped.Add(1)
+	}, eventbus.Name("inventory")))
+	must(created.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+		if e.Data.Email == "" {
+			return nil // nothing to mail
+		}
+		time.Sleep(20 * time.Millisecond) // the mail server is slow
+		iso.email.Add(1)
 		return nil
-	}))
-	must(m.RegisterListener("order.>", func(_ context.Context, e eventbus.Event[Order]) error {
-		audited.Add(1)
+	}, eventbus.Name("email"), eventbus.Concurrency(2)))
+	must(created.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+		if e.Data.Item == "" {
+			return errors.New("no item to put on the receipt")
+		}
+		receipts.Add(1)
 		return nil
-	}))
+	}, eventbus.Name("receipt")))
+	must(shipped.Listen(func(_ context.Context, e eventbus.Event[OrderShipped]) error {
+		delivered.Add(1)
+		return nil
+	}, eventbus.Name("tracking")))
+	// The audit listener sees every topic, each with its own type.
+	must(m.RegisterListener("order.>", func(_ context.Context, e eventbus.Event[any]) error {
+		switch e.Data.(type) {
+		case OrderCreated:
+			audited["created"].Add(1)
+		case OrderPaid:
+			audited["paid"].Add(1)
+		case OrderShipped:
+			audited["shipped"].Add(1)
+		default:
+			return fmt.Errorf("unexpected %T", e.Data)
+		}
+		return nil
+	}, eventbus.Name("audit")))
 	// One listener for the whole lifecycle: ordering holds per listener, so
 	// the three events must reach the same one. The key keeps each order's
 	// events in emit order; different orders do not wait for each other.
 	check := &lifecycleCheck{next: map[int]int{}}
-	must(m.RegisterListener("order.>", check.handle, eventbus.OrderedBy(func(e eventbus.Event[Order]) string {
-		return strconv.Itoa(e.Data.ID)
-	})))
+	must(m.RegisterListener("order.>", check.handle, eventbus.Name("lifecycle"),
+		eventbus.OrderedBy(func(e eventbus.Event[any]) string {
+			return strconv.Itoa(e.Data.(orderEvent).OrderID())
+		})))
 
 	ctx := context.Background()
-	// One order, handled synchronously, like the seed example.
-	if err := m.EmitSync(ctx, "order.created", Order{ID: 123, Item: "Coffee"}); err != nil {
+	// One order, handled synchronously.
+	if err := created.EmitSync(ctx, OrderCreated{ID: 123, Item: "Coffee"}); err != nil {
 		fmt.Println("unexpected:", err)
 	}
-	fmt.Printf("Processing order #%d for %s: billed=%d reserved=%d notified=%d\n", 123, "Coffee", billed.Load(), reserved.Load(), notified.Load())
+	fmt.Printf("Processing order #%d for %s: billed=%d reserved=%d receipts=%d\n", 123, "Coffee", billed.Load(), reserved.Load(), receipts.Load())
 
-	// A bad order: the notification listener fails; EmitSync returns it.
-	if err := m.EmitSync(ctx, "order.created", Order{ID: 124}); err != nil {
+	// A bad order: the receipt listener fails; EmitSync returns it.
+	if err := created.EmitSync(ctx, OrderCreated{ID: 124}); err != nil {
 		fmt.Println("order #124 reported:", err)
 	}
+
+	// The topics are typed: the EventManager refuses a value of another
+	// type under a declared name.
+	if err := m.Emit(ctx, "order.paid", OrderCreated{ID: 125}); errors.Is(err, eventbus.ErrTypeMismatch) {
+		fmt.Println("refused:", err)
+	}
+
+	// Isolation: mailed orders go to the slow email listener and to the
+	// fast inventory listener. Inventory runs on its own schedule.
+	iso.start = time.Now()
+	for i := range iso.orders {
+		if err := created.Emit(ctx, OrderCreated{ID: 200 + i, Item: "Book", Email: "reader@example.com"}); err != nil {
+			fmt.Println("emit:", err)
+		}
+	}
+	<-iso.stockDone
+	if err := m.Flush(ctx); err != nil {
+		fmt.Println("flush:", err)
+	}
+	emailTook := time.Since(iso.start)
+	fmt.Printf("isolation: inventory handled %d mailed orders in %v (%.0f events/s); email had sent %d of them by then, and needed %v for all (%.0f events/s)\n",
+		iso.orders, iso.stockTook.Round(time.Millisecond), rate(iso.orders, iso.stockTook),
+		iso.emailWhenStock.Load(), emailTook.Round(time.Millisecond), rate(iso.orders, emailTook))
 
 	// A burst through the pool: each emitter takes its orders through their
 	// lifecycle, and the emitters run at the same time.
@@ -124,9 +214,13 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for i := range ordersEach {
-				order := Order{ID: 1000 + g*ordersEach + i, Item: "Tea"}
-				for _, name := range lifecycle {
-					if err := m.Emit(ctx, name, order); err != nil {
+				id := 1000 + g*ordersEach + i
+				for _, err := range []error{
+					created.Emit(ctx, OrderCreated{ID: id, Item: "Tea"}),
+					paid.Emit(ctx, OrderPaid{ID: id, Cents: 350}),
+					shipped.Emit(ctx, OrderShipped{ID: id, Carrier: "post"}),
+				} {
+					if err != nil {
 						fmt.Println("emit:", err)
 					}
 				}
@@ -134,27 +228,52 @@ func main() {
 		}()
 	}
 	wg.Wait()
-	if err := m.Emit(ctx, "order.created", Order{ID: 9999}); err != nil { // fails asynchronously
+	if err := created.Emit(ctx, OrderCreated{ID: 9999}); err != nil { // fails asynchronously
 		fmt.Println("emit:", err)
 	}
 	if err := m.Close(ctx); err != nil {
 		fmt.Println("close:", err)
 	}
-	fmt.Printf("after Close: billed=%d reserved=%d notified=%d shipped=%d audited=%d\n",
-		billed.Load(), reserved.Load(), notified.Load(), shipped.Load(), audited.Load())
+	fmt.Printf("after Close: billed=%d reserved=%d receipts=%d mailed=%d shipped=%d audited=%d/%d/%d\n",
+		billed.Load(), reserved.Load(), receipts.Load(), iso.email.Load(), delivered.Load(),
+		audited["created"].Load(), audited["paid"].Load(), audited["shipped"].Load())
 	mu.Lock()
-	for _, err := range failures {
-		fmt.Println("error handler got:", err)
+	sort.Slice(dead, func(i, j int) bool { return dead[i].Data.(orderEvent).OrderID() < dead[j].Data.(orderEvent).OrderID() })
+	for _, lerr := range dead {
+		fmt.Printf("dead letter: %s %+v for %s: %v\n", lerr.Event, lerr.Data, lerr.Listener, lerr.Err)
 	}
 	mu.Unlock()
 	s := m.Stats()
 	fmt.Printf("stats: emitted=%d matched=%d delivered=%d failed=%d panicked=%d rejected=%d queued=%d running=%d\n",
 		s.Emitted, s.Matched, s.Delivered, s.Failed, s.Panicked, s.Rejected, s.Queued, s.Running)
-	// Close has returned, so no handler runs any more. Orders 123, 124 and
-	// 9999 were only created: they are the ones not shipped.
+	// Close has returned, so no handler runs any more. Orders 123, 124,
+	// 200-299 and 9999 were only created: they are the ones not shipped.
 	fmt.Printf("lifecycle: %d orders created, paid and shipped in order; %d events out of order; %d orders not shipped\n",
 		check.completed, check.outOfOrder, len(check.next))
+
+	failed := false
 	if check.outOfOrder > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: events out of order")
+		failed = true
+	}
+	// Held back: inventory would have finished at email's pace, so email
+	// would have sent most of the mails by then. Isolated, it has sent a
+	// handful (it sends two at a time, 20 ms each).
+	if got := iso.emailWhenStock.Load(); got >= int64(iso.orders)/2 {
+		fmt.Fprintf(os.Stderr, "FAIL: inventory was held back by email: email had sent %d of %d mails when inventory finished\n", got, iso.orders)
+		failed = true
+	}
+	if failed {
 		os.Exit(1)
 	}
+}
+
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return v
 }

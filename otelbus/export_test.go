@@ -1,0 +1,4 @@
+package otelbus
+
+// ListenerName is the name telemetry gives a listener, before mapping.
+var ListenerName = listenerName

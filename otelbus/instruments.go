@@ -28,8 +28,8 @@ var _durationBuckets = []float64{
 }
 
 type instruments struct {
-	sent, deliveries, retries                 metric.Int64Counter
-	duration, wait                            metric.Float64Histogram
+	sent, deliveries, retries                  metric.Int64Counter
+	duration, wait                             metric.Float64Histogram
 	backlog, workers, stalled, queued, running metric.Int64ObservableUpDownCounter
 }
 

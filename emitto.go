@@ -1,0 +1,66 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+)
+
+// EmitTo is Emit to one listener only: the event goes to l alone, as if l
+// were the only listener matching name, so that a listener can be brought
+// up to date (a replay for a new subscriber, say) without disturbing the
+// others. The delivery takes its place in l's order among the other events
+// accepted for l, counts against l's backlog, follows l's delivery mode and
+// overflow policy, and is counted in Stats like any other; it waits for
+// room, and fails, as Emit does.
+//
+// name must be a valid event name that l's pattern matches
+// (ErrInvalidName otherwise), and l must be a listener of m
+// (ErrInvalidOption otherwise). A listener already unregistered skips the
+// delivery, as it skips those queued before Unregister.
+func EmitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
+	if o := m.opts.observer; o != nil {
+		ctx, done := o.Emit(ctx, name)
+		err := emitTo(ctx, m, l, name, data)
+		done(err)
+		return err
+	}
+	return emitTo(ctx, m, l, name, data)
+}
+
+func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) (err error) {
+	e, ok := l.owner.(*entry[T])
+	switch {
+	case !ok || e.m != m:
+		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.pattern)
+	case ValidateName(name) != nil:
+		err = ValidateName(name)
+	case !MatchPattern(l.pattern, name):
+		err = fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
+	case m.pool.refuses():
+		err = ErrClosed
+	}
+	ev := Event[T]{Name: name, Data: data}
+	var keys []string
+	var key [1]string
+	if err == nil && e.in.keyFn != nil {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+				}
+			}()
+			key[0] = e.in.keyFn(ev)
+			keys = key[:]
+		}()
+	}
+	if err == nil {
+		to := [1]*entry[T]{e}
+		err = m.pool.accept(ctx, m.listenerContext(ctx), to[:], ev, keys, true)
+	}
+	if err != nil {
+		m.sync.add(cRejected, 1)
+		return fmt.Errorf("emit %q to listener %q: %w", name, l.pattern, err)
+	}
+	return nil
+}

@@ -212,10 +212,11 @@ func (t *Topic[T]) rebind(v uint64) *route[any] {
 
 // Emit is EventManager.Emit of data under the Topic's name: it hands the
 // event to the worker pool and returns once it is accepted, with the same
-// waiting, errors and guarantees. data is stored as an any: a pointer (or a
-// value of at most one machine word that holds no pointer... see the
-// README's figures) costs no allocation; other values are copied to the
-// heap once per emit.
+// waiting, errors and guarantees. The event carries data as an any: a
+// pointer (or map, channel, func) is stored as it is, without allocating;
+// another value is copied to the heap, one allocation per emit (Go spares
+// it for zero-sized values and small integers). Emit a pointer to keep the
+// emit allocation-free.
 func (t *Topic[T]) Emit(ctx context.Context, data T) error {
 	return t.m.emitTo(ctx, t.decl.name, t.route(), data, true)
 }
@@ -274,4 +275,16 @@ func (t *Topic[T]) Listen(h Handler[T], opts ...ListenerOption) (*Listener, erro
 func typedEvent[T any](e Event[any]) Event[T] {
 	d, _ := e.Data.(T)
 	return Event[T]{Name: e.Name, Data: d}
+}
+
+// DeclaredType returns the type that NewTopic declared for the event name
+// on m, or nil if it declared none (always nil for an EventManager[T] whose
+// T is not any). A bridge that receives events from elsewhere uses it to
+// decode a payload into its topic's type. It is safe for concurrent use and
+// does not allocate.
+func (m *EventManager[T]) DeclaredType(name string) reflect.Type {
+	if d := m.topics.find(name); d != nil {
+		return d.typ
+	}
+	return nil
 }

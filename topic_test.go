@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -507,4 +508,15 @@ func TestDeclaringANameThatHasListeners(t *testing.T) {
 		}
 		assert.Equal(t, want, rec.got(), "patterns %v", patterns)
 	}
+}
+
+func TestDeclaredType(t *testing.T) {
+	m := newManager[any](t)
+	assert.Nil(t, m.DeclaredType("order.created"))
+	newTopic[*created](t, m, "order.created")
+	newTopic[error](t, m, "job.failed")
+	assert.Equal(t, reflect.TypeFor[*created](), m.DeclaredType("order.created"))
+	assert.Equal(t, reflect.TypeFor[error](), m.DeclaredType("job.failed"))
+	assert.Nil(t, m.DeclaredType("order.paid"))
+	assert.Nil(t, newManager[int](t).DeclaredType("order.created"), "nothing is declared on an EventManager[int]")
 }

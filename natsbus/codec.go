@@ -4,7 +4,8 @@ import "encoding/json"
 
 // Codec turns event data into message payloads and back. Implementations
 // must be safe for concurrent use. Unmarshal receives a pointer to a zero
-// value of the bridge's event type.
+// value of the bridge's event type or, for a bridge of an EventManager[any],
+// of the type eventbus.NewTopic declared for the event's name, if any.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error

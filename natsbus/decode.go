@@ -60,7 +60,7 @@ func (b *Bridge[T]) decodeInbound(msg *nats.Msg, earlier []string, delivered uin
 	if err := eventbus.ValidateName(ev.name); err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrInvalidSubject, err))
 	}
-	if err := b.decode(msg.Data, &ev.data); err != nil {
+	if err := b.decodeFor(ev.name, msg.Data, &ev.data); err != nil {
 		return fail(err)
 	}
 	ctx := context.WithValue(b.life, inboundKey{}, &inbound{bridge: b, name: ev.name, info: Info{
@@ -90,8 +90,9 @@ func mediaType(ct string) string {
 	return strings.ToLower(strings.TrimSpace(mt))
 }
 
-// decode never panics: a panicking codec is reported as ErrDecode.
-func (b *Bridge[T]) decode(data []byte, v *T) (err error) {
+// decode never panics: a panicking codec is reported as ErrDecode. v is a
+// *T, or a pointer to a topic's declared type (see decodeFor).
+func (b *Bridge[T]) decode(data []byte, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: codec panicked: %v", ErrDecode, r)

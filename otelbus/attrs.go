@@ -1,13 +1,11 @@
 package otelbus
 
 import (
-	"sync"
-	"sync/atomic"
-
 	"github.com/eventbus-go/eventbus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Attribute keys and values this package sets besides the semantic
@@ -17,6 +15,7 @@ const (
 	System = "eventbus"
 	// OutcomeKey is the eventbus.deliveries attribute that says what became
 	// of a delivery: eventbus.Outcome's String ("delivered", "failed", ...).
+	// Consumer spans of failed attempts carry it too.
 	OutcomeKey = attribute.Key("eventbus.outcome")
 	// AttemptKey is the consumer span attribute numbering the attempt,
 	// from 1 (eventbus.Delivery.Attempt + 1).
@@ -25,8 +24,9 @@ const (
 	ManagerKey = attribute.Key("eventbus.manager.name")
 )
 
-// _maxCached bounds the cached attribute sets; past it, sets are built on
-// every call (only a mapping with many values gets there).
+// _maxCached bounds the cached attribute sets of each kind; past it, sets
+// are built on every call (only a name mapping with many values gets
+// there).
 const _maxCached = 4096
 
 var (
@@ -40,82 +40,97 @@ var (
 // _outcomes is how many Outcome values have a cached attribute set.
 const _outcomes = int(eventbus.OutcomeAbandoned) + 1
 
-// emitAttrs are the cached attributes of emits of one (mapped) name.
+// emitAttrs are the cached attributes of emits of one mapped name.
 type emitAttrs struct {
 	spanName string
-	kvs      []attribute.KeyValue
-	sent     metric.MeasurementOption
+	kvs      []attribute.KeyValue // the metric attributes
+	start    []trace.SpanStartOption
+	sent     []metric.AddOption
 }
 
-// pairAttrs are the cached attributes of deliveries of one (mapped) event
-// name to one (mapped) listener name.
+// pairAttrs are the cached attributes of deliveries of one mapped event
+// name to one mapped listener name.
 type pairAttrs struct {
-	spanName string
-	kvs      []attribute.KeyValue
-	base     metric.MeasurementOption // duration, wait, retries
-	outcome  [_outcomes]metric.MeasurementOption
+	event, listener string // the mapped names
+	spanName        string
+	kvs             []attribute.KeyValue // messaging.process.duration's attributes
+	names           []attribute.KeyValue // the eventbus.* metrics' attributes
+	start           []trace.SpanStartOption
+	add             []metric.AddOption    // eventbus.retries
+	wait            []metric.RecordOption // eventbus.delivery.wait
+	duration        []metric.RecordOption // messaging.process.duration
+	outcome         [_outcomes][]metric.AddOption
 }
 
 type pairKey struct{ event, listener string }
 
-// cache holds the attribute sets, bounded by _maxCached entries.
+// cache holds the attribute sets of mapped names.
 type cache struct {
-	emits sync.Map // string → *emitAttrs
-	pairs sync.Map // pairKey → *pairAttrs
-	n     atomic.Int64
+	emits cowMap[string, *emitAttrs]
+	pairs cowMap[pairKey, *pairAttrs]
 }
 
+// emit returns the attributes of emits whose name maps to event.
 func (c *cache) emit(event string) *emitAttrs {
-	if v, ok := c.emits.Load(event); ok {
-		return v.(*emitAttrs)
+	if a, ok := c.emits.load(event); ok {
+		return a
 	}
 	kvs := []attribute.KeyValue{systemKV, opPublish, semconv.MessagingDestinationName(event)}
 	a := &emitAttrs{
 		spanName: "publish " + event,
 		kvs:      kvs,
-		sent:     metric.WithAttributeSet(attribute.NewSet(kvs...)),
+		start: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(systemKV, opTypeSend, opPublish, semconv.MessagingDestinationName(event))},
+		sent: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kvs...))},
 	}
-	if c.n.Load() >= _maxCached {
-		return a
-	}
-	v, loaded := c.emits.LoadOrStore(event, a)
-	if !loaded {
-		c.n.Add(1)
-	}
-	return v.(*emitAttrs)
+	a, _ = c.emits.store(event, a, _maxCached)
+	return a
 }
 
+// pair returns the attributes of deliveries whose event and listener names
+// map to event and listener.
 func (c *cache) pair(event, listener string) *pairAttrs {
 	k := pairKey{event, listener}
-	if v, ok := c.pairs.Load(k); ok {
-		return v.(*pairAttrs)
-	}
-	kvs := []attribute.KeyValue{systemKV, opProcess, semconv.MessagingDestinationName(event),
-		semconv.MessagingDestinationSubscriptionName(listener)}
-	a := &pairAttrs{
-		spanName: "process " + event,
-		kvs:      kvs,
-		base:     metric.WithAttributeSet(attribute.NewSet(kvs...)),
-	}
-	for i := range a.outcome {
-		a.outcome[i] = metric.WithAttributeSet(attribute.NewSet(append(kvs[:len(kvs):len(kvs)], OutcomeKey.String(eventbus.Outcome(i).String()))...))
-	}
-	if c.n.Load() >= _maxCached {
+	if a, ok := c.pairs.load(k); ok {
 		return a
 	}
-	v, loaded := c.pairs.LoadOrStore(k, a)
-	if !loaded {
-		c.n.Add(1)
+	// messaging.process.duration has the conventions' attributes; the
+	// eventbus.* metrics only the names (fewer attributes cost less per
+	// measurement).
+	names := []attribute.KeyValue{semconv.MessagingDestinationName(event), semconv.MessagingDestinationSubscriptionName(listener)}
+	kvs := append([]attribute.KeyValue{systemKV, opProcess}, names...)
+	short := metric.WithAttributeSet(attribute.NewSet(names...))
+	a := &pairAttrs{
+		event:    event,
+		listener: listener,
+		spanName: "process " + event,
+		kvs:      kvs,
+		names:    names,
+		start: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(consumerKVs(event, listener)...)},
+		add:      []metric.AddOption{short},
+		wait:     []metric.RecordOption{short},
+		duration: []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))},
 	}
-	return v.(*pairAttrs)
+	for i := range a.outcome {
+		a.outcome[i] = []metric.AddOption{with(names, OutcomeKey.String(eventbus.Outcome(i).String()))}
+	}
+	a, _ = c.pairs.store(k, a, _maxCached)
+	return a
 }
 
-// outcomeOpt returns the attribute option of a delivery with outcome o.
-func (a *pairAttrs) outcomeOpt(o eventbus.Outcome) metric.MeasurementOption {
+// consumerKVs are the attributes a consumer span starts with.
+func consumerKVs(event, listener string) []attribute.KeyValue {
+	return []attribute.KeyValue{systemKV, opTypeProcess, opProcess, semconv.MessagingDestinationName(event),
+		semconv.MessagingDestinationSubscriptionName(listener)}
+}
+
+// outcomeOpts returns the attribute options of a delivery with outcome o.
+func (a *pairAttrs) outcomeOpts(o eventbus.Outcome) []metric.AddOption {
 	if int(o) < len(a.outcome) {
 		return a.outcome[o]
 	}
-	return metric.WithAttributeSet(attribute.NewSet(append(a.kvs[:len(a.kvs):len(a.kvs)], OutcomeKey.String(o.String()))...))
+	return []metric.AddOption{with(a.names, OutcomeKey.String(o.String()))}
 }
 
 // with returns the option of kvs plus extra.

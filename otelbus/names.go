@@ -1,7 +1,6 @@
 package otelbus
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/eventbus-go/eventbus"
@@ -27,30 +26,21 @@ func Limit(n int) func(name string) string {
 
 type limiter struct {
 	max   int
-	known sync.Map // name → struct{}
-	mu    sync.Mutex
-	n     int
+	known cowMap[string, struct{}]
 	full  atomic.Bool
 }
 
 func (l *limiter) name(name string) string {
-	if _, ok := l.known.Load(name); ok {
+	if _, ok := l.known.load(name); ok {
 		return name
 	}
 	if l.full.Load() {
 		return Other
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.known.Load(name); ok {
-		return name
-	}
-	if l.n >= l.max {
+	if _, ok := l.known.store(name, struct{}{}, l.max); !ok {
 		l.full.Store(true)
 		return Other
 	}
-	l.known.Store(name, struct{}{})
-	l.n++
 	return name
 }
 
@@ -76,5 +66,5 @@ func listenerName(l *eventbus.Listener) string {
 	if l == nil {
 		return ""
 	}
-	return l.Pattern()
+	return l.Name()
 }

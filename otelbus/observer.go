@@ -3,13 +3,14 @@ package otelbus
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/eventbus-go/eventbus"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
-
+	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ScopeName is the instrumentation scope of the tracer and meter.
@@ -32,6 +33,8 @@ type Observer struct {
 	tracer trace.Tracer
 	in     instruments
 	cache  cache
+	emits  sync.Pool // of *emitting
+	starts sync.Pool // of *processing
 }
 
 var _ eventbus.Observer = (*Observer)(nil)
@@ -52,26 +55,59 @@ func New(opts ...Option) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The states keep their done function bound, so that returning it
+	// allocates nothing.
+	o.emits.New = func() any {
+		e := &emitting{o: o}
+		e.done = e.finish
+		return e
+	}
+	o.starts.New = func() any {
+		p := &processing{o: o}
+		p.done = p.finish
+		return p
+	}
 	return o, nil
+}
+
+// emitting is an emit in progress.
+type emitting struct {
+	o    *Observer
+	ctx  context.Context
+	span trace.Span
+	a    *emitAttrs
+	done func(error) // finish
 }
 
 // Emit starts the producer span of an emit; see eventbus.Observer.
 func (o *Observer) Emit(ctx context.Context, name string) (context.Context, func(error)) {
-	a := o.cache.emit(o.cfg.events(name))
-	ctx, span := o.tracer.Start(ctx, a.spanName, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(systemKV, opTypeSend, opPublish, semconv.MessagingDestinationName(name)))
-	return ctx, func(err error) {
-		if err != nil && refused(err) {
-			et := semconv.ErrorType(err)
-			o.in.sent.Add(ctx, 1, with(a.kvs, et))
-			span.SetAttributes(et)
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		} else {
-			o.in.sent.Add(ctx, 1, a.sent)
-		}
-		span.End()
+	mapped := o.cfg.events(name)
+	a := o.cache.emit(mapped)
+	opts := a.start
+	if mapped != name {
+		opts = []trace.SpanStartOption{opts[0], trace.WithAttributes(systemKV, opTypeSend, opPublish, semconv.MessagingDestinationName(name))}
 	}
+	ctx, span := o.tracer.Start(ctx, a.spanName, opts...)
+	e := o.emits.Get().(*emitting)
+	e.ctx, e.span, e.a = ctx, span, a
+	return ctx, e.done
+}
+
+func (e *emitting) finish(err error) {
+	o, ctx, span, a := e.o, e.ctx, e.span, e.a
+	e.ctx, e.span, e.a = nil, nil, nil
+	o.emits.Put(e)
+	if err == nil || !refused(err) {
+		o.in.sent.Add(ctx, 1, a.sent...)
+		span.End()
+		return
+	}
+	et := semconv.ErrorType(err)
+	o.in.sent.Add(ctx, 1, with(a.kvs, et))
+	span.SetAttributes(et)
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.End()
 }
 
 // refused reports whether an emit's error means the event was refused,
@@ -92,45 +128,67 @@ func refused(err error) bool {
 	return true
 }
 
+// processing is a handler attempt in progress.
+type processing struct {
+	o     *Observer
+	ctx   context.Context
+	span  trace.Span
+	a     *pairAttrs
+	start time.Time
+	done  func(eventbus.Outcome, error) // finish
+}
+
 // Start starts the consumer span of a handler attempt; see
 // eventbus.Observer.
 func (o *Observer) Start(ctx context.Context, d eventbus.Delivery) (context.Context, func(eventbus.Outcome, error)) {
 	start := time.Now()
 	lname := listenerName(d.Listener)
-	a := o.cache.pair(o.cfg.events(d.Event), o.cfg.listeners(lname))
+	event, listener := o.cfg.events(d.Event), o.cfg.listeners(lname)
+	a := o.cache.pair(event, listener)
 	if d.Attempt > 0 {
-		o.in.retries.Add(ctx, 1, a.base)
+		o.in.retries.Add(ctx, 1, a.add...)
 	} else if !d.Accepted.IsZero() {
-		o.in.wait.Record(ctx, start.Sub(d.Accepted).Seconds(), a.base)
+		o.in.wait.Record(ctx, start.Sub(d.Accepted).Seconds(), a.wait...)
 	}
-	pattern := ""
-	if d.Listener != nil {
-		pattern = d.Listener.Pattern()
+	opts := a.start
+	if event != d.Event || listener != lname {
+		opts = []trace.SpanStartOption{opts[0], trace.WithAttributes(consumerKVs(d.Event, lname)...)}
 	}
-	ctx, span := o.tracer.Start(ctx, a.spanName, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(start),
-		trace.WithAttributes(systemKV, opTypeProcess, opProcess, semconv.MessagingDestinationName(d.Event),
-			semconv.MessagingDestinationSubscriptionName(lname), semconv.MessagingDestinationTemplate(pattern),
-			AttemptKey.Int(d.Attempt+1)))
-	return ctx, func(oc eventbus.Outcome, err error) {
-		end := time.Now()
-		o.in.deliveries.Add(ctx, 1, a.outcomeOpt(oc))
-		if oc == eventbus.OutcomeDelivered || err == nil {
-			o.in.duration.Record(ctx, end.Sub(start).Seconds(), a.base)
-			span.End(trace.WithTimestamp(end))
-			return
+	ctx, span := o.tracer.Start(ctx, a.spanName, opts...)
+	if span.IsRecording() {
+		pattern := ""
+		if d.Listener != nil {
+			pattern = d.Listener.Pattern()
 		}
-		et := semconv.ErrorType(err)
-		o.in.duration.Record(ctx, end.Sub(start).Seconds(), with(a.kvs, et))
-		span.SetAttributes(et, OutcomeKey.String(oc.String()))
-		var pe *eventbus.PanicError
-		if errors.As(err, &pe) {
-			span.RecordError(err, trace.WithAttributes(semconv.ExceptionStacktrace(string(pe.Stack))))
-		} else {
-			span.RecordError(err)
-		}
-		span.SetStatus(codes.Error, err.Error())
-		span.End(trace.WithTimestamp(end))
+		span.SetAttributes(semconv.MessagingDestinationTemplate(pattern), AttemptKey.Int(d.Attempt+1))
 	}
+	p := o.starts.Get().(*processing)
+	p.ctx, p.span, p.a, p.start = ctx, span, a, start
+	return ctx, p.done
+}
+
+func (p *processing) finish(oc eventbus.Outcome, err error) {
+	o, ctx, span, a, start := p.o, p.ctx, p.span, p.a, p.start
+	p.ctx, p.span, p.a = nil, nil, nil
+	o.starts.Put(p)
+	took := time.Since(start).Seconds()
+	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc)...)
+	if err == nil {
+		o.in.duration.Record(ctx, took, a.duration...)
+		span.End()
+		return
+	}
+	et := semconv.ErrorType(err)
+	o.in.duration.Record(ctx, took, metric.RecordOption(with(a.kvs, et)))
+	span.SetAttributes(et, OutcomeKey.String(oc.String()))
+	var pe *eventbus.PanicError
+	if errors.As(err, &pe) {
+		span.RecordError(err, trace.WithAttributes(semconv.ExceptionStacktrace(string(pe.Stack))))
+	} else {
+		span.RecordError(err)
+	}
+	span.SetStatus(codes.Error, err.Error())
+	span.End()
 }
 
 // Lost counts a delivery that does not run; see eventbus.Observer.
@@ -138,7 +196,7 @@ func (o *Observer) Lost(d eventbus.Delivery, oc eventbus.Outcome) {
 	a := o.cache.pair(o.cfg.events(d.Event), o.cfg.listeners(listenerName(d.Listener)))
 	ctx := context.Background()
 	if d.Attempt > 0 {
-		o.in.retries.Add(ctx, 1, a.base)
+		o.in.retries.Add(ctx, 1, a.add...)
 	}
-	o.in.deliveries.Add(ctx, 1, a.outcomeOpt(oc))
+	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc)...)
 }

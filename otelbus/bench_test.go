@@ -27,9 +27,9 @@ import (
 type dropSpans struct{}
 
 func (dropSpans) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (dropSpans) OnEnd(sdktrace.ReadOnlySpan)                      {}
-func (dropSpans) Shutdown(context.Context) error                   { return nil }
-func (dropSpans) ForceFlush(context.Context) error                 { return nil }
+func (dropSpans) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (dropSpans) Shutdown(context.Context) error                  { return nil }
+func (dropSpans) ForceFlush(context.Context) error                { return nil }
 
 type variant struct {
 	name string

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Listener is a registered handler, returned by RegisterListener. Its
@@ -226,11 +227,20 @@ func (c *nameCtx) Value(key any) any {
 // one made at registration when ctx carries nothing else (an emit with
 // context.Background(), TryEmit), otherwise a new one.
 func (e *entry[T]) named(ctx context.Context) context.Context {
-	switch ctx {
-	case e.poolCtx.Context:
+	switch {
+	case ctx == e.poolCtx.Context:
 		return e.poolCtx
-	case context.Background():
+	case isBackground(ctx):
 		return e.bgCtx
 	}
 	return &nameCtx{Context: ctx, l: e.l}
+}
+
+// isBackground reports whether ctx is context.Background(). Its type is
+// unexported and only Background returns it, so comparing the dynamic types
+// (the interfaces' first words) is enough; comparing the values costs two
+// runtime calls.
+func isBackground(ctx context.Context) bool {
+	bg := context.Background()
+	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&bg))
 }

@@ -50,11 +50,3 @@ func (c *cowMap[K, V]) store(k K, v V, max int) (V, bool) {
 	c.m.Store(&m)
 	return v, true
 }
-
-// len returns how many entries the map holds.
-func (c *cowMap[K, V]) len() int {
-	if p := c.m.Load(); p != nil {
-		return len(*p)
-	}
-	return 0
-}

@@ -94,7 +94,7 @@ func find(rm metricdata.ResourceMetrics, name string) *metricdata.Metrics {
 func matches(set attribute.Set, want []attribute.KeyValue) bool {
 	for _, kv := range want {
 		v, ok := set.Value(kv.Key)
-		if kv.Value.Type() == attribute.INVALID {
+		if kv.Value.Type() == attribute.EMPTY {
 			if ok {
 				return false
 			}

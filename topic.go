@@ -254,7 +254,7 @@ func (t *Topic[T]) Listen(h Handler[T], opts ...ListenerOption) (*Listener, erro
 	// for any listener.
 	typed, err := handlerFor(h, &cfg, nil)
 	if err != nil {
-		return nil, fmt.Errorf("listen %q: %w for a Topic of %s", name, err, t.decl.typ)
+		return nil, fmt.Errorf("listen %q: %w", name, err)
 	}
 	cfg.middleware, cfg.timeout = nil, 0
 	switch key := cfg.key.(type) {

@@ -218,3 +218,21 @@ func TestTraceFailuresPanicsAndRetries(t *testing.T) {
 	assert.Contains(t, bad.Status.Description, "invalid")
 	assert.Empty(t, spans["process not valid"])
 }
+
+// EmitSync's joined listener failures are not a refused emit.
+func TestEmitSyncFailuresAreNotRefusals(t *testing.T) {
+	f := newFixture(t)
+	m := newManager[int](t, f)
+	for range 2 {
+		_, err := m.RegisterListener("twice", func(context.Context, eventbus.Event[int]) error { return errors.New("no") })
+		require.NoError(t, err)
+	}
+	err := m.EmitSync(ctxTimeout(t), "twice", 1)
+	var lerr *eventbus.ListenerError
+	require.ErrorAs(t, err, &lerr, "precondition: both failures, joined")
+	assert.Equal(t, codes.Unset, one(t, f.spans(), "publish twice").Status.Code)
+	rm := f.collect()
+	assert.Equal(t, int64(1), sum(rm, otelbus.MetricSent, absent(semconv.ErrorTypeKey)))
+	assert.Equal(t, int64(m.Stats().Emitted), sum(rm, otelbus.MetricSent, absent(semconv.ErrorTypeKey)))
+	assert.Equal(t, int64(2), sum(rm, otelbus.MetricDeliveries, outcome(eventbus.OutcomeFailed)))
+}

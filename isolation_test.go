@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventbus-go/eventbus"
+	"github.com/eventbus-go/eventbus/eventbustest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -38,22 +39,20 @@ func waitCount(t *testing.T, ch <-chan int, n int, what string) {
 func TestSiblingListenersOfOneEventAreIndependent(t *testing.T) {
 	// An email listener blocks on every event; the inventory listener of the
 	// same event handles all of them meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	m := newManager[int](t, eventbus.WithWorkers(8))
-	email := newGate()
-	_, err := m.RegisterListener("order.created", email.handler)
+	email, release := eventbustest.Block[int](t)
+	_, err := m.RegisterListener("order.created", email.Handle)
 	require.NoError(t, err)
-	inventory := make(chan int, 200)
-	_, err = m.RegisterListener("order.created", func(_ context.Context, e eventbus.Event[int]) error {
-		inventory <- e.Data
-		return nil
-	})
-	require.NoError(t, err)
+	inventory := eventbustest.Record(t, m, "order.created")
 	for i := range 200 {
 		require.NoError(t, m.Emit(context.Background(), "order.created", i))
 	}
-	waitCount(t, inventory, 200, "inventory handled while email blocks")
-	assert.Len(t, email.entered, 8, "email runs at most WithWorkers invocations at once")
-	email.open()
+	inventory.WaitN(ctx, 200) // while email blocks
+	email.WaitEntered(ctx, 8)
+	assert.Equal(t, 8, email.Entered(), "email runs at most WithWorkers invocations at once")
+	release()
 	require.NoError(t, m.Flush(context.Background()))
 	s := m.Stats()
 	assert.Equal(t, uint64(400), s.Delivered)
@@ -65,28 +64,26 @@ func TestBlockedListenersDoNotStarveOthers(t *testing.T) {
 	// events keep flowing on replacement workers, and goroutines stay
 	// within WithMaxWorkers.
 	const workers, maxWorkers, blocked = 2, 8, 4
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	m := newManager[int](t, eventbus.WithWorkers(workers), eventbus.WithMaxWorkers(maxWorkers))
-	g := newGate()
+	acks, release := eventbustest.Block[int](t)
 	for i := range blocked {
-		_, err := m.RegisterListener("ack."+string(rune('a'+i)), g.handler)
+		name := "ack." + string(rune('a'+i))
+		_, err := m.RegisterListener(name, acks.Handle)
 		require.NoError(t, err)
-		require.NoError(t, m.Emit(context.Background(), "ack."+string(rune('a'+i)), i))
+		require.NoError(t, m.Emit(context.Background(), name, i))
 	}
-	handled := make(chan int, 1000)
-	_, err := m.RegisterListener("other", func(_ context.Context, e eventbus.Event[int]) error {
-		handled <- e.Data
-		return nil
-	})
-	require.NoError(t, err)
-	g.waitEntered(t, blocked) // every one of them holds a worker
+	other := eventbustest.Record(t, m, "other")
+	acks.WaitEntered(ctx, blocked) // every one of them holds a worker
 	for i := range 1000 {
 		require.NoError(t, m.Emit(context.Background(), "other", i))
 	}
-	waitCount(t, handled, 1000, "other events while listeners block")
+	other.WaitN(ctx, 1000) // while the listeners block
 	s := m.Stats()
 	assert.LessOrEqual(t, s.Workers, maxWorkers, "workers bounded: %+v", s)
 	assert.GreaterOrEqual(t, s.Stalled, workers, "the blocked workers count as stalled: %+v", s)
-	g.open()
+	release()
 	require.NoError(t, m.Flush(context.Background()))
 	checkAccounting(t, m.Stats())
 }

@@ -80,26 +80,28 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
 	rt, err := m.route(name)
-	if err == nil {
+	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)
 	}
 	if err != nil {
 		return m.refuse(ctx, name, err)
 	}
-	return m.emitSyncTo(ctx, name, rt, data)
-}
-
-// emitSyncTo is EmitSync to the listeners of a name already looked up.
-func (m *EventManager[T]) emitSyncTo(ctx context.Context, name string, rt *route[T], data T) error {
-	if o := m.opts.observer; o != nil {
-		ctx, done := o.Emit(ctx, name)
-		err := m.runSync(ctx, name, rt, data)
-		done(err)
-		return err
+	if m.opts.observer != nil {
+		return m.observeSync(ctx, name, rt, data)
 	}
 	return m.runSync(ctx, name, rt, data)
 }
 
+// observeSync is runSync between the Observer's Emit and done.
+func (m *EventManager[T]) observeSync(ctx context.Context, name string, rt *route[T], data T) error {
+	ctx, done := m.opts.observer.Emit(ctx, name)
+	err := m.runSync(ctx, name, rt, data)
+	done(err)
+	return err
+}
+
+// runSync is EmitSync to the listeners of a name already looked up (rt),
+// checked against its declared type if it has one.
 func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) error {
 	var err error
 	if m.pool.refuses() {
@@ -112,8 +114,8 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
 	var c counters
-	var first error
-	var errs []error
+	var buf [1]error // the common failure: one listener's
+	errs := buf[:0]
 	if rt != nil {
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
@@ -123,19 +125,18 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 				continue
 			}
 			if lerr := e.count(ev, oc, err, 0, &c); lerr != nil {
-				if first == nil {
-					first = lerr
-				} else {
-					errs = append(errs, lerr)
-				}
+				errs = append(errs, lerr)
 			}
 		}
 	}
 	m.sync.addCall(&c)
-	if errs != nil {
-		return errors.Join(append([]error{first}, errs...)...)
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
 	}
-	return first
+	return errors.Join(errs...)
 }
 
 // refuse counts an emit refused before it was routed (an invalid name, a
@@ -186,7 +187,7 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
 	rt, err := m.route(name)
-	if err == nil {
+	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)
 	}
 	if err != nil {

@@ -105,21 +105,29 @@ const (
 	_stripes    = 1 << _stripeBits
 )
 
-// add adds n to counter i.
+// add adds n to counter i. The uncontended case is small enough to be
+// inlined: one load of the stripes pointer, one compare-and-swap.
 func (t *tallies) add(i counter, n uint64) {
-	if s := t.striped.Load(); s != nil {
-		var probe byte                                                        // goroutine stacks are separate, so its address tells goroutines apart
-		h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
-		s[h>>(64-_stripeBits)].n[i].Add(n)
-		return
+	if t.striped.Load() == nil {
+		x := &t.base.n[i]
+		if old := x.Load(); x.CompareAndSwap(old, old+n) {
+			return
+		}
 	}
-	x := &t.base.n[i]
-	old := x.Load()
-	if x.CompareAndSwap(old, old+n) {
-		return
+	t.addStriped(i, n)
+}
+
+// addStriped adds n to counter i in the stripe of the calling goroutine,
+// making the stripes first if they are not there.
+func (t *tallies) addStriped(i counter, n uint64) {
+	s := t.striped.Load()
+	if s == nil {
+		t.striped.CompareAndSwap(nil, new([_stripes]tally))
+		s = t.striped.Load()
 	}
-	t.striped.CompareAndSwap(nil, new([_stripes]tally))
-	t.add(i, n)
+	var probe byte                                                        // goroutine stacks are separate, so its address tells goroutines apart
+	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
+	s[h>>(64-_stripeBits)].n[i].Add(n)
 }
 
 // addCall counts an EmitSync call and what its deliveries became.

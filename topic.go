@@ -231,7 +231,11 @@ func (t *Topic[T]) TryEmit(data T) error {
 // every listener of the name, and every wildcard listener that matches it,
 // in the calling goroutine, and returns their failures.
 func (t *Topic[T]) EmitSync(ctx context.Context, data T) error {
-	return t.m.emitSyncTo(ctx, t.decl.name, t.route(), data)
+	m := t.m
+	if m.opts.observer != nil {
+		return m.observeSync(ctx, t.decl.name, t.route(), data)
+	}
+	return m.runSync(ctx, t.decl.name, t.route(), data)
 }
 
 // Listen registers h for the Topic's name, as RegisterListener does, and

@@ -37,7 +37,17 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 	if e.obs != nil {
 		return e.observed(ctx, ev, attempt, accepted)
 	}
-	return e.run(ctx, ev)
+	// The handler is called here rather than through run, to save a call
+	// on the hot path.
+	defer func() {
+		if r := recover(); r != nil {
+			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	if err := e.h(ctx, ev); err != nil {
+		return failed, err
+	}
+	return delivered, nil
 }
 
 // skip tells the observer, if any, of a skipped delivery.

@@ -1,3 +1,6 @@
+# Test what the go.mod files say, whatever go.work a developer keeps.
+export GOWORK = off
+
 # Every module of the repository: each directory that holds a go.mod.
 MODULE_DIRS = $(sort $(patsubst ./%,%,$(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path './.git/*'))))
 
@@ -17,6 +20,7 @@ test:
 
 lint:
 	@set -e; test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	@! grep -rn 'eventbus-go/eventbus.* v0\.0\.0-00010101000000-000000000000' --include=go.mod . || { echo "a go.mod requires a placeholder version of a module of this repository"; exit 1; }
 	@set -e; for d in $(MODULE_DIRS); do (cd $$d && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...); done
 
 BENCHSTAT = go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da

@@ -97,9 +97,7 @@ func (e *entry[T]) describe(ev Event[T], attempt int, accepted int64) Delivery {
 	return d
 }
 
-// lost tells the observer, if any, of deliveries that will not run.
-type lost []Delivery
-
+// tellLost tells the observer, if any, of deliveries that will not run.
 func (s *scheduler[T]) tellLost(ds []Delivery, o Outcome) {
 	if s.obs == nil {
 		return

@@ -8,7 +8,7 @@ require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/asaskevich/EventBus v0.0.0-20200907212545-49d423059eef
 	github.com/cskr/pubsub v1.0.2
-	github.com/eventbus-go/eventbus v0.0.0-00010101000000-000000000000
+	github.com/eventbus-go/eventbus v0.1.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 )

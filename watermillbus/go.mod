@@ -6,7 +6,7 @@ replace github.com/eventbus-go/eventbus => ../
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
-	github.com/eventbus-go/eventbus v0.0.0-00010101000000-000000000000
+	github.com/eventbus-go/eventbus v0.1.0
 	github.com/stretchr/testify v1.11.1
 	go.uber.org/goleak v1.3.0
 )

@@ -285,7 +285,7 @@ func TestEmitFromAHandlerNeverDeadlocksWhateverItsContext(t *testing.T) {
 	}
 }
 
-var captured = context.WithValue(context.Background(), struct{}{}, "request")
+var captured = context.WithValue(context.Background(), ctxKey("request"), "captured")
 
 func TestEmitAcrossManagersNeverDeadlocks(t *testing.T) {
 	// A listener of A emits into B with A's context; B's listener emits

@@ -118,7 +118,7 @@ func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accept
 		c.deliveredTo(e.l)
 		return false, nil
 	}
-	if (oc == failed || oc == panicked) && mayRetry && e.retry != nil && attempt < e.retry.retries {
+	if (oc == failed || oc == panicked) && mayRetry && e.retry != nil && e.retry.again(attempt) {
 		c.retried++
 		e.l.counts.add(cRetried, 1)
 		return true, nil

@@ -360,3 +360,34 @@ func TestMiddlewareWrapsHandlers(t *testing.T) {
 	require.NoError(t, m.EmitSync(context.Background(), "e", 0))
 	assert.Equal(t, []string{"manager", "listener", "handler"}, trace)
 }
+
+func TestRetryForeverAtOnceUntilItSucceeds(t *testing.T) {
+	m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithErrorHandler(func(error) {}))
+	var mu sync.Mutex
+	var got []int
+	attempts := map[int]int{}
+	l, err := m.RegisterListener("e", func(_ context.Context, e eventbus.Event[int]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[e.Data]++
+		if attempts[e.Data] < 50 { // "nack" 49 times, then "ack"
+			return errors.New("nack")
+		}
+		got = append(got, e.Data)
+		return nil
+	}, eventbus.Ordered(), eventbus.Retry(eventbus.RetryForever, 0, 0))
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, m.Emit(context.Background(), "e", i))
+	}
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, []int{0, 1, 2}, got, "in order, each after its own retries")
+	assert.Equal(t, uint64(3*49), l.Stats().Retried)
+	assert.Zero(t, l.Stats().Failed)
+	checkAccounting(t, m.Stats())
+
+	_, err = m.RegisterListener("bad", func(context.Context, eventbus.Event[int]) error { return nil }, eventbus.Retry(-2, 0, 0))
+	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+	_, err = m.RegisterListener("bad", func(context.Context, eventbus.Event[int]) error { return nil }, eventbus.Retry(1, 0, time.Second))
+	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+}

@@ -378,20 +378,25 @@ func Timeout(d time.Duration) ListenerOption {
 }
 
 // Retry runs a failing invocation (error or panic) again, up to retries more
-// times, waiting between attempts an exponential backoff that starts at
-// initial, doubles each time up to max, and is randomised (jitter) to
-// between half and all of that. Backoffs are timers, not sleeping workers.
-// Only the last failure reaches the error handler, as a *ListenerError whose
-// Attempts field counts the runs. With Ordered or OrderedBy the listener's
-// next event (for that key) waits until the retried one has succeeded or
-// given up; with Concurrency(n > 1) the listener's other events go on
-// meanwhile. A retried delivery still counts against Flush and Close, unless
-// Close gives up waiting: then no further attempt is made.
-// Retry applies to Emit; EmitSync runs each listener once.
+// times (RetryForever: until it succeeds), waiting between attempts an
+// exponential backoff that starts at initial, doubles each time up to max,
+// and is randomised (jitter) to between half and all of that; with initial
+// and max both 0 the retry is queued again at once, first in its listener's
+// backlog. Backoffs are timers, not sleeping workers, and count against the
+// listener's backlog (WithQueueSize). Only the last failure reaches the
+// error handler, as a *ListenerError whose Attempts field counts the runs.
+// With Ordered or OrderedBy the listener's next event (for that key) waits
+// until the retried one has succeeded or given up; with Concurrency(n > 1)
+// the listener's other events go on meanwhile. A retried delivery still
+// counts against Flush and Close, unless Close gives up waiting: then no
+// further attempt is made; so with RetryForever a delivery that never
+// succeeds holds up a graceful Close until its context ends, or until
+// Unregister (which skips its next attempt). Retry applies to Emit; EmitSync
+// runs each listener once.
 func Retry(retries int, initial, max time.Duration) ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) {
-		if retries < 1 || initial <= 0 || max < initial {
-			c.fail("Retry(%d, %v, %v): need retries ≥ 1 and 0 < initial ≤ max", retries, initial, max)
+		if (retries < 1 && retries != RetryForever) || initial < 0 || max < initial || (initial == 0 && max != 0) {
+			c.fail("Retry(%d, %v, %v): need retries ≥ 1 or RetryForever, and 0 < initial ≤ max or both 0", retries, initial, max)
 			return
 		}
 		c.retry = &retryPolicy{retries: retries, initial: initial, max: max}

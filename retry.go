@@ -11,15 +11,27 @@ import (
 // against the bound) and in its Flush epoch (so Flush and Close wait for
 // it); an ordered mailbox is paused meanwhile, to keep its order.
 
+// RetryForever, as Retry's retries, retries a failing delivery until it
+// succeeds, the listener is unregistered, or Close gives up waiting.
+const RetryForever = -1
+
 type retryPolicy struct {
-	retries      int
+	retries      int // RetryForever: no limit
 	initial, max time.Duration
+}
+
+// again reports whether a delivery that failed attempt+1 times is retried.
+func (p *retryPolicy) again(attempt int) bool {
+	return p.retries == RetryForever || attempt < p.retries
 }
 
 // backoff returns how long to wait before attempt number n+1, after n failed
 // attempts: initial·2^(n-1) capped at max, then a random point in its upper
 // half, so that listeners failing together do not retry in lockstep.
 func (p *retryPolicy) backoff(n int) time.Duration {
+	if p.max == 0 {
+		return 0 // at once
+	}
 	d := p.initial
 	for i := 1; i < n && d < p.max; i++ {
 		d *= 2
@@ -39,6 +51,11 @@ type retryTimer[T any] struct {
 // startBackoff schedules d to run again in mb after its backoff, with s.mu
 // held. d.attempt counts the attempts that failed.
 func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
+	wait := mb.in.e.retry.backoff(d.attempt)
+	if wait == 0 { // at once: straight back to the front of the mailbox
+		s.push(mb, d, true)
+		return
+	}
 	if !mb.tracked {
 		s.track(mb)
 	}
@@ -47,7 +64,7 @@ func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
 	mb.in.backlog++
 	rt := &retryTimer[T]{d: d, mb: mb}
 	s.timers[rt] = struct{}{}
-	rt.t = time.AfterFunc(mb.in.e.retry.backoff(d.attempt), func() { s.retryDue(rt) })
+	rt.t = time.AfterFunc(wait, func() { s.retryDue(rt) })
 }
 
 // retryDue puts a delivery whose backoff has ended back in its mailbox, or

@@ -193,21 +193,22 @@ func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bo
 	if err != nil {
 		return m.refuse(ctx, name, err)
 	}
-	return m.emitTo(ctx, name, rt, data, wait)
-}
-
-// emitTo is Emit to the listeners of a name already looked up.
-func (m *EventManager[T]) emitTo(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
-	if o := m.opts.observer; o != nil {
-		ctx, done := o.Emit(ctx, name)
-		err := m.accept(ctx, name, rt, data, wait)
-		done(err)
-		return err
+	if m.opts.observer != nil {
+		return m.observeEmit(ctx, name, rt, data, wait)
 	}
 	return m.accept(ctx, name, rt, data, wait)
 }
 
-// accept hands the event to the pool.
+// observeEmit is accept between the Observer's Emit and done.
+func (m *EventManager[T]) observeEmit(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
+	ctx, done := m.opts.observer.Emit(ctx, name)
+	err := m.accept(ctx, name, rt, data, wait)
+	done(err)
+	return err
+}
+
+// accept hands the event to the pool: Emit to the listeners of a name
+// already looked up (rt), checked against its declared type if it has one.
 func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
 	var err error
 	if rt == nil {

@@ -228,18 +228,28 @@ func (c *nameCtx) Value(key any) any {
 // context.Background(), TryEmit), otherwise a new one.
 func (e *entry[T]) named(ctx context.Context) context.Context {
 	switch {
-	case ctx == e.poolCtx.Context:
-		return e.poolCtx
 	case isBackground(ctx):
 		return e.bgCtx
+	case sameContext(ctx, e.poolCtx.Context):
+		return e.poolCtx
 	}
 	return &nameCtx{Context: ctx, l: e.l}
 }
 
+// The two tests below read the words of an interface value (its type and
+// its data pointer) instead of comparing the values with ==, which calls
+// into the runtime once the types are equal: they run on every delivery.
+
+// sameContext reports whether a and b hold the same pointer of the same
+// type; for the pointer types contexts are, that is a == b.
+func sameContext(a, b context.Context) bool {
+	wa, wb := (*[2]unsafe.Pointer)(unsafe.Pointer(&a)), (*[2]unsafe.Pointer)(unsafe.Pointer(&b))
+	return wa[1] == wb[1] && wa[0] == wb[0]
+}
+
 // isBackground reports whether ctx is context.Background(). Its type is
-// unexported and only Background returns it, so comparing the dynamic types
-// (the interfaces' first words) is enough; comparing the values costs two
-// runtime calls.
+// unexported and only Background returns it, so comparing the types is
+// enough.
 func isBackground(ctx context.Context) bool {
 	bg := context.Background()
 	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&bg))

@@ -43,6 +43,9 @@ type topicDecl struct {
 	name    string
 	typ     reflect.Type
 	accepts func(v any) bool // whether v may be emitted under name
+	// concrete is typ when it is not an interface type: a value may be
+	// emitted exactly when its dynamic type is typ, a cheaper test.
+	concrete reflect.Type
 	topic   any              // the *Topic[T] of this declaration
 }
 
@@ -106,6 +109,9 @@ func NewTopic[T any](m *EventManager[any], name string) (*Topic[T], error) {
 	}
 	t := &Topic[T]{m: m}
 	t.decl = &topicDecl{name: name, typ: typ, accepts: accepts[T](typ), topic: t}
+	if typ.Kind() != reflect.Interface {
+		t.decl.concrete = typ
+	}
 	m.topics.add(t.decl)
 	m.reg.Load().declared(name)
 	return t, nil
@@ -156,10 +162,17 @@ func (m *EventManager[T]) checkType(name string, rt *route[T], data T) error {
 	} else {
 		d = m.topics.find(name)
 	}
-	if d != nil && !d.accepts(any(data)) {
-		return d.mismatch(any(data))
+	if d == nil {
+		return nil
 	}
-	return nil
+	if d.concrete != nil {
+		if reflect.TypeOf(any(data)) == d.concrete {
+			return nil
+		}
+	} else if d.accepts(any(data)) {
+		return nil
+	}
+	return d.mismatch(any(data))
 }
 
 // withTopic points rt, a new route of name, to name's declaration.
@@ -218,13 +231,21 @@ func (t *Topic[T]) rebind(v uint64) *route[any] {
 // it for zero-sized values and small integers). Emit a pointer to keep the
 // emit allocation-free.
 func (t *Topic[T]) Emit(ctx context.Context, data T) error {
-	return t.m.emitTo(ctx, t.decl.name, t.route(), data, true)
+	return t.emit(ctx, data, true)
 }
 
 // TryEmit is EventManager.TryEmit of data under the Topic's name: Emit that
 // never waits for room.
 func (t *Topic[T]) TryEmit(data T) error {
-	return t.m.emitTo(context.Background(), t.decl.name, t.route(), data, false)
+	return t.emit(context.Background(), data, false)
+}
+
+func (t *Topic[T]) emit(ctx context.Context, data T, wait bool) error {
+	m := t.m
+	if m.opts.observer != nil {
+		return m.observeEmit(ctx, t.decl.name, t.route(), data, wait)
+	}
+	return m.accept(ctx, t.decl.name, t.route(), data, wait)
 }
 
 // EmitSync is EventManager.EmitSync of data under the Topic's name: it runs

@@ -233,8 +233,8 @@ func ExampleName() {
 
 // A failed delivery carries its event: the error handler parks it in a
 // dead-letter store, and it is emitted again once the cause is fixed.
-// Re-emitting delivers to every listener of the name again, so they should
-// be idempotent (or replay to the failed listener only, by name).
+// EmitTo replays it to the listener that failed only; Emit would deliver it
+// to every listener of the name again.
 func ExampleListenerError_deadLetter() {
 	ctx := context.Background()
 	var mu sync.Mutex
@@ -250,7 +250,7 @@ func ExampleListenerError_deadLetter() {
 	orders, _ := eventbus.NewTopic[OrderCreated](m, "order.created")
 	var warehouseDown atomic.Bool
 	warehouseDown.Store(true)
-	orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+	inventory, _ := orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
 		if warehouseDown.Load() {
 			return errors.New("warehouse down")
 		}
@@ -267,7 +267,7 @@ func ExampleListenerError_deadLetter() {
 
 	warehouseDown.Store(false)
 	for _, lerr := range dead {
-		m.Emit(ctx, lerr.Event, lerr.Data) // the Data is an OrderCreated: the type check passes
+		eventbus.EmitTo(ctx, m, inventory, lerr.Event, lerr.Data) // lerr.Listener is "inventory"
 	}
 	m.Close(ctx)
 	// Output:

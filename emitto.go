@@ -15,8 +15,9 @@ import (
 // room, and fails, as Emit does.
 //
 // name must be a valid event name that l's pattern matches
-// (ErrInvalidName otherwise), and l must be a listener of m
-// (ErrInvalidOption otherwise). A listener already unregistered skips the
+// (ErrInvalidName otherwise), data must be of the type declared for name by
+// NewTopic, if any (ErrTypeMismatch otherwise), and l must be a listener of
+// m (ErrInvalidOption otherwise). A listener already unregistered skips the
 // delivery, as it skips those queued before Unregister.
 func EmitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
 	if o := m.opts.observer; o != nil {
@@ -37,6 +38,8 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 		err = ValidateName(name)
 	case !MatchPattern(l.pattern, name):
 		err = fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
+	case m.checkType(name, nil, data) != nil:
+		err = m.checkType(name, nil, data)
 	case m.pool.refuses():
 		err = ErrClosed
 	}

@@ -45,3 +45,15 @@ func TestEmitToReachesOneListenerInItsOrder(t *testing.T) {
 	require.NoError(t, m.Close(context.Background()))
 	assert.ErrorIs(t, eventbus.EmitTo(context.Background(), m, target, "topic.a", 0), eventbus.ErrClosed)
 }
+
+func TestEmitToChecksTheDeclaredType(t *testing.T) {
+	m := newManager[any](t)
+	_, err := eventbus.NewTopic[int](m, "count")
+	require.NoError(t, err)
+	l, err := m.RegisterListener("count", func(context.Context, eventbus.Event[any]) error { return nil })
+	require.NoError(t, err)
+	assert.ErrorIs(t, eventbus.EmitTo[any](context.Background(), m, l, "count", "not an int"), eventbus.ErrTypeMismatch)
+	require.NoError(t, eventbus.EmitTo[any](context.Background(), m, l, "count", 1))
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, uint64(1), l.Stats().Delivered)
+}

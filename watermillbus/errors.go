@@ -19,3 +19,10 @@ var (
 	// EventName does not produce.
 	ErrInvalidEventName = errors.New("watermillbus: not an event name made by EventName")
 )
+
+// errNacked is what a subscription's listener returns for a message nacked
+// under WithNackDelay, so that the listener's Retry policy sends it again.
+// It never reaches the EventManager's error handler: the policy retries
+// until the message is acked or the listener is unregistered, which skips
+// the retry.
+var errNacked = errors.New("watermillbus: message nacked")

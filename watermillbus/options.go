@@ -2,6 +2,7 @@ package watermillbus
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/eventbus-go/eventbus"
@@ -58,10 +59,12 @@ func WithPersistence(perTopic int) Option {
 	})
 }
 
-// WithNackDelay makes a nacked message wait d before it is sent again to
-// the subscription that nacked it (d ≥ 0). The default, 0, sends it again
-// at once. The subscription's next messages wait behind it, and Close or
-// the end of the subscription cuts the wait short.
+// WithNackDelay makes a nacked message wait before it is sent again to the
+// subscription that nacked it: at least d and at most 2d, a random point in
+// between so that subscriptions nacking together do not come back in
+// lockstep (d ≥ 0). The default, 0, sends it again at once. The wait is a
+// timer, not a goroutine; the subscription's next messages wait behind the
+// nacked one. The end of the subscription, or Close, cuts the wait short.
 func WithNackDelay(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -70,6 +73,22 @@ func WithNackDelay(d time.Duration) Option {
 		}
 		c.nackDelay = d
 	})
+}
+
+// listenerOptions are the options of a subscription's listener: Ordered,
+// and with a nack delay a Retry policy that sends a nacked message again
+// until it is acked, after a backoff in [nackDelay, 2·nackDelay] (the
+// core's jitter picks a point in the upper half of its bound) on a timer.
+func (c *config) listenerOptions() []eventbus.ListenerOption {
+	d := c.nackDelay
+	if d == 0 {
+		return []eventbus.ListenerOption{eventbus.Ordered()}
+	}
+	bound := time.Duration(math.MaxInt64)
+	if d <= bound/2 {
+		bound = 2 * d
+	}
+	return []eventbus.ListenerOption{eventbus.Ordered(), eventbus.Retry(eventbus.RetryForever, bound, bound)}
 }
 
 // WithBusOptions passes options to the EventManager that the PubSub

@@ -4,8 +4,10 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/eventbus-go/eventbus"
 	"github.com/eventbus-go/eventbus/watermillbus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,6 +43,43 @@ func TestReplayedMessagesWaitForAck(t *testing.T) {
 	require.Equal(t, "1", m.UUID)
 	require.True(t, m.Nack())
 	assert.Equal(t, []string{"1", "2"}, receiveAcked(t, ch, 2), "the nacked one again, then the next")
+}
+
+// The replay starts with an event for the new subscription alone: it does
+// not need room in the backlogs of the topic's other subscriptions.
+func TestReplayDoesNotWaitForOtherSubscriptions(t *testing.T) {
+	ps := newPubSub(t, watermillbus.WithPersistence(10), watermillbus.WithBusOptions(eventbus.WithQueueSize(1)))
+	full := subscribe(t, ps, "t")
+	publish(t, ps, "t", "1", "2") // "1" waits to be read, "2" fills the backlog
+
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	late, err := ps.Subscribe(ctx, "t")
+	require.NoError(t, err, "Subscribe while another subscription's backlog is full")
+	assert.Equal(t, []string{"1", "2"}, receiveAcked(t, late, 2), "replayed")
+	assert.Equal(t, []string{"1", "2"}, receiveAcked(t, full, 2), "the other subscription")
+	publish(t, ps, "t", "3")
+	assert.Equal(t, []string{"3"}, receiveAcked(t, full, 1), "and nothing else")
+}
+
+// Under WithNackDelay, a replay nacked half-way resumes at the nacked
+// message, before any live one.
+func TestReplayResumesAfterNackDelay(t *testing.T) {
+	ps := newPubSub(t, watermillbus.WithPersistence(10), watermillbus.WithNackDelay(time.Millisecond))
+	publish(t, ps, "t", "1", "2", "3")
+	ch := subscribe(t, ps, "t")
+	publish(t, ps, "t", "4")
+	assert.Equal(t, []string{"1"}, receiveAcked(t, ch, 1))
+	for range 3 {
+		m := receive(t, ch)
+		require.Equal(t, "2", m.UUID, "the nacked message again")
+		require.True(t, m.Nack())
+	}
+	assert.Equal(t, []string{"2", "3", "4"}, receiveAcked(t, ch, 3), "the rest of the replay, then live")
+	require.NoError(t, ps.Close())
+	s := ps.Stats()
+	assert.Equal(t, uint64(3), s.Replayed, "replayed")
+	assert.Equal(t, uint64(3), s.Nacked, "nacked")
 }
 
 func TestPersistenceIsBounded(t *testing.T) {

@@ -163,8 +163,9 @@ func (p *PubSub) topicLog(name string) (*topicLog, error) {
 // Subscribe returns a channel that receives the messages published to
 // topic from now on (preceded, under WithPersistence, by the messages kept
 // for topic), in publish order; the next message arrives only after the
-// previous one is acked. A nacked message arrives again (after
-// WithNackDelay). Each subscription is one eventbus listener with Ordered
+// previous one is acked. A nacked message arrives again, at once or, with
+// WithNackDelay, after an eventbus.Retry backoff on a timer, until it is
+// acked. Each subscription is one eventbus listener with Ordered
 // delivery; while a message waits to be read or acked, that listener keeps
 // a worker goroutine, which the EventManager counts as stalled and replaces
 // (up to eventbus.WithMaxWorkers goroutines). With a replay to start,
@@ -198,8 +199,8 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	s.watch(ctx)
 	if replay > 0 {
 		// Any event runs the listener, which replays the log first; this
-		// one carries no message. Other subscriptions of the topic skip it.
-		if err := p.bus.Emit(ctx, name, envelope{}); err != nil {
+		// one carries no message, and goes to s's listener only.
+		if err := eventbus.EmitTo(ctx, p.bus, s.listener, name, envelope{}); err != nil {
 			s.close()
 			return nil, fmt.Errorf("subscribe to %q: replay: %w", topic, busError(err))
 		}
@@ -222,12 +223,27 @@ func (p *PubSub) register(s *subscription, name string) (replay int, err error) 
 		s.replay = log.snapshot()
 		replay = len(s.replay)
 	}
-	l, err := p.bus.RegisterListener(name, s.handle, eventbus.Ordered())
+	l, err := p.bus.RegisterListener(name, s.handle, p.cfg.listenerOptions()...)
 	if err != nil {
 		return 0, busError(err)
 	}
 	s.listener = l
 	return replay, nil
+}
+
+// closeBus closes the EventManager once every subscription is closed. Their
+// listeners are unregistered and their handlers have returned, so all it
+// still holds is deliveries that would be skipped, some of them nack
+// retries waiting out WithNackDelay on a timer, which a graceful Close
+// would wait for: a first Close with a done context drops them all, and a
+// second one waits for the workers to exit.
+func (p *PubSub) closeBus() error {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.bus.Close(done); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return p.bus.Close(context.Background())
 }
 
 // forget removes a closed subscription.
@@ -241,7 +257,9 @@ func (p *PubSub) forget(s *subscription) {
 // listener has returned), drops the topic logs, and closes the
 // EventManager, waiting for its workers to exit. From its call on, Publish
 // and Subscribe fail with ErrClosed; a Publish waiting for queue room is
-// released with it. Messages published and not yet delivered are dropped.
+// released with it. Messages published and not yet delivered are dropped,
+// and so are nacked ones waiting out WithNackDelay: Close does not wait
+// for their timers.
 // Close is idempotent and safe to call concurrently: every call returns
 // once the first one has finished, with its result.
 func (p *PubSub) Close() error {
@@ -257,8 +275,7 @@ func (p *PubSub) Close() error {
 		for _, s := range subs {
 			s.close()
 		}
-		// Every handler returns at once now, so waiting is short.
-		if err := p.bus.Close(context.Background()); err != nil {
+		if err := p.closeBus(); err != nil {
 			p.closeErr = fmt.Errorf("watermillbus: close: %w", err)
 		}
 	})

@@ -104,6 +104,24 @@ func TestCloseCutsNackDelayShort(t *testing.T) {
 	requireClosed(t, ch)
 }
 
+// Ending a subscription unregisters its listener, so the retry waiting out
+// the nack delay is skipped, and Close does not wait for its timer.
+func TestSubscriptionEndCutsNackDelayShort(t *testing.T) {
+	ps, err := watermillbus.New(watermillbus.WithNackDelay(time.Hour))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := ps.Subscribe(ctx, "t")
+	require.NoError(t, err)
+	other := subscribe(t, ps, "t")
+	publish(t, ps, "t", "m")
+	require.True(t, receive(t, ch).Nack())
+	cancel()
+	requireClosed(t, ch)
+	assert.Equal(t, []string{"m"}, receiveAcked(t, other, 1), "the other subscription is not held up")
+	require.NoError(t, ps.Close(), "Close returns while the skipped retry's timer is pending")
+	assert.Equal(t, uint64(1), ps.Stats().Acked, "acked")
+}
+
 func TestPreserveContext(t *testing.T) {
 	type key struct{}
 	ps := newPubSub(t, watermillbus.WithPreserveContext())

@@ -3,7 +3,6 @@ package watermillbus
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventbus-go/eventbus"
@@ -24,9 +23,9 @@ type subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// replay is what the log held when the subscription was made; the
-	// first run of the handler sends it. Only the handler touches it after
-	// registration (Ordered: one run at a time).
+	// replay is what the log held when the subscription was made, less
+	// what has been acked: the first runs of the handler send it. Only the
+	// handler touches it after registration (Ordered: one run at a time).
 	replay []*message.Message
 
 	mu      sync.Mutex
@@ -60,25 +59,63 @@ func (s *subscription) watch(ctx context.Context) {
 	}
 }
 
-// handle is the listener: it sends the replay, if not done yet, then the
-// event's message, each until acked. It returns early, dropping the
-// message, when the subscription closes.
+// handle is the listener: it sends what is left of the replay, if any,
+// then the event's message, each until acked. A nacked message is sent
+// again at once, in this run, or, with WithNackDelay, the run returns
+// errNacked and the listener's Retry policy runs handle again with the same
+// event once the delay is over (the worker is free meanwhile): the replay
+// resumes at the nacked message, and the messages behind it wait. It
+// returns nil early, dropping the message, when the subscription closes.
 func (s *subscription) handle(ctx context.Context, ev eventbus.Event[envelope]) error {
 	if !s.enter() {
 		return nil
 	}
 	defer s.running.Done()
-	if replay := s.replay; replay != nil {
-		s.replay = nil
-		for _, msg := range replay {
-			if !s.deliver(ctx, msg) {
-				return nil
-			}
-			s.p.stats.replayed.Add(1)
+	for len(s.replay) > 0 {
+		if r := s.deliverUntilAcked(ctx, s.replay[0]); r != acked {
+			return r.err()
+		}
+		s.replay[0] = nil
+		s.replay = s.replay[1:]
+		s.p.stats.replayed.Add(1)
+	}
+	s.replay = nil
+	if msg := ev.Data.msg; msg != nil {
+		return s.deliverUntilAcked(ctx, msg).err()
+	}
+	return nil
+}
+
+// deliverUntilAcked delivers msg until it is acked, or, with a nack delay,
+// once: the listener's Retry policy waits out the delay, on a timer.
+//
+// Without a delay the loop stays here rather than in Retry(RetryForever,
+// 0, 0): the core's at-once retry currently lets the rest of an Ordered
+// listener's batch overtake the retried delivery, and here costs nothing,
+// since the worker is held anyway while the message waits for its ack.
+func (s *subscription) deliverUntilAcked(ctx context.Context, msg *message.Message) result {
+	for {
+		r := s.deliver(ctx, msg)
+		if r != nacked || s.p.cfg.nackDelay > 0 {
+			return r
 		}
 	}
-	if ev.Data.msg != nil {
-		s.deliver(ctx, ev.Data.msg)
+}
+
+// result is what became of one delivery of a message.
+type result int
+
+const (
+	acked  result = iota
+	nacked        // to be sent again
+	ended         // the subscription closed first
+)
+
+// err is what the handler returns for r: errNacked makes the listener's
+// Retry policy send the message again after the nack delay.
+func (r result) err() error {
+	if r == nacked {
+		return errNacked
 	}
 	return nil
 }
@@ -94,74 +131,51 @@ func (s *subscription) enter() bool {
 	return true
 }
 
-// deliver sends a copy of msg to out until one is acked. It returns false
-// if the subscription closed first (or the EventManager gave up waiting
-// for its listeners).
-func (s *subscription) deliver(ctx context.Context, msg *message.Message) bool {
-	for {
-		m := msg.Copy()
-		var cancel context.CancelFunc = func() {}
-		if s.ctx != nil {
-			var mctx context.Context
-			mctx, cancel = context.WithCancel(s.ctx)
-			m.SetContext(mctx)
-		} else {
-			m.SetContext(msg.Context())
-		}
-		acked, ok := s.offer(ctx, m)
-		cancel()
-		switch {
-		case !ok:
-			return false
-		case acked:
-			s.p.stats.acked.Add(1)
-			return true
-		}
-		s.p.stats.nacked.Add(1)
-		if d := s.p.cfg.nackDelay; d > 0 && !s.wait(ctx, d) {
-			return false
-		}
+// deliver sends a fresh copy of msg to out and waits for its ack or nack.
+// It reports ended if the subscription closed first (or the EventManager
+// gave up waiting for its listeners).
+func (s *subscription) deliver(ctx context.Context, msg *message.Message) result {
+	m := msg.Copy()
+	var cancel context.CancelFunc = func() {}
+	if s.ctx != nil {
+		var mctx context.Context
+		mctx, cancel = context.WithCancel(s.ctx)
+		m.SetContext(mctx)
+	} else {
+		m.SetContext(msg.Context())
 	}
-}
-
-// offer sends m to out and waits for its ack (acked) or nack; ok is false
-// if the subscription closed first.
-func (s *subscription) offer(ctx context.Context, m *message.Message) (acked, ok bool) {
+	defer cancel()
 	select {
 	case s.out <- m:
 	case <-s.closing:
-		return false, false
+		return ended
 	case <-ctx.Done():
-		return false, false
+		return ended
 	}
 	select {
 	case <-m.Acked():
-		return true, true
 	case <-m.Nacked():
-		return false, true
 	case <-s.closing:
-		return false, false
 	case <-ctx.Done():
-		return false, false
 	}
-}
-
-// wait waits d, or less if the subscription closes (then false).
-func (s *subscription) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+	// An ack or nack that came before the end counts, even if select
+	// picked the end: Stats are exact after Close.
 	select {
-	case <-t.C:
-		return true
-	case <-s.closing:
-		return false
-	case <-ctx.Done():
-		return false
+	case <-m.Acked():
+		s.p.stats.acked.Add(1)
+		return acked
+	case <-m.Nacked():
+		s.p.stats.nacked.Add(1)
+		return nacked
+	default:
+		return ended
 	}
 }
 
-// close ends the subscription: no handler run starts any more, the one in
-// progress returns, and then out is closed. It is idempotent; every call
+// close ends the subscription: its listener is unregistered first, so no
+// handler run starts any more (deliveries queued for it and nack retries
+// still waiting are skipped), the one in progress returns, and then out is
+// closed. It is idempotent; every call
 // returns once out is closed.
 func (s *subscription) close() {
 	s.mu.Lock()

@@ -65,6 +65,13 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	var who caller
 	reserve := false
 	at := acceptedAt(s.obs)
+	// A context that carries values gets each listener's name on top: made
+	// here for every listener of the event in one allocation rather than
+	// one per delivery (see entry.named).
+	var names []nameCtx
+	if !sameContext(lctx, s.ctx) {
+		names = make([]nameCtx, len(to))
+	}
 	s.mu.Lock()
 	for {
 		if s.closed.Load() && !s.draining(&who) {
@@ -118,7 +125,12 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 			}
 		}
 		mb := s.mailboxFor(in, key)
-		s.push(mb, delivery[T]{ctx: lctx, ev: ev, ep: ep, at: at}, false)
+		dctx := lctx
+		if names != nil {
+			names[i] = nameCtx{Context: lctx, l: e.l}
+			dctx = &names[i]
+		}
+		s.push(mb, delivery[T]{ctx: dctx, ev: ev, ep: ep, at: at}, false)
 		ep.pending++
 		s.makeReady(mb)
 	}

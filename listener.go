@@ -233,6 +233,9 @@ func (e *entry[T]) named(ctx context.Context) context.Context {
 	case sameContext(ctx, e.poolCtx.Context):
 		return e.poolCtx
 	}
+	if c, ok := ctx.(*nameCtx); ok && c.l == e.l {
+		return c // named by accept, with the others of its event
+	}
 	return &nameCtx{Context: ctx, l: e.l}
 }
 

@@ -391,3 +391,66 @@ func TestRetryForeverAtOnceUntilItSucceeds(t *testing.T) {
 	_, err = m.RegisterListener("bad", func(context.Context, eventbus.Event[int]) error { return nil }, eventbus.Retry(1, 0, time.Second))
 	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
 }
+
+func TestRetryAtOnceKeepsOrderWithinABatch(t *testing.T) {
+	// The worker is held while three events queue up, so that it takes
+	// them as one batch; the first fails three times and is retried at
+	// once, ahead of the other two.
+	m := newManager[string](t, eventbus.WithWorkers(1), eventbus.WithStallAfter(time.Hour), eventbus.WithErrorHandler(func(error) {}))
+	hold := make(chan struct{})
+	entered := make(chan struct{})
+	_, err := m.RegisterListener("hold", func(context.Context, eventbus.Event[string]) error {
+		close(entered)
+		<-hold
+		return nil
+	})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []string
+	fails := 0
+	_, err = m.RegisterListener("e", func(_ context.Context, e eventbus.Event[string]) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, e.Data)
+		if e.Data == "first" && fails < 3 {
+			fails++
+			return errors.New("nack")
+		}
+		return nil
+	}, eventbus.Ordered(), eventbus.Retry(eventbus.RetryForever, 0, 0))
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(context.Background(), "hold", ""))
+	<-entered
+	for _, s := range []string{"first", "second", "third"} {
+		require.NoError(t, m.Emit(context.Background(), "e", s))
+	}
+	close(hold)
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, []string{"first", "first", "first", "first", "second", "third"}, got)
+}
+
+func TestUnregisterDropsPendingRetries(t *testing.T) {
+	// A retry waiting out an hour's backoff: Unregister skips it at once,
+	// so Flush and a graceful Close do not wait for the timer.
+	m := eventbus.New[int](eventbus.WithErrorHandler(func(error) {}), eventbus.WithInvariantChecks())
+	failed := make(chan struct{}, 1)
+	l, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+		failed <- struct{}{}
+		return errors.New("down")
+	}, eventbus.Retry(3, time.Hour, time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(context.Background(), "e", 1))
+	<-failed
+	for l.Stats().Pending == 0 { // the failure is accounted and its backoff started
+		runtime.Gosched()
+	}
+	l.Unregister()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, m.Flush(ctx))
+	require.NoError(t, m.Close(ctx))
+	s := m.Stats()
+	assert.Equal(t, uint64(1), s.Skipped, "the pending retry was skipped")
+	assert.Equal(t, uint64(1), s.Retried)
+	checkAccounting(t, s)
+}

@@ -39,6 +39,7 @@ func (l *Listener) Unregister() {
 		return
 	}
 	l.unlink()
+	l.owner.dropRetries()
 }
 
 // UnregisterAndWait unregisters the listener, as Unregister does, then waits
@@ -70,6 +71,7 @@ type owner interface {
 	unregister()
 	pending() int
 	quiesce(ctx context.Context) error
+	dropRetries()
 }
 
 // Stats returns a snapshot of the listener's counters. They keep counting
@@ -115,6 +117,8 @@ func (e *entry[T]) unregister() {
 func (e *entry[T]) pending() int { return e.m.pool.pending(e.in) }
 
 func (e *entry[T]) quiesce(ctx context.Context) error { return e.m.pool.quiesce(ctx, e.in) }
+
+func (e *entry[T]) dropRetries() { e.m.pool.dropRetries(e.in) }
 
 // RegisterListener registers h for every event whose name matches pattern
 // (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and

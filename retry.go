@@ -102,3 +102,33 @@ func (s *scheduler[T]) endBackoff(rt *retryTimer[T]) {
 	rt.mb.backoffs--
 	s.shrink(rt.mb.in, 1)
 }
+
+// dropRetries skips the deliveries of in that wait out a backoff, once its
+// listener is unregistered: their next attempt would be skipped anyway, and
+// Flush and Close need not wait for the timers.
+func (s *scheduler[T]) dropRetries(in *inbox[T]) {
+	var lost []Delivery
+	dropped := 0
+	s.mu.Lock()
+	for rt := range s.timers {
+		if rt.mb.in != in || !rt.t.Stop() {
+			continue
+		}
+		dropped++
+		s.endBackoff(rt)
+		s.stats.skipped++
+		in.e.l.counts.add(cSkipped, 1)
+		s.complete(rt.d.ep)
+		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.makeReady(rt.mb) // an ordered mailbox no longer waits for it
+		s.retire(rt.mb)
+	}
+	if dropped > 0 {
+		s.finish()
+		s.idle = 0
+		s.work.Broadcast() // the pool may have drained
+	}
+	s.verify()
+	s.mu.Unlock()
+	s.tellLost(lost, OutcomeSkipped)
+}

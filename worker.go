@@ -243,6 +243,19 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	mb, in := h.mb, h.mb.in
 	s.stats.add(&h.c)
 	aborted := s.aborted.Load()
+	// What was not run goes back first, so that a retry queued at once
+	// (Retry(n, 0, 0)) lands in front of it, keeping an ordered mailbox's
+	// order.
+	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
+		d := h.batch[i]
+		if aborted {
+			s.stats.abandoned++
+			s.complete(d.ep)
+			h.lost = s.observeLost(h.lost, mb, d)
+			continue
+		}
+		s.push(mb, d, true)
+	}
 	r := 0
 	var ep *epoch // deliveries of a batch mostly share an epoch: complete them in runs
 	done := 0
@@ -269,16 +282,6 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	}
 	if done > 0 {
 		s.completeN(ep, done)
-	}
-	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
-		d := h.batch[i]
-		if aborted {
-			s.stats.abandoned++
-			s.complete(d.ep)
-			h.lost = s.observeLost(h.lost, mb, d)
-			continue
-		}
-		s.push(mb, d, true)
 	}
 	s.running -= h.held
 	mb.active--

@@ -21,8 +21,15 @@ func (t *hashTrie[V]) nodes() (inner, leaves int) {
 		case n == nil:
 		case n.kids != nil:
 			inner++
-			for i := range n.kids {
-				walk(n.kids[i].Load())
+			taken := 0
+			for i := range n.kids.slot {
+				if c := n.kids.slot[i].Load(); c != nil {
+					taken++
+					walk(c)
+				}
+			}
+			if taken != n.kids.count {
+				panic("inner node count " + strconv.Itoa(n.kids.count) + ", children " + strconv.Itoa(taken))
 			}
 		default:
 			for ; n != nil; n = n.more.Load() {
@@ -50,6 +57,10 @@ func TestHashTrieAgreesWithAMap(t *testing.T) {
 			want[key] = step
 		}
 		require.Equal(t, len(want), tr.size, "step %d: size", step)
+		if step%1000 == 0 {
+			_, leaves := tr.nodes() // checks every inner node's count
+			require.Equal(t, len(want), leaves, "step %d: leaves", step)
+		}
 	}
 	for i := range 5_000 {
 		key := "k" + strconv.Itoa(i)

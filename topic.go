@@ -46,7 +46,7 @@ type topicDecl struct {
 	// concrete is typ when it is not an interface type: a value may be
 	// emitted exactly when its dynamic type is typ, a cheaper test.
 	concrete reflect.Type
-	topic   any              // the *Topic[T] of this declaration
+	topic    any // the *Topic[T] of this declaration
 }
 
 // topics holds an EventManager's declared names. Writers hold the

@@ -26,7 +26,6 @@ type EventManager[T any] struct {
 
 	// Registry writers hold mu; emitters read reg without locking.
 	mu        sync.RWMutex
-	byPattern map[string][]*entry[T]
 	seq       uint64
 	reg       atomic.Pointer[registry[T]]
 	listeners atomic.Int64
@@ -45,7 +44,6 @@ type EventManager[T any] struct {
 func New[T any](opts ...Option) *EventManager[T] {
 	m := &EventManager[T]{
 		opts:      buildOptions(opts),
-		byPattern: map[string][]*entry[T]{},
 	}
 	m.reg.Store(&registry[T]{topics: &m.topics})
 	m.pool = newScheduler[T](&m.opts, m.report)

@@ -43,7 +43,7 @@ type EventManager[T any] struct {
 // workers start when Emit first needs them.
 func New[T any](opts ...Option) *EventManager[T] {
 	m := &EventManager[T]{
-		opts:      buildOptions(opts),
+		opts: buildOptions(opts),
 	}
 	m.reg.Store(&registry[T]{topics: &m.topics})
 	m.pool = newScheduler[T](&m.opts, m.report)

@@ -195,11 +195,6 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	return e, nil
 }
 
-// boxed reports whether e has a delivery mode (Ordered, OrderedBy,
-// Concurrency). The scheduler treats every listener alike; the route's
-// split on it is kept until the registry no longer needs it.
-func (e *entry[T]) boxed() bool { return e.in.keyFn != nil || e.in.ordered || e.in.gate != nil }
-
 // ListenerName returns the name of the listener (see Name) whose handler, or
 // middleware, received ctx, or of the innermost one when handlers of
 // several listeners are nested through emits; "" for a context that did not

@@ -151,6 +151,8 @@ const (
 	OverflowDropOldest
 )
 
+func (o Overflow) valid() bool { return o <= OverflowDropOldest }
+
 // String names the policy.
 func (o Overflow) String() string {
 	switch o {
@@ -171,7 +173,7 @@ func (o Overflow) String() string {
 // is OverflowWait; an unknown value keeps it.
 func WithOverflow(p Overflow) Option {
 	return optionFunc(func(o *options) {
-		if p <= OverflowDropOldest {
+		if p.valid() {
 			o.overflow = p
 		}
 	})
@@ -296,7 +298,7 @@ func QueueSize(n int) ListenerOption {
 // place of the EventManager's WithOverflow.
 func OnOverflow(p Overflow) ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) {
-		if p > OverflowDropOldest {
+		if !p.valid() {
 			c.fail("OnOverflow(%v): unknown policy", p)
 			return
 		}

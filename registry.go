@@ -43,9 +43,7 @@ type slot[T any] struct {
 // route is everything an emit needs to know about one event name's
 // listeners. It is immutable.
 type route[T any] struct {
-	all   []*entry[T] // priority order: EmitSync calls these
-	plain []*entry[T] // priority order: one shared-queue delivery runs these
-	boxed []*entry[T] // each gets its own mailbox delivery
+	all   []*entry[T] // priority order: EmitSync calls them in it, Emit queues in it
 	topic *topicDecl  // the name's declared type (NewTopic), or nil
 }
 
@@ -147,8 +145,8 @@ func (c *routeCache[T]) refresh(r *registry[T], name string) {
 	}
 }
 
-// newRoute sorts listeners by priority (then registration order) and splits
-// them by how Emit delivers to them. It returns nil for no listeners.
+// newRoute sorts listeners by priority (then registration order). It
+// returns nil for no listeners.
 func newRoute[T any](list []*entry[T]) *route[T] {
 	if len(list) == 0 {
 		return nil
@@ -159,19 +157,7 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	rt := &route[T]{all: list, plain: list}
-	if !slices.ContainsFunc(list, (*entry[T]).boxed) {
-		return rt // the common case: no listener has a delivery mode
-	}
-	rt.plain = nil
-	for _, e := range list {
-		if e.boxed() {
-			rt.boxed = append(rt.boxed, e)
-		} else {
-			rt.plain = append(rt.plain, e)
-		}
-	}
-	return rt
+	return &route[T]{all: list}
 }
 
 func appendCopy[E any](s []E, v E) []E {

@@ -115,7 +115,7 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 		}
 		if s.overflowing(in, reserve) {
 			// Only a drop policy gets here: full() let the event through.
-			lerr, d := s.drop(in, key, ev, at)
+			lerr, d := s.drop(lctx, in, key, ev, at)
 			drops = append(drops, lerr)
 			if s.obs != nil {
 				lost = append(lost, d)
@@ -181,7 +181,7 @@ func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
 // for the same key (or ev, when that key has nothing queued). The dropped
 // delivery is counted and returned as the error to report, with its
 // description for the observer.
-func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T], at int64) (*ListenerError, Delivery) {
+func (s *scheduler[T]) drop(ctx context.Context, in *inbox[T], key string, ev Event[T], at int64) (*ListenerError, Delivery) {
 	victim, attempt := ev, 0
 	if in.overflow == OverflowDropOldest {
 		mb := in.box
@@ -190,7 +190,7 @@ func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T], at int64) (*L
 		}
 		if mb != nil && mb.q.len() > 0 {
 			d := mb.q.pop()
-			victim, attempt, at = d.ev, d.attempt, d.at
+			victim, attempt, at, ctx = d.ev, d.attempt, d.at, d.ctx
 			s.queued--
 			s.shrink(in, 1)
 			s.complete(d.ep)
@@ -199,9 +199,9 @@ func (s *scheduler[T]) drop(in *inbox[T], key string, ev Event[T], at int64) (*L
 	}
 	s.stats.dropped++
 	in.e.l.counts.add(cDropped, 1)
-	lerr := in.e.failure(victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
+	lerr := in.e.failure(in.e.named(ctx), victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
 	lerr.Attempts = attempt
-	return lerr, in.e.describe(victim, attempt, at)
+	return lerr, in.e.describe(ctx, victim, attempt, at)
 }
 
 // waitRoom waits, with s.mu held on entry and on return, until in may have

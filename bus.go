@@ -27,6 +27,7 @@ type EventManager[T any] struct {
 	// Registry writers hold mu; emitters read reg without locking.
 	mu        sync.RWMutex
 	seq       uint64
+	live      entryList[T] // every registered listener, for Listeners; guarded by mu
 	reg       atomic.Pointer[registry[T]]
 	listeners atomic.Int64
 	// version counts registry changes; each is published before it is
@@ -117,7 +118,7 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 	if rt != nil {
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
-			oc, err := e.call(ctx, ev, 0, 0)
+			oc, err := e.call(ctx, ev, 0, 0, true)
 			if oc == delivered { // see count
 				c.deliveredTo(e.l)
 				continue
@@ -246,7 +247,7 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+					err = e.failure(nil, ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
 			keys[i] = e.in.keyFn(ev)
@@ -264,20 +265,22 @@ func (m *EventManager[T]) listenerContext(ctx context.Context) context.Context {
 	if ctx == context.Background() || ctx == context.TODO() {
 		return m.pool.ctx // no values to carry: share one context
 	}
-	values := ctx
-	if ctx.Done() != nil {
-		// Hide ctx's cancellation from context.Cause and from the
-		// contexts listeners derive (they then attach to the pool's).
-		values = context.WithoutCancel(ctx)
+	if ctx.Done() == nil {
+		return &listenerCtx{Context: m.pool.ctx, values: ctx}
 	}
-	return &listenerCtx{Context: m.pool.ctx, values: values}
+	// Hide ctx's cancellation from context.Cause and from the contexts
+	// listeners derive (they then attach to the pool's); keep ctx itself
+	// for the listeners that are tied to it (CancelWithEmitter).
+	return &listenerCtx{Context: m.pool.ctx, values: context.WithoutCancel(ctx), emitter: ctx}
 }
 
 // listenerCtx has the Done, Err and Deadline of the pool's context and the
-// values of the emitter's.
+// values of the emitter's. emitter is the emitter's context when it can be
+// cancelled, read only by tie.
 type listenerCtx struct {
 	context.Context
-	values context.Context
+	values  context.Context
+	emitter context.Context
 }
 
 func (c *listenerCtx) Value(key any) any {
@@ -287,15 +290,26 @@ func (c *listenerCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// report hands err to the error handler; a panicking error handler is
-// logged, never propagated into the pool.
+// report hands err, always a *ListenerError, to the error handler with the
+// delivery's context; a panicking error handler is logged, never propagated
+// into the pool.
 func (m *EventManager[T]) report(err error) {
+	lerr, ok := err.(*ListenerError)
+	if !ok { // not made by this package: log it as it is
+		logFailure(context.Background(), m.opts.logger, err)
+		return
+	}
+	ctx := lerr.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	lerr.ctx = nil // a parked error keeps no context alive
 	defer func() {
 		if r := recover(); r != nil {
-			logFailure(m.opts.logger, fmt.Errorf("eventbus: error handler panicked (%v) while reporting: %w", r, err))
+			logFailure(ctx, m.opts.logger, fmt.Errorf("eventbus: error handler panicked (%v) while reporting: %w", r, err))
 		}
 	}()
-	m.opts.onError(err)
+	m.opts.onError(ctx, lerr)
 }
 
 // Flush waits until every event accepted by Emit or TryEmit before the call

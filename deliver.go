@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 )
 
@@ -21,21 +22,22 @@ const (
 
 // call runs the handler, turning a panic into a *PanicError. attempt is the
 // number of attempts that already failed; accepted is when Emit accepted the
-// delivery (0 for EmitSync, or when nobody observes).
-func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted int64) (oc outcome, err error) {
+// delivery (0 for EmitSync, or when nobody observes); final says that no
+// retry follows if this attempt fails.
+func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted int64, final bool) (oc outcome, err error) {
 	l := e.l
 	if l.removed.Load() {
-		return e.skip(ev, attempt, accepted)
+		return e.skip(ctx, ev, attempt, accepted)
 	}
 	if e.once && attempt == 0 {
 		if !l.fired.CompareAndSwap(false, true) {
-			return e.skip(ev, attempt, accepted)
+			return e.skip(ctx, ev, attempt, accepted)
 		}
 		l.unlink() // its retries still run unless Unregister is called
 	}
 	ctx = e.named(ctx)
 	if e.obs != nil {
-		return e.observed(ctx, ev, attempt, accepted)
+		return e.observed(ctx, ev, attempt, accepted, final)
 	}
 	// The handler is called here rather than through run, to save a call
 	// on the hot path.
@@ -45,22 +47,33 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 		}
 	}()
 	if err := e.h(ctx, ev); err != nil {
-		return failed, err
+		return e.failedWith(err)
 	}
 	return delivered, nil
 }
 
+// failedWith is the outcome of a handler that returned err: skipped when
+// its middleware found the listener unregistered (see ErrUnregistered).
+func (e *entry[T]) failedWith(err error) (outcome, error) {
+	if e.guarded && errors.Is(err, ErrUnregistered) {
+		return skipped, nil
+	}
+	return failed, err
+}
+
 // skip tells the observer, if any, of a skipped delivery.
-func (e *entry[T]) skip(ev Event[T], attempt int, accepted int64) (outcome, error) {
+func (e *entry[T]) skip(ctx context.Context, ev Event[T], attempt int, accepted int64) (outcome, error) {
 	if e.obs != nil {
-		e.obs.Lost(e.describe(ev, attempt, accepted), OutcomeSkipped)
+		e.lost(ctx, ev, attempt, accepted, OutcomeSkipped)
 	}
 	return skipped, nil
 }
 
 // observed runs the handler between the observer's Start and done.
-func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accepted int64) (outcome, error) {
-	ctx, done := e.obs.Start(ctx, e.describe(ev, attempt, accepted))
+func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accepted int64, final bool) (outcome, error) {
+	d := e.describe(ctx, ev, attempt, accepted)
+	d.Final = final
+	ctx, done := e.obs.Start(ctx, d)
 	oc, err := e.run(ctx, ev)
 	done(Outcome(oc), err)
 	return oc, err
@@ -74,7 +87,7 @@ func (e *entry[T]) run(ctx context.Context, ev Event[T]) (oc outcome, err error)
 		}
 	}()
 	if err := e.h(ctx, ev); err != nil {
-		return failed, err
+		return e.failedWith(err)
 	}
 	return delivered, nil
 }
@@ -101,27 +114,39 @@ func (e *entry[T]) count(ev Event[T], oc outcome, err error, attempt int, c *cou
 		c.panicked++
 		l.add(cPanicked, 1)
 	}
-	return e.failure(ev, attempt, err)
+	return e.failure(nil, ev, attempt, err)
 }
 
-// failure is the error of attempt number attempt+1 of ev to e.
-func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
-	return &ListenerError{Event: ev.Name, Data: ev.Data, Listener: e.l.name, Pattern: e.pattern, Attempts: attempt + 1, Err: err}
+// failure is the error of attempt number attempt+1 of ev to e; ctx, the
+// delivery's context, is what the error handler gets (nil: none).
+func (e *entry[T]) failure(ctx context.Context, ev Event[T], attempt int, err error) *ListenerError {
+	return &ListenerError{Event: ev.Name, Data: ev.Data, Listener: e.l.name, Pattern: e.pattern, Attempts: attempt + 1, Err: err, Handle: e.l, ctx: ctx}
 }
 
 // deliver runs one pool delivery. It reports retry when the delivery failed
 // and must be run again (mayRetry is false once Close has given up);
 // otherwise it counts the outcome and returns the failure to report, if any.
 func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accepted int64, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
-	oc, err := e.call(ctx, ev, attempt, accepted)
+	again := mayRetry && e.retry != nil && e.retry.again(attempt)
+	hctx := ctx
+	if e.tied { // CancelWithEmitter
+		var untie context.CancelFunc
+		hctx, untie = tie(ctx)
+		defer untie()
+	}
+	oc, err := e.call(hctx, ev, attempt, accepted, !again)
 	if oc == delivered { // see count
 		c.deliveredTo(e.l)
 		return false, nil
 	}
-	if (oc == failed || oc == panicked) && mayRetry && e.retry != nil && e.retry.again(attempt) {
+	if (oc == failed || oc == panicked) && again {
 		c.retried++
 		e.l.counts.add(cRetried, 1)
 		return true, nil
 	}
-	return false, e.count(ev, oc, err, attempt, c)
+	lerr = e.count(ev, oc, err, attempt, c)
+	if lerr != nil {
+		lerr.ctx = e.named(ctx)
+	}
+	return false, lerr
 }

@@ -7,19 +7,22 @@ import (
 )
 
 // EmitTo is Emit to one listener only: the event goes to l alone, as if l
-// were the only listener matching name, so that a listener can be brought
-// up to date (a replay for a new subscriber, say) without disturbing the
-// others. The delivery takes its place in l's order among the other events
-// accepted for l, counts against l's backlog, follows l's delivery mode and
-// overflow policy, and is counted in Stats like any other; it waits for
-// room, and fails, as Emit does.
+// were the only listener matching name, so that a failed delivery can be
+// replayed to the listener that failed (l is a *ListenerError's Handle) or
+// a listener brought up to date (a replay for a new subscriber, say) without
+// disturbing the others. The delivery takes its place in l's order among
+// the other events accepted for l, counts against l's backlog, follows l's
+// delivery mode and overflow policy, and is counted in Stats like any
+// other; it waits for room, and fails, as Emit does, and as with Emit a ctx
+// already cancelled does not stop it (l's handler gets ctx's values, not its
+// cancellation, unless l has CancelWithEmitter).
 //
 // name must be a valid event name that l's pattern matches
 // (ErrInvalidName otherwise), data must be of the type declared for name by
 // NewTopic, if any (ErrTypeMismatch otherwise), and l must be a listener of
 // m (ErrInvalidOption otherwise). A listener already unregistered skips the
 // delivery, as it skips those queued before Unregister.
-func EmitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
+func (m *EventManager[T]) EmitTo(ctx context.Context, l *Listener, name string, data T) error {
 	if o := m.opts.observer; o != nil {
 		ctx, done := o.Emit(ctx, name)
 		err := emitTo(ctx, m, l, name, data)
@@ -29,11 +32,39 @@ func EmitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	return emitTo(ctx, m, l, name, data)
 }
 
+// EmitTo is m.EmitTo(ctx, l, name, data).
+//
+// Deprecated: use the method, [EventManager.EmitTo].
+func EmitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
+	return m.EmitTo(ctx, l, name, data)
+}
+
+// EmitTo is EventManager.EmitTo of data under the Topic's name: it delivers
+// to l alone, which must be a listener of the Topic's EventManager whose
+// pattern matches the name (one registered with the Topic's Listen, or a
+// wildcard listener of the manager).
+func (t *Topic[T]) EmitTo(ctx context.Context, l *Listener, data T) error {
+	return t.m.EmitTo(ctx, l, t.decl.name, data)
+}
+
 func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) (err error) {
-	e, ok := l.owner.(*entry[T])
+	var e *entry[T]
+	ok := false
+	if l != nil {
+		e, ok = l.owner.(*entry[T])
+	}
+	who := "<nil>"
 	switch {
+	case l == nil:
+		err = fmt.Errorf("%w: nil listener", ErrInvalidOption)
 	case !ok || e.m != m:
-		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.pattern)
+		who = l.name
+		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.name)
+	default:
+		who = l.name
+	}
+	switch {
+	case err != nil:
 	case ValidateName(name) != nil:
 		err = ValidateName(name)
 	case !MatchPattern(l.pattern, name):
@@ -50,7 +81,7 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+					err = e.failure(nil, ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
 			key[0] = e.in.keyFn(ev)
@@ -63,7 +94,7 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
-		return fmt.Errorf("emit %q to listener %q: %w", name, l.pattern, err)
+		return fmt.Errorf("emit %q to listener %q: %w", name, who, err)
 	}
 	return nil
 }

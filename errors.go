@@ -43,6 +43,12 @@ var (
 	// that cannot apply: a value out of range, or a generic option (such as
 	// OrderedBy or Use) made for another event data type.
 	ErrInvalidOption = errors.New("eventbus: invalid option")
+	// ErrUnregistered is what the next handler returns to middleware (Use,
+	// WithMiddleware) that calls it after the listener's Unregister has
+	// returned: the listener's handler is not called, and the delivery is
+	// counted as skipped (Stats.Skipped) unless the middleware returns
+	// another error of its own.
+	ErrUnregistered = errors.New("eventbus: listener unregistered")
 	// ErrTypeMismatch is returned by NewTopic for a name already declared
 	// with another type, and by Emit, TryEmit and EmitSync for a value whose
 	// type is not the one declared for its name (nothing is delivered then).
@@ -53,19 +59,28 @@ var (
 // ListenerError is the error of one listener handling one event: the error
 // the Handler returned, or a [*PanicError] if it panicked, or [ErrDropped]
 // for a delivery that an overflow policy dropped. Asynchronous failures
-// reach the error handler (see [WithErrorHandler]) as a *ListenerError;
-// EmitSync returns them.
+// reach the error handler (see [WithErrorHandler]) as a *ListenerError,
+// with the delivery's context; EmitSync returns them.
 //
-// It carries the event, so a failed delivery can be recovered: the error
-// handler may park Event and Data in a dead-letter store, and emit them
-// again later (see the dead-letter example).
+// It carries the event and the listener, so a failed delivery can be
+// replayed to that listener alone: the error handler parks the
+// *ListenerError in a dead-letter store, and later
+//
+//	m.EmitTo(ctx, lerr.Handle, lerr.Event, lerr.Data) // lerr.Data.(T) for an EventManager[T]
+//
+// delivers it again (see EventManager.EmitTo and the dead-letter example).
+// It keeps no reference to the delivery's context once the error handler
+// has returned.
 type ListenerError struct {
-	Event    string // the event's name
-	Data     any    // the event's data (for an EventManager[T], a T)
-	Listener string // the listener's name (see Name); "pattern#n" by default
-	Pattern  string // the pattern the listener was registered with
-	Attempts int    // the attempt that failed: 1, or more with Retry (for a drop, the one dropped)
-	Err      error  // what the handler returned, a *PanicError, or ErrDropped
+	Event    string    // the event's name
+	Data     any       // the event's data (for an EventManager[T], a T)
+	Listener string    // the listener's name (see Name); "pattern#n" by default
+	Pattern  string    // the pattern the listener was registered with
+	Attempts int       // the attempt that failed: 1, or more with Retry (for a drop, the one dropped)
+	Err      error     // what the handler returned, a *PanicError, or ErrDropped
+	Handle   *Listener // the listener itself, for EmitTo (nil only in a ListenerError made by hand)
+
+	ctx context.Context // the delivery's, for the error handler; nil once reported
 }
 
 // Error describes the listener, the event and the cause. The listener is
@@ -103,15 +118,17 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// logFailure logs err to logger (slog.Default() when nil): a
-// *ListenerError with its fields as attributes, a panic's stack included.
-func logFailure(logger *slog.Logger, err error) {
+// logFailure logs err to logger (slog.Default() when nil) with ctx, so a
+// handler that reads the context (otelbus.LogHandler adds trace_id and
+// span_id from it) sees the delivery's: a *ListenerError with its fields as
+// attributes, a panic's stack included.
+func logFailure(ctx context.Context, logger *slog.Logger, err error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	lerr, ok := err.(*ListenerError)
 	if !ok {
-		logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: error", slog.Any("err", err))
+		logger.LogAttrs(ctx, slog.LevelError, "eventbus: error", slog.Any("err", err))
 		return
 	}
 	attrs := make([]slog.Attr, 0, 7)
@@ -130,5 +147,5 @@ func logFailure(logger *slog.Logger, err error) {
 	if errors.Is(lerr.Err, ErrDropped) {
 		msg = "eventbus: delivery dropped"
 	}
-	logger.LogAttrs(context.Background(), slog.LevelError, msg, attrs...)
+	logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
 }

@@ -231,65 +231,150 @@ func ExampleName() {
 	// order.created#2 1
 }
 
-// A failed delivery carries its event: the error handler parks it in a
-// dead-letter store, and it is emitted again once the cause is fixed.
-// EmitTo replays it to the listener that failed only; Emit would deliver it
-// to every listener of the name again.
+// traceIDs is a slog.Handler that adds the trace ID the record's context
+// carries, as otelbus.LogHandler does for OpenTelemetry spans (there:
+// trace_id and span_id of the span in the context).
+type traceIDs struct{ slog.Handler }
+
+type traceKey struct{}
+
+func (h traceIDs) Handle(ctx context.Context, r slog.Record) error {
+	if id, ok := ctx.Value(traceKey{}).(string); ok {
+		r.AddAttrs(slog.String("trace_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// withoutTime keeps the examples' log output stable.
+var withoutTime = &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey || a.Key == "stack" {
+		return slog.Attr{}
+	}
+	return a
+}}
+
+// The shop's dead letters. The error handler gets the delivery's context
+// and the *ListenerError: it logs the failure with the trace ID of the
+// request that placed the order, and parks it. Once the warehouse is back,
+// each one is replayed to the listener that failed, alone, through the
+// listener handle the error carries: no map from names to listeners, and
+// email does not send its mail twice.
 func ExampleListenerError_deadLetter() {
-	ctx := context.Background()
+	logger := slog.New(traceIDs{slog.NewTextHandler(os.Stdout, withoutTime)})
 	var mu sync.Mutex
 	var dead []*eventbus.ListenerError
-	m := eventbus.New[any](eventbus.WithErrorHandler(func(err error) {
-		var lerr *eventbus.ListenerError
-		if errors.As(err, &lerr) {
-			mu.Lock()
-			defer mu.Unlock()
-			dead = append(dead, lerr)
-		}
+	m := eventbus.New[any](eventbus.WithErrorHandler(func(ctx context.Context, lerr *eventbus.ListenerError) {
+		logger.WarnContext(ctx, "dead letter", "event", lerr.Event, "listener", lerr.Listener, "err", lerr.Err)
+		mu.Lock()
+		defer mu.Unlock()
+		dead = append(dead, lerr)
 	}))
 	orders, _ := eventbus.NewTopic[OrderCreated](m, "order.created")
 	var warehouseDown atomic.Bool
 	warehouseDown.Store(true)
-	inventory, _ := orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+	orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
 		if warehouseDown.Load() {
 			return errors.New("warehouse down")
 		}
 		fmt.Println("reserved", e.Data.Item, "for order", e.Data.ID)
 		return nil
 	}, eventbus.Name("inventory"), eventbus.Ordered())
+	var mailed atomic.Int32
+	orders.Listen(func(context.Context, eventbus.Event[OrderCreated]) error {
+		mailed.Add(1)
+		return nil
+	}, eventbus.Name("email"))
 
-	orders.Emit(ctx, OrderCreated{ID: 1, Item: "Tea"})
-	orders.Emit(ctx, OrderCreated{ID: 2, Item: "Coffee"})
-	m.Flush(ctx)
-	for _, lerr := range dead {
-		fmt.Printf("parked %s for %s: %+v\n", lerr.Event, lerr.Listener, lerr.Data)
-	}
+	request := context.WithValue(context.Background(), traceKey{}, "4bf92f3577b34da6")
+	orders.Emit(request, OrderCreated{ID: 1, Item: "Tea"})
+	orders.Emit(request, OrderCreated{ID: 2, Item: "Coffee"})
+	m.Flush(request)
 
 	warehouseDown.Store(false)
+	ctx := context.Background()
 	for _, lerr := range dead {
-		eventbus.EmitTo(ctx, m, inventory, lerr.Event, lerr.Data) // lerr.Listener is "inventory"
+		m.EmitTo(ctx, lerr.Handle, lerr.Event, lerr.Data) // to inventory alone
 	}
 	m.Close(ctx)
+	fmt.Println("mails sent:", mailed.Load())
 	// Output:
-	// parked order.created for inventory: {ID:1 Item:Tea}
-	// parked order.created for inventory: {ID:2 Item:Coffee}
+	// level=WARN msg="dead letter" event=order.created listener=inventory err="warehouse down" trace_id=4bf92f3577b34da6
+	// level=WARN msg="dead letter" event=order.created listener=inventory err="warehouse down" trace_id=4bf92f3577b34da6
 	// reserved Tea for order 1
 	// reserved Coffee for order 2
+	// mails sent: 2
+}
+
+// Topic.EmitTo brings one listener up to date, here a new subscriber that
+// gets the last order replayed, while the others do not see it again.
+func ExampleTopic_EmitTo() {
+	ctx := context.Background()
+	m := eventbus.New[any]()
+	orders, _ := eventbus.NewTopic[OrderCreated](m, "order.created")
+	orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+		fmt.Println("email: order", e.Data.ID)
+		return nil
+	}, eventbus.Name("email"))
+	last := OrderCreated{ID: 41, Item: "Tea"}
+	orders.EmitSync(ctx, last)
+	dashboard, _ := orders.Listen(func(_ context.Context, e eventbus.Event[OrderCreated]) error {
+		fmt.Println("dashboard: order", e.Data.ID)
+		return nil
+	}, eventbus.Name("dashboard"))
+	orders.EmitTo(ctx, dashboard, last)
+	m.Close(ctx)
+	// Output:
+	// email: order 41
+	// dashboard: order 41
+}
+
+// Listeners lists every listener, for metrics or an admin page: here each
+// one's name and backlog.
+func ExampleEventManager_Listeners() {
+	ctx := context.Background()
+	m := eventbus.New[any]()
+	defer m.Close(ctx)
+	nop := func(context.Context, eventbus.Event[any]) error { return nil }
+	m.RegisterListener("order.created", nop, eventbus.Name("email"))
+	m.RegisterListener("order.created", nop, eventbus.Name("inventory"))
+	m.RegisterListener("order.>", nop)
+	for _, l := range m.Listeners() {
+		fmt.Println(l.Name(), l.Stats().Pending)
+	}
+	// Output:
+	// email 0
+	// inventory 0
+	// order.>#3 0
+}
+
+// CancelWithEmitter lets the emitter stop a listener's work: a bridge that
+// emits with a context it cancels on Close stops the deliveries it started.
+func ExampleCancelWithEmitter() {
+	m := eventbus.New[string]()
+	started := make(chan struct{})
+	m.RegisterListener("job", func(ctx context.Context, e eventbus.Event[string]) error {
+		close(started)
+		<-ctx.Done() // a long job that watches its context
+		fmt.Println("job stopped:", context.Cause(ctx))
+		return nil
+	}, eventbus.CancelWithEmitter())
+
+	bridge, closeBridge := context.WithCancelCause(context.Background())
+	m.Emit(bridge, "job", "resize images")
+	<-started
+	closeBridge(errors.New("bridge closed"))
+	m.Close(context.Background())
+	// Output: job stopped: bridge closed
 }
 
 // WithLogger sends the failures that no error handler takes to a logger of
 // your own, one record per failure with its listener and event as
-// attributes (and a panic's stack, left out here).
+// attributes (and a panic's stack, left out here), logged with the
+// delivery's context: a handler that reads it (otelbus.LogHandler, or
+// traceIDs here) adds the emitter's trace ID.
 func ExampleWithLogger() {
-	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey || a.Key == "stack" {
-				return slog.Attr{} // keep the output stable
-			}
-			return a
-		},
-	}))
-	ctx := context.Background()
+	logger := slog.New(traceIDs{slog.NewTextHandler(os.Stdout, withoutTime)})
+	ctx := context.WithValue(context.Background(), traceKey{}, "4bf92f3577b34da6")
 	m := eventbus.New[string](eventbus.WithLogger(logger))
 	m.RegisterListener("order.created", func(context.Context, eventbus.Event[string]) error {
 		return errors.New("smtp down")
@@ -300,6 +385,6 @@ func ExampleWithLogger() {
 	m.Emit(ctx, "order.created", "#123")
 	m.Close(ctx)
 	// Unordered output:
-	// level=ERROR msg="eventbus: listener failed" event=order.created listener=email pattern=order.created attempts=1 err="smtp down"
-	// level=ERROR msg="eventbus: listener panicked" event=order.created listener=metrics pattern=order.created attempts=1 err="panic: nil map"
+	// level=ERROR msg="eventbus: listener failed" event=order.created listener=email pattern=order.created attempts=1 err="smtp down" trace_id=4bf92f3577b34da6
+	// level=ERROR msg="eventbus: listener panicked" event=order.created listener=metrics pattern=order.created attempts=1 err="panic: nil map" trace_id=4bf92f3577b34da6
 }

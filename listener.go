@@ -30,10 +30,14 @@ func (l *Listener) Name() string { return l.name }
 
 // Unregister removes the listener. It is idempotent and safe to call
 // concurrently and from inside any handler, including the listener's own.
-// Once it returns, no new invocation of the handler starts: deliveries
+// Once it returns, the listener's handler is not called again: deliveries
 // already queued for it are skipped (and counted in Stats.Skipped), while an
-// invocation already running is not interrupted. Unregister does not wait for
-// running invocations; UnregisterAndWait does.
+// invocation already running is not interrupted. This holds behind
+// middleware too (Use, WithMiddleware): middleware entered before
+// Unregister returned may still run, but when it calls the next handler
+// after that, the listener's handler is not called and next returns
+// ErrUnregistered (the delivery counts as skipped). Unregister does not wait
+// for running invocations; UnregisterAndWait does.
 func (l *Listener) Unregister() {
 	if l.removed.Swap(true) {
 		return
@@ -103,6 +107,10 @@ type entry[T any] struct {
 	retry    *retryPolicy
 	in       *inbox[T] // the scheduler's per-listener state
 	obs      Observer  // the manager's, or nil
+	guarded  bool      // h stops at ErrUnregistered (see unlessUnregistered)
+	tied     bool      // CancelWithEmitter
+
+	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 
 	// The contexts its handler gets when the emit's has no values, made
 	// once so that naming the listener in them costs nothing (see named).
@@ -146,7 +154,8 @@ func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerCo
 	if err != nil {
 		return nil, fmt.Errorf("register %q: %w", pattern, err)
 	}
-	l := &Listener{pattern: pattern, name: cfg.name}
+	l := cfg.listener()
+	l.pattern, l.name = pattern, cfg.name
 	e.l = l
 	e.m = m
 	l.owner = e
@@ -164,6 +173,7 @@ func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerCo
 		l.name = pattern + "#" + strconv.FormatUint(e.seq, 10)
 	}
 	m.update(e, func(list []*entry[T]) []*entry[T] { return appendCopy(list, e) })
+	m.live.add(e)
 	m.listeners.Add(1)
 	m.version.Add(1) // after the change is published; see Topic.rebind
 	return l, nil
@@ -177,7 +187,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	if err != nil {
 		return nil, err
 	}
-	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer}
+	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer, guarded: cfg.guarded, tied: cfg.tied}
 	var keyFn func(Event[T]) string
 	switch {
 	case cfg.key != nil:
@@ -255,4 +265,51 @@ func sameContext(a, b context.Context) bool {
 func isBackground(ctx context.Context) bool {
 	bg := context.Background()
 	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&bg))
+}
+
+// Listeners returns the listeners registered on m now, in registration
+// order: a new slice, a snapshot that later registrations and Unregister
+// calls do not change. A Once listener is in it until its delivery starts.
+// It is safe for concurrent use, including from a handler; it takes the
+// registry's lock for reading, so it suits metrics collection (a backlog
+// gauge per listener, say), not every emit.
+func (m *EventManager[T]) Listeners() []*Listener {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ls := make([]*Listener, 0, m.listeners.Load())
+	for e := m.live.first; e != nil; e = e.next {
+		ls = append(ls, e.l)
+	}
+	return ls
+}
+
+// entryList is a doubly linked list of entries, in the order they were
+// added: adding and removing cost the same whatever its length, and a
+// removed entry leaves nothing behind.
+type entryList[T any] struct {
+	first, last *entry[T]
+}
+
+func (ls *entryList[T]) add(e *entry[T]) {
+	e.prev, e.next = ls.last, nil
+	if ls.last != nil {
+		ls.last.next = e
+	} else {
+		ls.first = e
+	}
+	ls.last = e
+}
+
+func (ls *entryList[T]) remove(e *entry[T]) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		ls.first = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		ls.last = e.prev
+	}
+	e.prev, e.next = nil, nil
 }

@@ -122,7 +122,7 @@ func TestListenerErrorCarriesTheEvent(t *testing.T) {
 	sink := &errorSink{}
 	m := newManager[order](t, eventbus.WithErrorHandler(sink.handle))
 	boom := errors.New("boom")
-	_, err := m.RegisterListener("order.created", func(context.Context, eventbus.Event[order]) error { return boom }, eventbus.Name("email"))
+	email, err := m.RegisterListener("order.created", func(context.Context, eventbus.Event[order]) error { return boom }, eventbus.Name("email"))
 	require.NoError(t, err)
 	_, err = m.RegisterListener("order.*", func(context.Context, eventbus.Event[order]) error { panic("oops") })
 	require.NoError(t, err)
@@ -132,7 +132,7 @@ func TestListenerErrorCarriesTheEvent(t *testing.T) {
 	err = m.EmitSync(ctx, "order.created", order{ID: 1})
 	var lerr *eventbus.ListenerError
 	require.ErrorAs(t, err, &lerr)
-	assert.Equal(t, eventbus.ListenerError{Event: "order.created", Data: order{ID: 1}, Listener: "email", Pattern: "order.created", Attempts: 1, Err: boom}, *lerr)
+	assert.Equal(t, eventbus.ListenerError{Event: "order.created", Data: order{ID: 1}, Listener: "email", Pattern: "order.created", Attempts: 1, Err: boom, Handle: email}, *lerr)
 	assert.EqualError(t, lerr, `eventbus: listener "email" (pattern "order.created") on event "order.created": boom`)
 	assert.Contains(t, err.Error(), `eventbus: listener "order.*#2" on event "order.created": panic: oops`, "a default name includes the pattern")
 

@@ -24,22 +24,37 @@ type Observer interface {
 	// Start is called just before a handler runs, once per attempt, in the
 	// goroutine that runs it. The context it returns is passed to the
 	// handler; done is called with the attempt's outcome (OutcomeDelivered,
-	// OutcomeFailed or OutcomePanicked; a failed attempt that will be
-	// retried included) and the handler's error.
+	// OutcomeFailed or OutcomePanicked, or OutcomeSkipped when middleware
+	// found the listener unregistered, see ErrUnregistered) and the
+	// handler's error. d.Final tells a failure that is final (it reaches the
+	// error handler) from one that will be retried.
 	Start(ctx context.Context, d Delivery) (_ context.Context, done func(o Outcome, err error))
 	// Lost is called for a delivery that does not run: OutcomeSkipped (its
 	// listener was unregistered, or a Once listener had fired),
 	// OutcomeDropped (an overflow policy) or OutcomeAbandoned (Close gave
-	// up).
-	Lost(d Delivery, o Outcome)
+	// up, or a delivery waiting to be retried when Close gave up). ctx is
+	// the context the delivery had: the one its handler would have got (the
+	// emitter's values and the listener's name; see Emit), so a span the
+	// emitter's context carries is there.
+	Lost(ctx context.Context, d Delivery, o Outcome)
 }
 
-// Delivery describes one delivery to an Observer.
+// Delivery describes one delivery, or one attempt of it, to an Observer.
 type Delivery struct {
 	Event    string
 	Listener *Listener
 	Attempt  int       // attempts that already failed (Retry); 0 for the first
 	Accepted time.Time // when Emit accepted it; zero for EmitSync
+	// Final, in Start, reports that no retry follows if this attempt
+	// fails: its failure is reported to the error handler (always true for
+	// EmitSync, and for a listener without Retry). When an attempt that is
+	// not final fails, the Observer is told again of the same delivery:
+	// Start for its next attempt, or Lost if that attempt never runs
+	// (OutcomeSkipped after Unregister, OutcomeAbandoned when Close gives
+	// up). False in Lost.
+	Final bool
+
+	ctx context.Context // for Lost, when the description waits in a list
 }
 
 // Outcome is what became of a delivery, as an Observer sees it.
@@ -88,13 +103,24 @@ func acceptedAt(o Observer) int64 {
 	return time.Now().UnixNano()
 }
 
-// describe returns the Observer's view of a delivery of ev to e.
-func (e *entry[T]) describe(ev Event[T], attempt int, accepted int64) Delivery {
-	d := Delivery{Event: ev.Name, Listener: e.l, Attempt: attempt}
+// describe returns the Observer's view of a delivery of ev to e made with
+// ctx (nil: none).
+func (e *entry[T]) describe(ctx context.Context, ev Event[T], attempt int, accepted int64) Delivery {
+	d := Delivery{Event: ev.Name, Listener: e.l, Attempt: attempt, ctx: e.bgCtx}
+	if ctx != nil {
+		d.ctx = e.named(ctx)
+	}
 	if accepted != 0 {
 		d.Accepted = time.Unix(0, accepted)
 	}
 	return d
+}
+
+// lost tells the observer of a delivery of ev to e, made with ctx, that
+// does not run.
+func (e *entry[T]) lost(ctx context.Context, ev Event[T], attempt int, accepted int64, o Outcome) {
+	d := e.describe(ctx, ev, attempt, accepted)
+	e.obs.Lost(d.ctx, d, o)
 }
 
 // tellLost tells the observer, if any, of deliveries that will not run.
@@ -103,6 +129,6 @@ func (s *scheduler[T]) tellLost(ds []Delivery, o Outcome) {
 		return
 	}
 	for _, d := range ds {
-		s.obs.Lost(d, o)
+		s.obs.Lost(d.ctx, d, o)
 	}
 }

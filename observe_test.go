@@ -22,6 +22,10 @@ type recordingObserver struct {
 	outcomes map[eventbus.Outcome]int
 	accepted []time.Time
 	attempts []int
+	// failed and panicked attempts, by Delivery.Final
+	final, retried int
+	// the "span" value of each Lost's context, and its listener name
+	lostSpans, lostNames []string
 }
 
 func (o *recordingObserver) Emit(ctx context.Context, name string) (context.Context, func(error)) {
@@ -43,13 +47,23 @@ func (o *recordingObserver) Start(ctx context.Context, d eventbus.Delivery) (con
 	return context.WithValue(ctx, ctxKey("delivery"), d.Event), func(oc eventbus.Outcome, err error) {
 		o.mu.Lock()
 		o.outcomes[oc]++
+		if oc == eventbus.OutcomeFailed || oc == eventbus.OutcomePanicked {
+			if d.Final {
+				o.final++
+			} else {
+				o.retried++
+			}
+		}
 		o.mu.Unlock()
 	}
 }
 
-func (o *recordingObserver) Lost(d eventbus.Delivery, oc eventbus.Outcome) {
+func (o *recordingObserver) Lost(ctx context.Context, d eventbus.Delivery, oc eventbus.Outcome) {
+	span, _ := ctx.Value(ctxKey("span")).(string)
 	o.mu.Lock()
 	o.outcomes[oc]++
+	o.lostSpans = append(o.lostSpans, span)
+	o.lostNames = append(o.lostNames, eventbus.ListenerName(ctx))
 	o.mu.Unlock()
 }
 
@@ -105,6 +119,10 @@ func TestObserverSeesEmitsDeliveriesAndLosses(t *testing.T) {
 	assert.Equal(t, 1, obs.outcomes[eventbus.OutcomeDropped])
 	assert.Equal(t, 1, obs.outcomes[eventbus.OutcomeSkipped])
 	assert.Contains(t, obs.attempts, 1, "the retry is attempt 1")
+	assert.Equal(t, 1, obs.retried, "r's first attempt is retried")
+	assert.Equal(t, 1+1+1, obs.final, "e:1, e:2 and r's last attempt are final")
+	assert.Equal(t, []string{"emit:full", "emit:gone"}, obs.lostSpans, "Lost gets the delivery's context")
+	assert.Equal(t, []string{"full#4", "gone#3"}, obs.lostNames, "with the listener's name")
 	assert.True(t, obs.accepted[0].IsZero(), "EmitSync has no accept time")
 	assert.False(t, obs.accepted[len(obs.accepted)-1].IsZero(), "Emit records its accept time")
 	mu.Lock()

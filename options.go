@@ -36,9 +36,9 @@ type options struct {
 	maxWorkers int
 	queueSize  int
 	overflow   Overflow
-	onError    func(error)  // nil: log through logger
-	logger     *slog.Logger // nil: slog.Default() at the time of logging
-	middleware []any        // each a Middleware[T], checked by RegisterListener
+	onError    func(context.Context, *ListenerError) // never nil after buildOptions
+	logger     *slog.Logger                          // nil: slog.Default() at the time of logging
+	middleware []any                                 // each a Middleware[T], checked by RegisterListener
 	observer   Observer
 
 	// Test seams, set through export_test.go.
@@ -64,7 +64,7 @@ func buildOptions(opts []Option) options {
 	}
 	if o.onError == nil {
 		logger := o.logger
-		o.onError = func(err error) { logFailure(logger, err) }
+		o.onError = func(ctx context.Context, err *ListenerError) { logFailure(ctx, logger, err) }
 	}
 	return o
 }
@@ -179,16 +179,46 @@ func WithOverflow(p Overflow) Option {
 	})
 }
 
+// ErrorHandler is the type set of the functions WithErrorHandler takes:
+// func(ctx context.Context, err *ListenerError), the one to write, or
+// func(err error), the older form, which gets the same *ListenerError as an
+// error and no context.
+type ErrorHandler interface {
+	func(context.Context, *ListenerError) | func(error)
+}
+
 // WithErrorHandler sets the function that receives every asynchronous
-// delivery failure, as a *ListenerError (whose Event and Data let it park
-// the event in a dead-letter store and emit it again later). It is called
-// from worker goroutines, possibly concurrently, and must not block for
-// long. The default logs each failure (see WithLogger). A nil f keeps the
-// default.
-func WithErrorHandler(f func(err error)) Option {
-	return optionFunc(func(o *options) {
+// delivery failure (a pool listener's error or panic after its last
+// attempt, a delivery dropped by an overflow policy): a *ListenerError,
+// whose Handle, Event and Data let it park the event in a dead-letter store
+// and replay it to that listener alone with EmitTo, and the delivery's
+// context. That context is the one the handler got (the emitter's values,
+// the listener's name; see Emit), so a logger that reads trace IDs from the
+// context puts them on the dead-letter line; for a drop it is the emit's.
+//
+//	eventbus.WithErrorHandler(func(ctx context.Context, lerr *eventbus.ListenerError) {
+//		slog.WarnContext(ctx, "dead letter", "listener", lerr.Listener, "err", lerr.Err)
+//		deadLetters.Park(lerr) // later: m.EmitTo(ctx, lerr.Handle, lerr.Event, lerr.Data)
+//	})
+//
+// It is called from worker goroutines and emitting ones (drops), possibly
+// concurrently, never with a lock of the EventManager held, and must not
+// block for long; a panic in it is logged (see WithLogger) and goes no
+// further. Failures returned by EmitSync do not reach it. The default logs
+// each failure (see WithLogger). A nil f keeps the default.
+func WithErrorHandler[F ErrorHandler](f F) Option {
+	var h func(context.Context, *ListenerError)
+	switch f := any(f).(type) {
+	case func(context.Context, *ListenerError):
+		h = f
+	case func(error):
 		if f != nil {
-			o.onError = f
+			h = func(_ context.Context, err *ListenerError) { f(err) }
+		}
+	}
+	return optionFunc(func(o *options) {
+		if h != nil {
+			o.onError = h
 		}
 	})
 }
@@ -196,7 +226,10 @@ func WithErrorHandler(f func(err error)) Option {
 // WithLogger sets where failures go when no error handler takes them
 // (WithErrorHandler replaces the logging): one Error record per failure,
 // with the event, the listener's name and pattern, the attempts, the error,
-// and for a panic its stack, as attributes. The default, and a nil l, is
+// and for a panic its stack, as attributes. Each record is logged with the
+// delivery's context (slog's LogAttrs(ctx, ...)), so a handler that reads
+// the context, such as otelbus.LogHandler, adds the trace_id and span_id of
+// the span the emitter's context carried. The default, and a nil l, is
 // slog.Default() as it is at the time of logging. The logger also gets the
 // panics of an error handler.
 func WithLogger(l *slog.Logger) Option {
@@ -242,6 +275,21 @@ type listenerConfig struct {
 	overflow    Overflow
 	overflowSet bool
 	err         error
+
+	tied bool // CancelWithEmitter
+
+	// self is the Listener to register, made early when the handler's
+	// guard (see unlessUnregistered) needs it; guarded: the guard is in.
+	self    *Listener
+	guarded bool
+}
+
+// listener returns the Listener the configuration will register.
+func (c *listenerConfig) listener() *Listener {
+	if c.self == nil {
+		c.self = new(Listener)
+	}
+	return c.self
 }
 
 type listenerOptionFunc func(*listenerConfig)
@@ -434,6 +482,10 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 			chain = append(chain, mw)
 		}
 	}
+	if len(chain) > 0 && !c.guarded {
+		h = unlessUnregistered(h, c.listener())
+		c.guarded = true
+	}
 	if c.timeout > 0 {
 		h = withTimeout(h, c.timeout)
 	}
@@ -444,6 +496,20 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 		}
 	}
 	return h, nil
+}
+
+// unlessUnregistered keeps h, the listener's own handler, from starting once
+// Unregister has returned, when middleware stands between the delivery's
+// check (entry.call) and h: middleware entered before Unregister may call
+// next after it. The delivery then counts as skipped (see ErrUnregistered).
+// Listeners without middleware need no guard, and pay nothing.
+func unlessUnregistered[T any](h Handler[T], l *Listener) Handler[T] {
+	return func(ctx context.Context, e Event[T]) error {
+		if l.removed.Load() {
+			return ErrUnregistered
+		}
+		return h(ctx, e)
+	}
 }
 
 // withTimeout gives each call its own deadline; an overrun is an error that

@@ -188,6 +188,7 @@ func (m *EventManager[T]) remove(e *entry[T]) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.update(e, func(list []*entry[T]) []*entry[T] { return deleteCopy(list, e) })
+	m.live.remove(e)
 	m.listeners.Add(-1)
 }
 

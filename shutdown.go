@@ -103,7 +103,7 @@ func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T
 	if s.obs == nil {
 		return lost
 	}
-	return append(lost, mb.in.e.describe(d.ev, d.attempt, d.at))
+	return append(lost, mb.in.e.describe(d.ctx, d.ev, d.attempt, d.at))
 }
 
 // finish closes done, once, when Close has been called and nothing is left:

@@ -215,7 +215,7 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				s.obs.Lost(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
+				e.lost(d.ctx, d.ev, d.attempt, d.at, OutcomeAbandoned)
 			}
 			continue
 		}
@@ -325,7 +325,7 @@ func (s *scheduler[T]) goexit(h *hand[T]) {
 		e := h.mb.in.e
 		h.c.failed++
 		e.l.counts.add(cFailed, 1)
-		s.report(e.failure(d.ev, d.attempt, errGoexit))
+		s.report(e.failure(d.ctx, d.ev, d.attempt, errGoexit))
 	}
 }
 

@@ -6,6 +6,9 @@
 //     listener error was never taken by the test.
 //   - [Record] registers a [Recorder], which keeps every event it receives
 //     and waits, with a context, until it has seen what the test expects.
+//   - [Manager.WaitHandled] waits until one listener, by handle or by name,
+//     has handled n events (or [Manager.WaitHandledFor] a condition on them),
+//     whatever the other listeners are doing.
 //   - [WaitIdle] waits until the bus has no work left, follow-up events
 //     included, using Flush rather than time.
 //   - [FailFirst], [PanicFirst] and [Block] make listeners that fail, panic

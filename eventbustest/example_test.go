@@ -156,3 +156,29 @@ func ExampleRecorder_WaitFor() {
 	})
 	// Output: 4 orders
 }
+
+// The shop's test that a slow email listener does not hold back inventory
+// on the same topic: with email blocked on its first order, the test waits
+// for inventory alone to have handled every order. No middleware, no
+// sleep, no polling of Stats.
+func ExampleManager_WaitHandled() {
+	run(func(t testing.TB) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		bus := eventbustest.NewManager[any](t)
+		orders, _ := eventbus.NewTopic[*Order](bus.EventManager, "order.placed")
+		email, _ := eventbustest.Block[any](t) // released when the test ends
+		_, _ = bus.RegisterListener("order.placed", email.Handle, eventbus.Name("email"))
+		inventory, _ := orders.Listen(func(context.Context, eventbus.Event[*Order]) error { return nil }, eventbus.Name("inventory"))
+
+		for id := range 100 {
+			_ = orders.Emit(ctx, &Order{ID: id})
+		}
+		handled := bus.WaitHandled(ctx, inventory, 100) // or eventbustest.Named("inventory")
+		fmt.Println("inventory handled", len(handled), "orders")
+		fmt.Println("email handled", len(bus.Handled(eventbustest.Named("email"))))
+	})
+	// Output:
+	// inventory handled 100 orders
+	// email handled 0
+}

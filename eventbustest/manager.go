@@ -21,13 +21,16 @@ type Manager[T any] struct {
 	*eventbus.EventManager[T]
 	t testing.TB
 
-	sig       signal  // guards the fields below
-	errs      []error // reported, not yet taken
-	abandoned uint64  // abandoned deliveries acknowledged by TakeAbandoned
+	sig       signal                         // guards the fields below
+	errs      []error                        // reported, not yet taken
+	abandoned uint64                         // abandoned deliveries acknowledged by TakeAbandoned
+	handled   map[string][]eventbus.Event[T] // by listener name; see Handled
 }
 
 // NewManager returns a new EventManager configured by opts, whose error
-// handler keeps every listener failure for the test to take. When the test
+// handler keeps every listener failure for the test to take, and which
+// keeps what each listener has handled (see Handled and WaitHandled: a
+// middleware, outermost, around every listener). When the test
 // ends (t.Cleanup) it closes the EventManager, allowing 30s, and fails the
 // test (t.Errorf) if Close fails, if Stats reports abandoned deliveries the
 // test has not acknowledged with TakeAbandoned, or if errors remain that the
@@ -40,13 +43,13 @@ type Manager[T any] struct {
 func NewManager[T any](t testing.TB, opts ...eventbus.Option) *Manager[T] {
 	t.Helper()
 	m := &Manager[T]{t: t}
-	all := append([]eventbus.Option{eventbus.WithErrorHandler(m.report)}, opts...)
+	all := append([]eventbus.Option{eventbus.WithErrorHandler(m.report), eventbus.WithMiddleware(m.track)}, opts...)
 	m.EventManager = eventbus.New[T](all...)
 	t.Cleanup(m.cleanup)
 	return m
 }
 
-func (m *Manager[T]) report(err error) {
+func (m *Manager[T]) report(_ context.Context, err *eventbus.ListenerError) {
 	m.sig.mu.Lock()
 	defer m.sig.mu.Unlock()
 	m.errs = append(m.errs, err)

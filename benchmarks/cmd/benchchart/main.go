@@ -11,7 +11,8 @@
 // With no file argument it reads standard input; without -o it writes to
 // standard output. With -format md it writes the same figures as a
 // Markdown table instead, adding how the -focus library compares with each
-// of the others. It needs nothing but the standard library.
+// of the others. It reads the input with golang.org/x/perf/benchfmt, the reader behind
+// benchstat.
 package main
 
 import (

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/perf/benchfmt"
 )
 
 const sample = `goos: linux
@@ -64,19 +66,33 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseRejectsBrokenLine(t *testing.T) {
-	_, err := parse(strings.NewReader("BenchmarkX-2 10 5 ns/op 3\n"))
+	_, err := parse(strings.NewReader("PASS\nBenchmarkX-2 10 5 ns/op 3\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "input:2", "the error names the line")
+	_, err = parse(strings.NewReader("BenchmarkX-2 10 five ns/op\n"))
 	assert.Error(t, err)
+}
+
+func TestParseKeepsTheUnitsAsWritten(t *testing.T) {
+	results, err := parse(strings.NewReader("BenchmarkX-2 10 1500 ns/op 3 MB/s 2 peak-heap-MB\n"))
+	require.NoError(t, err)
+	var units []string
+	for _, r := range results {
+		units = append(units, fmt.Sprintf("%v %s", r.Value, r.Unit))
+	}
+	assert.Equal(t, []string{"1500 ns/op", "3 MB/s", "2 peak-heap-MB"}, units)
 }
 
 func TestSplitName(t *testing.T) {
 	tests := []struct{ give, scenario, library string }{
-		{"BenchmarkEmitSync1/eventbus-2", "EmitSync1", "eventbus"},
-		{"BenchmarkEmitSync1/eventbus", "EmitSync1", "eventbus"},
-		{"BenchmarkA/b/c-16", "A", "b/c"},
-		{"BenchmarkA/with-dash-8", "A", "with-dash"},
+		{"EmitSync1/eventbus-2", "EmitSync1", "eventbus"},
+		{"EmitSync1/eventbus", "EmitSync1", "eventbus"},
+		{"A/b/c-16", "A", "b/c"},
+		{"A/with-dash-8", "A", "with-dash"},
+		{"Solo-2", "Solo", ""},
 	}
 	for _, tt := range tests {
-		s, l := splitName(tt.give)
+		s, l := splitName(benchfmt.Name(tt.give))
 		assert.Equal(t, tt.scenario, s, tt.give)
 		assert.Equal(t, tt.library, l, tt.give)
 	}

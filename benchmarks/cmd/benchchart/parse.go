@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // result is one library's figure in one scenario for one unit: the median
@@ -23,42 +22,39 @@ type result struct {
 // key identifies a result.
 type key struct{ scenario, library, unit string }
 
-// parse reads `go test -bench` output and returns the median of each
-// (scenario, library, unit), in the order scenarios and libraries first
-// appear in the input. Lines that are not benchmark results are skipped,
-// so the output of several packages, or of -count runs, may be
-// concatenated. Benchmarks without a sub-benchmark are reported under the
+// parse reads `go test -bench` output with golang.org/x/perf/benchfmt (the
+// reader behind benchstat) and returns the median of each (scenario,
+// library, unit), in the order scenarios and libraries first appear in the
+// input. Lines that are not benchmark results (configuration, logs, PASS)
+// are skipped, so the output of several packages, or of -count runs, may be
+// concatenated; a malformed result line is an error that names its line.
+// Values keep the unit they were written in ("ns/op", not benchfmt's tidied
+// "sec/op"). Benchmarks without a sub-benchmark are reported under the
 // library name "".
 func parse(r io.Reader) ([]result, error) {
 	samples := map[key][]float64{}
 	var order []key
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for line := 1; sc.Scan(); line++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
-			continue
-		}
-		if _, err := strconv.Atoi(fields[1]); err != nil {
-			continue // a benchmark's log line, not its result
-		}
-		if len(fields)%2 != 0 {
-			return nil, fmt.Errorf("line %d: odd number of value/unit fields: %q", line, sc.Text())
-		}
-		scenario, library := splitName(fields[0])
-		for i := 2; i < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: value %q: %v", line, fields[i], err)
+	br := benchfmt.NewReader(r, "input")
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			return nil, rec
+		case *benchfmt.Result:
+			scenario, library := splitName(rec.Name)
+			for _, v := range rec.Values {
+				value, unit := v.Value, v.Unit
+				if v.OrigUnit != "" {
+					value, unit = v.OrigValue, v.OrigUnit
+				}
+				k := key{scenario, library, unit}
+				if _, ok := samples[k]; !ok {
+					order = append(order, k)
+				}
+				samples[k] = append(samples[k], value)
 			}
-			k := key{scenario, library, fields[i+1]}
-			if _, ok := samples[k]; !ok {
-				order = append(order, k)
-			}
-			samples[k] = append(samples[k], v)
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := br.Err(); err != nil {
 		return nil, err
 	}
 	out := make([]result, 0, len(order))
@@ -68,17 +64,18 @@ func parse(r io.Reader) ([]result, error) {
 	return out, nil
 }
 
-// splitName turns "BenchmarkEmitSync1/eventbus-2" into ("EmitSync1",
-// "eventbus").
-func splitName(name string) (scenario, library string) {
-	name = strings.TrimPrefix(name, "Benchmark")
-	if i := strings.LastIndexByte(name, '-'); i >= 0 {
-		if _, err := strconv.Atoi(name[i+1:]); err == nil {
-			name = name[:i]
+// splitName turns the name "EmitSync1/eventbus-2" (benchfmt drops the
+// "Benchmark" prefix) into ("EmitSync1", "eventbus"): the base name, and
+// the sub-benchmark parts without the GOMAXPROCS suffix.
+func splitName(name benchfmt.Name) (scenario, library string) {
+	base, parts := name.Parts()
+	var sub []byte
+	for _, p := range parts {
+		if p[0] == '/' {
+			sub = append(sub, p...)
 		}
 	}
-	scenario, library, _ = strings.Cut(name, "/")
-	return scenario, library
+	return string(base), strings.TrimPrefix(string(sub), "/")
 }
 
 func median(v []float64) float64 {

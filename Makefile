@@ -21,6 +21,7 @@ test:
 lint:
 	@set -e; test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	@! grep -rn 'eventbus-go/eventbus.* v0\.0\.0-00010101000000-000000000000' --include=go.mod . || { echo "a go.mod requires a placeholder version of a module of this repository"; exit 1; }
+	@sh scripts/check-releasing.sh
 	@set -e; for d in $(MODULE_DIRS); do (cd $$d && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...); done
 
 BENCHSTAT = go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da

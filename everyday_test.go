@@ -359,3 +359,47 @@ func TestUnregisterStopsTheHandlerBehindMiddleware(t *testing.T) {
 		})
 	}
 }
+
+// What each emit does with a context that is already cancelled, as the
+// README states it: Emit, Topic.Emit and EmitTo accept the event (the
+// context bounds only a wait for room; listeners get its values, not its
+// cancellation), EmitSync and Topic.EmitSync refuse it without calling any
+// listener.
+func TestCancelledContextPerEmit(t *testing.T) {
+	var sink errorSink
+	m := newManager[any](t, eventbus.WithErrorHandler(sink.handle))
+	type order struct{ ID int }
+	orders, err := eventbus.NewTopic[*order](m, "order.placed")
+	require.NoError(t, err)
+	var got atomic.Int32
+	l, err := orders.Listen(func(ctx context.Context, _ eventbus.Event[*order]) error {
+		got.Add(1)
+		return ctx.Err() // nil: the emitter's cancellation is not passed on
+	})
+	require.NoError(t, err)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	require.NoError(t, m.Emit(cancelled, "order.placed", &order{1}))
+	require.NoError(t, orders.Emit(cancelled, &order{2}))
+	require.NoError(t, m.EmitTo(cancelled, l, "order.placed", &order{3}))
+	require.NoError(t, orders.EmitTo(cancelled, l, &order{4}))
+	assert.ErrorIs(t, m.EmitSync(cancelled, "order.placed", &order{5}), context.Canceled)
+	assert.ErrorIs(t, orders.EmitSync(cancelled, &order{6}), context.Canceled)
+	require.NoError(t, m.Flush(context.Background()))
+	assert.Equal(t, int32(4), got.Load(), "the four pool emits delivered, the two sync ones not")
+	assert.Empty(t, sink.all())
+
+	// A wait for room is what the context bounds.
+	full := newGate()
+	_, err = m.RegisterListener("full", func(ctx context.Context, _ eventbus.Event[any]) error { full.wait(ctx); return nil },
+		eventbus.QueueSize(1), eventbus.Ordered())
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(context.Background(), "full", 1))
+	full.waitEntered(t, 1)
+	require.NoError(t, m.Emit(context.Background(), "full", 2)) // fills the backlog
+	err = m.Emit(cancelled, "full", 3)
+	assert.ErrorIs(t, err, eventbus.ErrQueueFull)
+	assert.ErrorIs(t, err, context.Canceled)
+	full.open()
+}

@@ -199,7 +199,7 @@ func (s *scheduler[T]) drop(ctx context.Context, in *inbox[T], key string, ev Ev
 	}
 	s.stats.dropped++
 	in.e.l.counts.add(cDropped, 1)
-	lerr := in.e.failure(in.e.named(ctx), victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
+	lerr := in.e.failureIn(ctx, victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
 	lerr.Attempts = attempt
 	return lerr, in.e.describe(ctx, victim, attempt, at)
 }

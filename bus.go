@@ -75,8 +75,8 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // several; they do not go to the error handler. It returns an error without
 // calling any listener when name is invalid (ErrInvalidName), data is not of
 // the type declared for name by NewTopic (ErrTypeMismatch), Close has been
-// called (ErrClosed), or ctx is already done. A name that matches no
-// listener is not an error.
+// called (ErrClosed), or ctx is already done (ctx is checked once, before
+// the first listener runs). A name that matches no listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
 	rt, err := m.route(name)
 	if err == nil && (rt == nil || rt.topic != nil) {
@@ -158,8 +158,11 @@ func (m *EventManager[T]) refuse(ctx context.Context, name string, err error) er
 //
 // Listeners get a context that carries ctx's values, and the listener's name
 // (see ListenerName), but not ctx's deadline or cancellation; it is
-// cancelled only when Close gives up waiting for them. Their failures go to
-// the error handler (see WithErrorHandler).
+// cancelled only when Close gives up waiting for them, or, for a listener
+// registered with CancelWithEmitter, when ctx is. So a ctx already cancelled
+// does not stop Emit: the event is accepted (ctx bounds only a wait for
+// room, below). Their failures go to the error handler (see
+// WithErrorHandler), with that context.
 //
 // The event is accepted for every matching listener at once, or not at all.
 // When a matching listener's backlog is full (see WithQueueSize), its
@@ -247,7 +250,7 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					err = e.failure(nil, ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
 			keys[i] = e.in.keyFn(ev)

@@ -114,13 +114,20 @@ func (e *entry[T]) count(ev Event[T], oc outcome, err error, attempt int, c *cou
 		c.panicked++
 		l.add(cPanicked, 1)
 	}
-	return e.failure(nil, ev, attempt, err)
+	return e.failure(ev, attempt, err)
 }
 
-// failure is the error of attempt number attempt+1 of ev to e; ctx, the
-// delivery's context, is what the error handler gets (nil: none).
-func (e *entry[T]) failure(ctx context.Context, ev Event[T], attempt int, err error) *ListenerError {
-	return &ListenerError{Event: ev.Name, Data: ev.Data, Listener: e.l.name, Pattern: e.pattern, Attempts: attempt + 1, Err: err, Handle: e.l, ctx: ctx}
+// failure is the error of attempt number attempt+1 of ev to e.
+func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
+	return &ListenerError{Event: ev.Name, Data: ev.Data, Listener: e.l.name, Pattern: e.pattern, Attempts: attempt + 1, Err: err, Handle: e.l}
+}
+
+// failureIn is failure for a delivery made with ctx, which the error
+// handler gets with it.
+func (e *entry[T]) failureIn(ctx context.Context, ev Event[T], attempt int, err error) *ListenerError {
+	lerr := e.failure(ev, attempt, err)
+	lerr.ctx = e.named(ctx)
+	return lerr
 }
 
 // deliver runs one pool delivery. It reports retry when the delivery failed

@@ -81,7 +81,7 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
-					err = e.failure(nil, ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
 			key[0] = e.in.keyFn(ev)

@@ -325,7 +325,7 @@ func (s *scheduler[T]) goexit(h *hand[T]) {
 		e := h.mb.in.e
 		h.c.failed++
 		e.l.counts.add(cFailed, 1)
-		s.report(e.failure(d.ctx, d.ev, d.attempt, errGoexit))
+		s.report(e.failureIn(d.ctx, d.ev, d.attempt, errGoexit))
 	}
 }
 

@@ -129,3 +129,27 @@ func TestObserverSeesEmitsDeliveriesAndLosses(t *testing.T) {
 	assert.Contains(t, seen, "emit:e/e", "the handler sees the emit's and the delivery's context values")
 	mu.Unlock()
 }
+
+func TestObserverLostAbandonedKeepsItsContext(t *testing.T) {
+	obs := &recordingObserver{outcomes: map[eventbus.Outcome]int{}}
+	var sink errorSink
+	m := eventbus.New[int](eventbus.WithObserver(obs), eventbus.WithWorkers(1), eventbus.WithErrorHandler(sink.handle))
+	g := newGate()
+	_, err := m.RegisterListener("slow", g.handler, eventbus.Ordered(), eventbus.Name("slow"))
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, m.Emit(context.Background(), "slow", i))
+	}
+	g.waitEntered(t, 1)
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, m.Close(expired), context.Canceled)
+	g.open()
+	require.NoError(t, m.Close(context.Background()))
+
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	assert.Equal(t, 2, obs.outcomes[eventbus.OutcomeAbandoned])
+	assert.Equal(t, []string{"emit:slow", "emit:slow"}, obs.lostSpans, "each abandoned delivery with the context it had")
+	assert.Equal(t, []string{"slow", "slow"}, obs.lostNames)
+}

@@ -113,11 +113,16 @@ type OrderPaid struct {
 
 // One EventManager[any] carries several typed topics: each name is declared
 // with its type, and its listeners get that type.
+//
+// README.md shows this as a complete program, with OrderCreated.
 func Example() {
 	ctx := context.Background()
 	m := eventbus.New[any]()
-	defer m.Close(ctx)
-	orders, _ := eventbus.NewTopic[OrderCreated](m, "order.created")
+	defer m.Close(ctx) // delivers everything Emit accepted, then stops the workers
+	orders, err := eventbus.NewTopic[OrderCreated](m, "order.created")
+	if err != nil {
+		panic(err)
+	}
 	orders.Listen(func(ctx context.Context, e eventbus.Event[OrderCreated]) error {
 		fmt.Printf("order #%d: %s\n", e.Data.ID, e.Data.Item)
 		return nil

@@ -194,7 +194,8 @@ type ErrorHandler interface {
 // and replay it to that listener alone with EmitTo, and the delivery's
 // context. That context is the one the handler got (the emitter's values,
 // the listener's name; see Emit), so a logger that reads trace IDs from the
-// context puts them on the dead-letter line; for a drop it is the emit's.
+// context puts them on the dead-letter line; a dropped delivery has the
+// context it was emitted with.
 //
 //	eventbus.WithErrorHandler(func(ctx context.Context, lerr *eventbus.ListenerError) {
 //		slog.WarnContext(ctx, "dead letter", "listener", lerr.Listener, "err", lerr.Err)

@@ -59,6 +59,14 @@ var (
 	// ErrPublishRejected is reported when JetStream answered a publish with
 	// an error (for example: no stream captures the subject).
 	ErrPublishRejected = errors.New("natsbus: publish rejected by server")
+	// ErrConsumerInterrupted is reported when a JetStream bridge's
+	// consumer stopped receiving and starts over: its pull was answered
+	// "no responders" or "leadership change", two heartbeats were missed,
+	// the consumer had no leader, or the server refused a pull. The bridge
+	// waits for the consumer's leader and pulls again by itself; the
+	// report (one per interruption, counted in Stats.ConsumerRestarts)
+	// is for the operator.
+	ErrConsumerInterrupted = errors.New("natsbus: JetStream consumer interrupted, resuming")
 	// ErrMaxDeliver is reported when an inbound JetStream message failed in
 	// local listeners on every allowed delivery and was terminated.
 	ErrMaxDeliver = errors.New("natsbus: delivery attempts exhausted")

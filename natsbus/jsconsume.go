@@ -364,8 +364,12 @@ func (c *jsConsumer) waitLeader() bool {
 	}
 }
 
+// leader checks once. The request gets at most two heartbeat intervals: a
+// JetStream API request that meets a dead meta leader is not answered at
+// all, and waiting the whole RequestTimeout for it would keep the
+// consumer idle that long.
 func (c *jsConsumer) leader() error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.reqTO)
+	ctx, cancel := context.WithTimeout(c.ctx, min(c.reqTO, 2*c.heartbeat))
 	defer cancel()
 	cons, err := c.js.Consumer(ctx, c.stream, c.durable)
 	if err != nil {

@@ -16,11 +16,17 @@ import (
 )
 
 // testCluster is a JetStream cluster of embedded nats-servers in this
-// process, on loopback addresses.
+// process, on loopback addresses. Every connection, route or client, goes
+// through a proxy of the test, so that a node can be cut off (see kill):
+// its peers then elect new leaders only after nats-server's election
+// timeout (4-9s).
 type testCluster struct {
 	t       testing.TB
-	servers map[string]*server.Server // by server name; nil once shut down
+	servers map[string]*server.Server // by server name
 	names   []string
+	clients map[string]*proxy   // client proxy of each server
+	routes  map[string][]*proxy // route proxies from and to each server
+	down    map[string]bool
 }
 
 // freePorts reserves n loopback ports, so that every server's routes can
@@ -44,14 +50,29 @@ func freePorts(t testing.TB, n int) []int {
 
 func startCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, servers: map[string]*server.Server{}}
+	c := &testCluster{t: t, servers: map[string]*server.Server{}, clients: map[string]*proxy{},
+		routes: map[string][]*proxy{}, down: map[string]bool{}}
 	ports := freePorts(t, n)
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
 	for i := range n {
-		name := fmt.Sprintf("n%d", i+1)
+		c.names = append(c.names, fmt.Sprintf("n%d", i+1))
+	}
+	// Route i -> j goes through its own proxy, so that cutting a node
+	// cuts exactly its links.
+	routes := make([][]*url.URL, n)
+	for i := range n {
+		for j := range n {
+			if i == j {
+				continue
+			}
+			px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[j]))
+			u, err := url.Parse(px.url())
+			require.NoError(t, err)
+			routes[i] = append(routes[i], u)
+			c.routes[c.names[i]] = append(c.routes[c.names[i]], px)
+			c.routes[c.names[j]] = append(c.routes[c.names[j]], px)
+		}
+	}
+	for i, name := range c.names {
 		o := &server.Options{
 			ServerName: name,
 			Host:       "127.0.0.1",
@@ -60,44 +81,49 @@ func startCluster(t testing.TB, n int) *testCluster {
 			NoSigs:     true,
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
-			Cluster:    server.ClusterOpts{Name: "C", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     routes,
+			// NoAdvertise: clients learn no server addresses but the
+			// proxies they were given.
+			Cluster: server.ClusterOpts{Name: "C", Host: "127.0.0.1", Port: ports[i], NoAdvertise: true},
+			Routes:  routes[i],
 		}
 		s, err := server.NewServer(o)
 		require.NoError(t, err)
 		s.Start()
 		c.servers[name] = s
-		c.names = append(c.names, name)
 	}
 	t.Cleanup(func() {
 		for _, s := range c.servers {
-			if s != nil {
-				s.Shutdown()
-				s.WaitForShutdown()
-			}
+			s.Shutdown()
+			s.WaitForShutdown()
 		}
 	})
-	for _, s := range c.servers {
-		require.True(t, s.ReadyForConnections(10*time.Second))
+	for _, name := range c.names {
+		require.True(t, c.servers[name].ReadyForConnections(10*time.Second))
+		c.clients[name] = startProxy(t, c.servers[name].ClientURL())
 	}
-	// JetStream is usable once the meta group has a leader.
+	// JetStream is usable once the meta group has a leader that knows
+	// every peer, and every server is current.
 	require.Eventually(t, func() bool {
+		leader := false
 		for _, s := range c.servers {
-			if s.JetStreamIsLeader() {
-				return true
+			if !s.JetStreamIsCurrent() {
+				return false
+			}
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
+				leader = true
 			}
 		}
-		return false
+		return leader
 	}, 60*time.Second, 10*time.Millisecond, "JetStream meta leader")
 	return c
 }
 
 // urls returns the client URLs of the running servers, first's first.
 func (c *testCluster) urls(first string) string {
-	out := []string{c.servers[first].ClientURL()}
+	out := []string{c.clients[first].url()}
 	for _, n := range c.names {
-		if n != first && c.servers[n] != nil {
-			out = append(out, c.servers[n].ClientURL())
+		if n != first && !c.down[n] {
+			out = append(out, c.clients[n].url())
 		}
 	}
 	return strings.Join(out, ",")
@@ -109,6 +135,7 @@ func (c *testCluster) connect(t testing.TB, first string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(c.urls(first),
 		nats.DontRandomize(),
+		nats.IgnoreDiscoveredServers(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectJitter(0, 0),
@@ -121,7 +148,7 @@ func (c *testCluster) connect(t testing.TB, first string) *nats.Conn {
 // alive returns the name of a running server.
 func (c *testCluster) alive() string {
 	for _, n := range c.names {
-		if c.servers[n] != nil {
+		if !c.down[n] {
 			return n
 		}
 	}
@@ -129,12 +156,15 @@ func (c *testCluster) alive() string {
 	return ""
 }
 
-// kill shuts server name down, without handing its leaderships over.
+// kill cuts server name off from its peers and clients for good, without
+// a word: its connections close on the far side of the proxies, and new
+// ones are refused. The server itself runs on, alone, until the test ends.
 func (c *testCluster) kill(name string) {
-	s := c.servers[name]
-	c.servers[name] = nil
-	s.Shutdown()
-	s.WaitForShutdown()
+	c.down[name] = true
+	c.clients[name].close()
+	for _, px := range c.routes[name] {
+		px.freeze()
+	}
 }
 
 // streamLeader waits until stream has a leader other than not, and

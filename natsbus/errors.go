@@ -30,8 +30,7 @@ var (
 	// ErrBadHeader or ErrContentType) its headers are unusable.
 	ErrDecode = errors.New("natsbus: cannot decode payload")
 	// ErrBadHeader is reported, wrapped with ErrDecode, for an inbound
-	// message whose header block the NATS client could not parse (core
-	// mode; in JetStream mode the client hides it, see the README).
+	// message whose header block the NATS client could not parse.
 	ErrBadHeader = errors.New("natsbus: malformed header block")
 	// ErrContentType is reported, wrapped with ErrDecode, for an inbound
 	// message whose Content-Type names another media type than the

@@ -241,3 +241,20 @@ func TestJetStreamInboundMemoryIsBoundedInBytes(t *testing.T) {
 	consumerSettled(t, r.stream, "d")
 	assert.Equal(t, uint64(total), r.b.Stats().Received)
 }
+
+// A stored message whose header block nats.go cannot parse is refused as
+// such in JetStream mode too (nats.go's consumer used to hand it over as
+// a message without headers).
+func TestJetStreamMalformedHeaderBlockIsRefused(t *testing.T) {
+	r := newJSReceiver(t, natsbus.JetStreamConfig{})
+	publishRaw(t, r.ts, "in.badheader", "GARBAGE\r\nno colon\r\n\r\n", `{"id":1}`)
+	r.good(t, 2)
+	assert.Equal(t, 2, receive(t, r.got).Data.ID)
+	err := r.errs.next(t)
+	assert.ErrorIs(t, err, natsbus.ErrBadHeader)
+	assert.ErrorContains(t, err, `"in.badheader"`)
+	consumerSettled(t, r.stream, "d")
+	st := r.b.Stats()
+	assert.Equal(t, uint64(1), st.DecodeErrors, "%+v", st)
+	assert.Equal(t, uint64(1), st.Terminated, "%+v", st)
+}

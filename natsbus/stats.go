@@ -43,10 +43,12 @@ type Stats struct {
 	// (core: queued with Emit; JetStream: handled and acknowledged).
 	Received uint64
 	// DecodeErrors counts inbound messages the bridge could not turn into
-	// an event: payloads the codec rejected, subjects that are not valid
-	// event names, malformed header blocks (core mode) and an unexpected
-	// Content-Type. Each was reported with an error wrapping ErrDecode or
-	// ErrInvalidSubject.
+	// an event: payloads the codec rejected (empty ones included, whatever
+	// their headers), subjects that are not valid event names, malformed
+	// header blocks, an unexpected Content-Type, and messages on a
+	// JetStream bridge's pull subscription that are not JetStream
+	// deliveries. Each was reported with an error wrapping ErrDecode or
+	// ErrInvalidSubject; in JetStream mode each stored one was terminated.
 	DecodeErrors uint64
 	// ListenerErrors counts inbound deliveries that a local listener
 	// failed (JetStream) or the EventManager refused (core).

@@ -151,9 +151,14 @@ func TestClusterStreamLeaderFailover(t *testing.T) {
 // leader's node, or the consumer leader's.
 func clusterFailover(t *testing.T, killConsumerLeader bool) {
 	const hb = time.Second // the default Heartbeat
+	began := time.Now()
 	c := startCluster(t, 3)
+	t.Logf("cluster up after %v", time.Since(began))
 	set := &natsbus.StreamSettings{Replicas: 3, Storage: jetstream.FileStorage}
-	consumerCfg := natsbus.JetStreamConfig{Stream: "SHOP", Durable: "workers", Provision: set}
+	// Messages the cut-off node had sent to a pull and that never arrived
+	// are redelivered after AckWait: shortened from 30s so that the test
+	// does not wait for them that long. Everything else is the default.
+	consumerCfg := natsbus.JetStreamConfig{Stream: "SHOP", Durable: "workers", Provision: set, AckWait: 5 * time.Second}
 
 	type delivery struct {
 		id int
@@ -182,6 +187,7 @@ func clusterFailover(t *testing.T, killConsumerLeader bool) {
 	admin, err := jetstream.New(c.connect(t, c.names[0]))
 	require.NoError(t, err)
 	leader := streamLeader(t, admin, "SHOP", "")
+	t.Logf("bridges up after %v", time.Since(began))
 
 	mP := newManager(t)
 	errsP := newErrorLog()
@@ -252,6 +258,7 @@ func clusterFailover(t *testing.T, killConsumerLeader bool) {
 		return true
 	}, 60*time.Second, 10*time.Millisecond, "every consumer receives events after the election")
 	close(stop)
+	t.Logf("every consumer resumed %v after the start", time.Since(began))
 	require.NoError(t, receive(t, sent))
 	total := int(emitted.Load())
 	require.NoError(t, mP.Flush(ctx))

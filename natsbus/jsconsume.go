@@ -175,23 +175,28 @@ func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, timeout bool) {
 			return msg, false
 		}
 		c.mu.Unlock()
-		var poll <-chan time.Time
+		var (
+			poll *time.Timer
+			tick <-chan time.Time
+		)
 		if c.ctx.Err() != nil {
 			if !c.draining.Load() || !c.sub.IsValid() {
 				return nil, false
 			}
 			// Draining: nats.go closes the subscription once it has
 			// handed over what it buffered; it does not say when.
-			t := time.NewTimer(10 * time.Millisecond)
-			defer t.Stop()
-			poll, timer = t.C, nil
+			poll = time.NewTimer(10 * time.Millisecond)
+			tick, timer = poll.C, nil
 		}
 		select {
 		case <-c.wake:
-		case <-poll:
+		case <-tick:
 		case <-timer:
 			return nil, true
 		case <-c.ctxDone():
+		}
+		if poll != nil {
+			poll.Stop()
 		}
 	}
 }

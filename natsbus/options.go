@@ -246,7 +246,9 @@ type JetStreamConfig struct {
 	// PullMaxBytes of messages (as the server counts them: subjects,
 	// headers and payload), plus the one being handled. It is raised to
 	// the server's max payload plus 8 KiB if lower, so that every message
-	// fits. Default 4 MiB.
+	// fits. (A pull given up for lost, after two missed heartbeats, may
+	// still deliver if it was only slow; the bound is then twice as
+	// high until it is over.) Default 4 MiB.
 	PullMaxBytes int
 	// PullExpiry is how long one pull waits on the server for messages
 	// before the bridge sends another. Default 10s.

@@ -234,6 +234,9 @@ func (c *jsConsumer) run() {
 	for {
 		if c.ctx.Err() == nil && waitLeader {
 			if !c.waitLeader() {
+				if c.nc.IsClosed() {
+					return // for good: nothing more can arrive
+				}
 				continue // stopping: deliver what is buffered (Drain)
 			}
 			waitLeader = false
@@ -251,6 +254,8 @@ func (c *jsConsumer) run() {
 		}
 		msg, timeout := c.nextMsg(wait)
 		switch {
+		case timeout && c.nc.IsClosed():
+			return // for good: nothing more can arrive
 		case timeout:
 			// The server sends a heartbeat to a pending pull every
 			// heartbeat interval: the pull (or its server) is gone.
@@ -352,6 +357,9 @@ func (c *jsConsumer) pull() error {
 // and again does not spin.
 func (c *jsConsumer) waitLeader() bool {
 	for {
+		if c.nc.IsClosed() {
+			return false
+		}
 		if c.fails > 1 {
 			t := time.NewTimer(min(10*time.Millisecond<<min(c.fails-2, 6), 500*time.Millisecond))
 			select {

@@ -368,8 +368,9 @@ func (p *jsPublisher) check() {
 // resendAll sends every unresolved publish again after a reconnect, with
 // the same message (and so the same Nats-Msg-Id), and restarts its ack
 // timer. Whatever was sent before the connection dropped may or may not
-// have been stored; the stream's duplicate window sorts it out. These
-// resends do not use up PublishAttempts.
+// have been stored; the stream's duplicate window sorts it out. Each such
+// resend counts as a send (PublishAttempts) and gets a whole AckTimeout,
+// past the end of the retry budget if need be.
 func (p *jsPublisher) resendAll(now time.Time) {
 	var resend []*nats.Msg
 	p.mu.Lock()

@@ -258,3 +258,51 @@ func TestJetStreamMalformedHeaderBlockIsRefused(t *testing.T) {
 	assert.Equal(t, uint64(1), st.DecodeErrors, "%+v", st)
 	assert.Equal(t, uint64(1), st.Terminated, "%+v", st)
 }
+
+// With WithSyncInbound, what a core bridge holds for a stuck listener is
+// bounded by the pending limits (issue 19 point 8: the bridge drained
+// nats.go's buffer into the EventManager's queue, 4,096 events per listener,
+// so WithPendingLimits bounded nothing): past them nats.go drops, and every
+// drop is counted.
+func TestCoreSyncInboundIsBoundedByPendingLimits(t *testing.T) {
+	const (
+		size  = 128 << 10
+		total = 30
+		limit = 1 << 20 // 8 messages
+	)
+	ts := startServer(t)
+	nc, pub := connect(t, ts), connect(t, ts)
+	m := newManager(t)
+	errs := newErrorLog()
+	b := newBridge(t, m, nc, natsbus.Inbound("in.>"), natsbus.WithSyncInbound(),
+		natsbus.WithPendingLimits(1000, limit), natsbus.WithErrorHandler(errs.handle))
+	entered := make(chan struct{}, total)
+	release := make(chan struct{})
+	_, err := m.RegisterListener("in.>", func(context.Context, eventbus.Event[order]) error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	})
+	require.NoError(t, err)
+	blob := strings.Repeat("x", size)
+	for i := range total {
+		require.NoError(t, pub.Publish(fmt.Sprintf("in.big.%d", i), fmt.Appendf(nil, `{"id":%d,"blob":%q}`, i, blob)))
+		if i == 0 {
+			require.NoError(t, pub.Flush())
+			receive(t, entered) // the listener holds the first message
+		}
+	}
+	require.NoError(t, pub.Flush())
+	require.Eventually(t, func() bool { return nc.Stats().InMsgs >= total }, 20*time.Second, time.Millisecond,
+		"every message reached the receiving client")
+	close(release)
+	require.Eventually(t, func() bool {
+		st := b.Stats()
+		return st.Received+st.Dropped == total
+	}, 20*time.Second, time.Millisecond, "every message delivered or counted as dropped")
+	st := b.Stats()
+	// At most the pending limit (8 messages) waited in nats.go, plus the
+	// one being handled; the others were dropped.
+	assert.GreaterOrEqual(t, st.Dropped, uint64(total-limit/size-1), "%+v", st)
+	assert.ErrorIs(t, errs.next(t), natsbus.ErrSlowConsumer)
+}

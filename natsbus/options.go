@@ -47,6 +47,7 @@ type options struct {
 	queue        string
 	pendingMsgs  int
 	pendingBytes int
+	syncInbound  bool
 	js           *JetStreamConfig
 }
 
@@ -161,6 +162,29 @@ func WithPendingLimits(msgs, bytes int) Option {
 			return configErr("pending limits must be non-zero")
 		}
 		o.pendingMsgs, o.pendingBytes = msgs, bytes
+		return nil
+	})
+}
+
+// WithSyncInbound makes a core-mode bridge deliver each inbound message
+// with EmitSync, in the subscription's callback, instead of handing it to
+// the EventManager's workers with Emit. Memory held for inbound messages
+// is then bounded by the pending limits (WithPendingLimits) plus one
+// message per Inbound pattern being handled: past the limits nats.go drops
+// messages, counted in Stats.Dropped and reported with ErrSlowConsumer.
+// Without it, Emit queues up to the EventManager's queue size (4096 per
+// listener by default) of decoded events on top of the pending limits, and
+// the bridge cannot bound that in bytes (see the README).
+//
+// The price: a pattern's messages are handled one at a time, in order, on
+// nats.go's goroutine for its subscription, and the listeners' delivery
+// modes (Ordered, Concurrency, Retry, ...) do not apply, as with any
+// EmitSync; a listener's error is reported as a *MessageError wrapping
+// ErrEmit and counted in Stats.ListenerErrors. It has no effect in
+// JetStream mode, which always works this way, within PullMaxBytes.
+func WithSyncInbound() Option {
+	return optionFunc(func(o *options) error {
+		o.syncInbound = true
 		return nil
 	})
 }

@@ -287,8 +287,10 @@ func clusterFailover(t *testing.T, killConsumerLeader bool) {
 	for i, l := range logs {
 		first := firstAfter(i)
 		// The bound: the leaders are back, plus two heartbeats for a pull
-		// lost with the node, plus an allowance for a loaded machine.
-		assert.Less(t, first.Sub(elected), 2*hb+3*time.Second, "consumer %d (on %s) resumed", i, c.names[i])
+		// lost with the node, plus an allowance for a loaded machine and
+		// for the server's share-out among the three consumers' pulls.
+		// (Before issue 19: 20s and more.)
+		assert.Less(t, first.Sub(elected), 2*hb+5*time.Second, "consumer %d (on %s) resumed", i, c.names[i])
 		t.Logf("consumer %d on %s: %d deliveries, first %v after the leaders were back; restarts %d",
 			i, c.names[i], len(l), first.Sub(elected), consumers[i].Stats().ConsumerRestarts)
 	}

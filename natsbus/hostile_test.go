@@ -306,3 +306,26 @@ func TestCoreSyncInboundIsBoundedByPendingLimits(t *testing.T) {
 	assert.GreaterOrEqual(t, st.Dropped, uint64(total-limit/size-1), "%+v", st)
 	assert.ErrorIs(t, errs.next(t), natsbus.ErrSlowConsumer)
 }
+
+// A consumer loop that is interrupted (here: its durable consumer is
+// deleted under it, and made again) reports it and resumes by itself
+// (issue 19 points 3 and 5: nats.go's consume loop stopped for good).
+func TestJetStreamConsumerResumesAfterInterruption(t *testing.T) {
+	r := newJSReceiver(t, natsbus.JetStreamConfig{})
+	r.good(t, 1)
+	assert.Equal(t, 1, receive(t, r.got).Data.ID)
+	consumerSettled(t, r.stream, "d")
+	ctx := ctxTimeout(t, 20*time.Second)
+	c, err := r.stream.Consumer(ctx, "d")
+	require.NoError(t, err)
+	cfg := c.CachedInfo().Config
+	require.NoError(t, r.stream.DeleteConsumer(ctx, "d"))
+	assert.ErrorIs(t, r.errs.next(t), natsbus.ErrConsumerInterrupted, "reported")
+
+	cfg.DeliverPolicy = jetstream.DeliverNewPolicy // as an operator would, to skip what was handled
+	_, err = r.stream.CreateConsumer(ctx, cfg)
+	require.NoError(t, err)
+	r.good(t, 2)
+	assert.Equal(t, 2, receive(t, r.got).Data.ID, "resumed")
+	assert.Positive(t, r.b.Stats().ConsumerRestarts)
+}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/eventbus-go/eventbus"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -40,7 +39,7 @@ type Bridge[T any] struct {
 
 	listeners []*eventbus.Listener
 	subs      []*coreSub
-	consumer  jetstream.ConsumeContext
+	consumer  *jsConsumer
 	pub       *jsPublisher
 	closedEv  chan nats.Status // CLOSED events of the connection, for shutdown waits
 

@@ -227,7 +227,7 @@ func TestCoreContextValuesTravelInHeaders(t *testing.T) {
 	assert.Equal(t, "a.b", msg.Header.Get(natsbus.HeaderName))
 	assert.Empty(t, msg.Header.Get(natsbus.HeaderContentType), "JSON is the default: no Content-Type")
 	assert.Equal(t, "req-42", msg.Header.Get("Correlation-Id"))
-	assert.Len(t, msg.Header.Get(natsbus.HeaderID), 22)
+	assert.Len(t, msg.Header.Get(natsbus.HeaderID), 28)
 	assert.NotEmpty(t, msg.Header.Get(natsbus.HeaderOrigin))
 	assert.Empty(t, msg.Header.Get("Nats-Msg-Id"), "core mode sends no de-duplication ID")
 }

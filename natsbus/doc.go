@@ -20,12 +20,20 @@
 //     are sent again with the same ID when the acknowledgement is lost or
 //     the connection comes back; a publish whose acknowledgement never came
 //     is reported as outcome unknown ([ErrAckTimeout], [Stats.Unconfirmed]).
-//     Inbound messages are acknowledged only after every local listener
-//     returned nil.
+//     Publishes ride out a stream leader election within a time budget
+//     (JetStreamConfig.PublishTimeout). Inbound messages are pulled by the
+//     bridge itself, within a byte bound (PullMaxBytes), and acknowledged
+//     only after every local listener returned nil; a consumer that loses
+//     its leader waits for the next one and resumes
+//     ([ErrConsumerInterrupted]). JetStreamConfig.Provision creates or
+//     updates the stream.
 //
 // Inbound messages the bridge cannot or will not deliver (undecodable,
 // malformed headers, an unexpected Content-Type, a forged origin) are
-// counted and reported to the error handler, never dropped silently.
+// counted and reported to the error handler, never dropped silently; in
+// JetStream mode they are also terminated. No stored message, whatever its
+// shape, is taken for a server reply. Event IDs (also the Nats-Msg-Id) are
+// random, so they cannot be guessed from the ones seen.
 // [Bridge.Drain] publishes every outbound event the EventManager accepted
 // before it; [Bridge.Close] reports each one it no longer publishes.
 //

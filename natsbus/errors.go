@@ -30,8 +30,7 @@ var (
 	// ErrBadHeader or ErrContentType) its headers are unusable.
 	ErrDecode = errors.New("natsbus: cannot decode payload")
 	// ErrBadHeader is reported, wrapped with ErrDecode, for an inbound
-	// message whose header block the NATS client could not parse (core
-	// mode; in JetStream mode the client hides it, see the README).
+	// message whose header block the NATS client could not parse.
 	ErrBadHeader = errors.New("natsbus: malformed header block")
 	// ErrContentType is reported, wrapped with ErrDecode, for an inbound
 	// message whose Content-Type names another media type than the
@@ -48,17 +47,32 @@ var (
 	// messages because the local side could not keep up (core mode).
 	ErrSlowConsumer = errors.New("natsbus: slow consumer, messages dropped")
 	// ErrAckTimeout is reported when the outcome of a JetStream publish is
-	// unknown: it was sent, but no acknowledgement came after every
-	// attempt (PublishAttempts, each waiting AckTimeout while connected),
-	// or before the connection or the bridge closed. The server may well
+	// unknown: it was sent, but no acknowledgement came within its retry
+	// budget (JetStreamConfig.PublishTimeout, counted while connected)
+	// while some send may have been stored (its ack never came, or the
+	// server had it "in process"), or before the connection or the bridge
+	// closed. The message says what the sends met. The server may well
 	// have stored the message: a resend with the same Nats-Msg-Id within
 	// the stream's duplicate window would not store it twice. Such
 	// publishes are counted in Stats.Unconfirmed, apart from the known
 	// failures in Stats.PublishErrors.
 	ErrAckTimeout = errors.New("natsbus: publish outcome unknown: no acknowledgement")
 	// ErrPublishRejected is reported when JetStream answered a publish with
-	// an error (for example: no stream captures the subject).
+	// an error that means it was not stored (for example: the message is
+	// too large for the stream), or when every send of a publish was
+	// refused for its whole retry budget ("no responders": no stream
+	// captures the subject, or it had no leader that long). Answers that
+	// mean "try again" (no responders, temporarily unavailable, duplicate
+	// message ID in process) are retried within the budget first.
 	ErrPublishRejected = errors.New("natsbus: publish rejected by server")
+	// ErrConsumerInterrupted is reported when a JetStream bridge's
+	// consumer stopped receiving and starts over: its pull was answered
+	// "no responders" or "leadership change", two heartbeats were missed,
+	// the consumer had no leader, or the server refused a pull. The bridge
+	// waits for the consumer's leader and pulls again by itself; the
+	// report (one per interruption, counted in Stats.ConsumerRestarts)
+	// is for the operator.
+	ErrConsumerInterrupted = errors.New("natsbus: JetStream consumer interrupted, resuming")
 	// ErrMaxDeliver is reported when an inbound JetStream message failed in
 	// local listeners on every allowed delivery and was terminated.
 	ErrMaxDeliver = errors.New("natsbus: delivery attempts exhausted")

@@ -1,6 +1,10 @@
 package natsbus
 
-import "time"
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
 
 // Test hooks into the JetStream publisher of a bridge with outbound
 // patterns in JetStream mode.
@@ -22,3 +26,7 @@ func FlushWaiters[T any](b *Bridge[T]) int {
 	defer b.pub.mu.Unlock()
 	return len(b.pub.waiters)
 }
+
+// SetAckHook makes the publisher pass every ack through f first; f may
+// return another message, or nil to drop it.
+func SetAckHook[T any](b *Bridge[T], f func(*nats.Msg) *nats.Msg) { b.pub.ackHook.Store(&f) }

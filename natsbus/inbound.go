@@ -91,7 +91,9 @@ func (b *Bridge[T]) checkDropped(cs *coreSub) {
 // coreHandler returns the message callback for inbound pattern i. Core mode
 // emits with Emit, so listeners run on the EventManager's workers; when its
 // queue is full the callback waits, NATS buffers, and past the pending
-// limits the client drops (counted and reported).
+// limits the client drops (counted and reported). With WithSyncInbound it
+// emits with EmitSync, so that nothing is held beyond the pending limits
+// but the message being handled.
 //
 // Without a queue group, a message matching several inbound patterns
 // arrives once per subscription, and only the subscription of the first
@@ -115,7 +117,11 @@ func (b *Bridge[T]) coreHandler(i int, cs *coreSub) nats.MsgHandler {
 		if !ok {
 			return
 		}
-		if err := b.m.Emit(ev.ctx, ev.name, ev.data); err != nil {
+		emit := b.m.Emit
+		if b.o.syncInbound {
+			emit = b.m.EmitSync
+		}
+		if err := emit(ev.ctx, ev.name, ev.data); err != nil {
 			b.st.listenerErrors.Add(1)
 			b.report(&MessageError{Subject: msg.Subject, ID: ev.id, Delivered: 1, Err: fmt.Errorf("%w: %w", ErrEmit, err)})
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,11 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 	js, err := jetstream.New(b.nc)
 	if err != nil {
 		return fmt.Errorf("natsbus: JetStream: %w", err)
+	}
+	if cfg.Provision != nil {
+		if err := provisionStream(ctx, js, cfg.Stream, cfg.Provision, b.o.bridgeSubjects()); err != nil {
+			return err
+		}
 	}
 	stream, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
@@ -73,21 +79,15 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 		} else {
 			cc.FilterSubjects = filters
 		}
-		cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
-		if err != nil {
+		if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc); err != nil {
 			return fmt.Errorf("natsbus: JetStream consumer %q on stream %q: %w", cfg.Durable, cfg.Stream, err)
 		}
-		consume, err := cons.Consume(b.jsHandler,
-			jetstream.PullMaxMessages(cfg.PullBatch),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				// Missed heartbeats, pull errors and the like: the
-				// consumer keeps going, but the user should know.
-				b.report(fmt.Errorf("natsbus: JetStream consumer %q: %w", cfg.Durable, err))
-			}))
-		if err != nil {
-			return fmt.Errorf("natsbus: JetStream consume %q: %w", cfg.Durable, err)
+		c := newJSConsumer(b.nc, js, cfg)
+		c.handle, c.refuse, c.report, c.restarts = b.jsHandler, b.refuseJS, b.report, &b.st.consumerRestarts
+		if err := c.start(); err != nil {
+			return err
 		}
-		b.consumer = consume
+		b.consumer = c
 	}
 	if len(b.o.outbound) > 0 {
 		b.pub, err = newJSPublisher(b.nc, cfg, &b.st, b.report)
@@ -105,55 +105,64 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 // ErrMaxDeliver and terminated, so that one poison message cannot block
 // the consumer forever. Messages that cannot be decoded are terminated at
 // once: redelivering them cannot help.
-func (b *Bridge[T]) jsHandler(msg jetstream.Msg) {
+func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata) {
 	if !b.enterInbound() {
 		return // not acked: redelivered after AckWait
 	}
 	defer b.inActive.Done()
 	cfg := b.o.js
-	delivered := uint64(1)
-	if md, err := msg.Metadata(); err == nil {
-		delivered = md.NumDelivered
-	}
+	delivered := max(md.NumDelivered, 1)
 	if delivered > 1 {
 		b.st.redelivered.Add(1)
 	}
-	nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
-	ev, ok, bad := b.decodeInbound(nm, nil, delivered)
+	ev, ok, bad := b.decodeInbound(msg, nil, delivered)
 	if !ok {
 		if bad != nil {
 			// Redelivering cannot help: bad input, or a forged origin.
 			b.st.terminated.Add(1)
-			b.ackOp(nm, delivered, msg.TermWithReason(bad.Error()))
+			b.ackOp(msg, delivered, termMsg(b.nc, msg, bad.Error()))
 		} else {
-			b.ackOp(nm, delivered, msg.Ack()) // our own message: nothing to do
+			b.ackOp(msg, delivered, ackMsg(b.nc, msg)) // our own message: nothing to do
 		}
 		return
 	}
 
-	ka := startKeepAlive(msg, cfg.AckWait/2, func(err error) { b.ackOp(nm, delivered, err) })
+	ka := startKeepAlive(cfg.AckWait/2, func() error { return inProgress(b.nc, msg) },
+		func(err error) { b.ackOp(msg, delivered, err) })
 	err := b.m.EmitSync(ev.ctx, ev.name, ev.data)
 	ka.stop()
 
 	switch {
 	case err == nil:
 		b.st.received.Add(1)
-		b.ackOp(nm, delivered, msg.Ack())
+		b.ackOp(msg, delivered, ackMsg(b.nc, msg))
 	case b.life.Err() != nil || errors.Is(err, eventbus.ErrClosed):
 		// Shutting down (here or in the EventManager): hand the message
 		// back without spending one of its deliveries on our own exit.
 		b.st.naked.Add(1)
-		b.ackOp(nm, delivered, msg.Nak())
+		b.ackOp(msg, delivered, nakMsg(b.nc, msg, 0))
 	case delivered >= uint64(cfg.MaxDeliver):
 		b.st.listenerErrors.Add(1)
 		b.st.terminated.Add(1)
-		b.report(&MessageError{Subject: nm.Subject, ID: ev.id, Delivered: delivered,
+		b.report(&MessageError{Subject: msg.Subject, ID: ev.id, Delivered: delivered,
 			Err: fmt.Errorf("%w (%d): %w", ErrMaxDeliver, delivered, err)})
-		b.ackOp(nm, delivered, msg.TermWithReason(ErrMaxDeliver.Error()))
+		b.ackOp(msg, delivered, termMsg(b.nc, msg, ErrMaxDeliver.Error()))
 	default:
 		b.st.listenerErrors.Add(1)
 		b.st.naked.Add(1)
-		b.ackOp(nm, delivered, msg.NakWithDelay(cfg.NakDelay))
+		b.ackOp(msg, delivered, nakMsg(b.nc, msg, cfg.NakDelay))
+	}
+}
+
+// refuseJS counts and reports a message on the consumer's subscription
+// that is not a JetStream delivery the bridge can handle. A stored message
+// (it has an ack subject) is terminated, so that it is not redelivered.
+func (b *Bridge[T]) refuseJS(msg *nats.Msg, err error) {
+	b.st.decodeErrors.Add(1)
+	b.report(&MessageError{Subject: msg.Subject, ID: msg.Header.Get(HeaderID), Err: err})
+	if strings.HasPrefix(msg.Reply, _jsAckPrefix) {
+		b.st.terminated.Add(1)
+		b.ackOp(msg, 0, termMsg(b.nc, msg, err.Error()))
 	}
 }
 
@@ -175,7 +184,7 @@ type keepAlive struct {
 	t       *time.Timer
 }
 
-func startKeepAlive(msg jetstream.Msg, every time.Duration, onErr func(error)) *keepAlive {
+func startKeepAlive(every time.Duration, send func() error, onErr func(error)) *keepAlive {
 	k := &keepAlive{}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -185,7 +194,7 @@ func startKeepAlive(msg jetstream.Msg, every time.Duration, onErr func(error)) *
 		if k.stopped {
 			return
 		}
-		if err := msg.InProgress(); err != nil {
+		if err := send(); err != nil {
 			onErr(err)
 		}
 		k.t.Reset(every)

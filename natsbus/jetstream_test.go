@@ -125,7 +125,7 @@ func TestJetStreamServerRestartLosesNothing(t *testing.T) {
 		}))
 	newBridge(t, mB, ncB, natsbus.Inbound("orders.>"),
 		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "ORDERS", Durable: "fulfil", AckWait: time.Second}),
-		natsbus.WithErrorHandler(func(error) {})) // missed heartbeats while the server is away
+		natsbus.WithErrorHandler(func(error) {})) // interruptions while the server is away
 
 	var (
 		mu        sync.Mutex

@@ -34,8 +34,9 @@ type jsPublisher struct {
 	status     chan nats.Status // connection events; they wake run
 	slots      chan struct{}    // one token per publish in flight
 	ackTimeout time.Duration
-	retryWait  time.Duration
-	attempts   int
+	retryWait  time.Duration // first pause after a refusal; doubles up to _maxRetryWait
+	budget     time.Duration // PublishTimeout
+	attempts   int           // 0: no limit but the budget
 	st         *counters
 	report     func(error)
 
@@ -53,6 +54,7 @@ type jsPublisher struct {
 	skew      atomic.Int64
 	checks    atomic.Uint64
 	afterTake atomic.Pointer[func()]
+	ackHook   atomic.Pointer[func(*nats.Msg) *nats.Msg]
 
 	aborted   chan struct{}
 	abortOnce sync.Once
@@ -64,11 +66,31 @@ type pendingPub struct {
 	seq      uint64
 	msg      *nats.Msg
 	name, id string
-	sent     int       // sends counted against PublishAttempts
-	deadline time.Time // when to resend (or give up)
-	noResp   bool      // the last send was answered "no responders": not stored
-	unknown  bool      // some send may have been stored: its ack never came
-	settling bool      // outcome being counted; entry removed after that
+	sent     int           // sends, resends on reconnect included
+	deadline time.Time     // when to resend (or give up)
+	giveUp   time.Time     // end of the retry budget
+	awaiting bool          // the last send awaits its ack (else: a pause after a refusal)
+	backoff  time.Duration // next pause after a refusal
+	unknown  bool          // some send may have been stored: its ack never came, or the server had it in process
+	settling bool          // outcome being counted; entry removed after that
+
+	// What the sends met, for the report when the budget is spent.
+	timeouts, noResp, inProcess, unavailable int
+}
+
+// summary says what the sends of a publish met.
+func (pp *pendingPub) summary() string {
+	parts := []string{fmt.Sprintf("%d sends", pp.sent)}
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(pp.timeouts, "without an ack in time")
+	add(pp.noResp, `answered "no responders"`)
+	add(pp.unavailable, "answered JetStream unavailable")
+	add(pp.inProcess, `answered "duplicate message id is in process"`)
+	return strings.Join(parts, ", ")
 }
 
 type flushWaiter struct {
@@ -76,7 +98,19 @@ type flushWaiter struct {
 	ch   chan struct{}
 }
 
-var errNoResponders = fmt.Errorf("%w: no stream responded (is the subject captured by the stream, and is JetStream up?)", ErrPublishRejected)
+// _maxRetryWait caps the pause between resends after refusals.
+const _maxRetryWait = time.Second
+
+// JetStream API error codes the publisher treats as "try again".
+const (
+	// _errCodeInProcess: "duplicate message id is in process": a send with
+	// the same Nats-Msg-Id is being stored (for example one sent before a
+	// reconnect). Its outcome is pending, not failed.
+	_errCodeInProcess = 10158
+	// _codeUnavailable: the HTTP-like code of JetStream's "temporarily
+	// unavailable" answers (no leader, cluster not available, ...).
+	_codeUnavailable = 503
+)
 
 func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report func(error)) (*jsPublisher, error) {
 	p := &jsPublisher{
@@ -85,6 +119,7 @@ func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report fu
 		slots:      make(chan struct{}, cfg.MaxInFlight),
 		ackTimeout: cfg.AckTimeout,
 		retryWait:  cfg.RetryWait,
+		budget:     cfg.PublishTimeout,
 		attempts:   cfg.PublishAttempts,
 		st:         st,
 		report:     report,
@@ -101,7 +136,7 @@ func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report fu
 	}
 	p.sub = sub
 	p.status = nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
-	tick := min(p.ackTimeout, p.retryWait) / 4
+	tick := min(p.ackTimeout, p.retryWait) / 2
 	tick = max(5*time.Millisecond, min(tick, 250*time.Millisecond))
 	go p.run(tick)
 	return p, nil
@@ -129,9 +164,10 @@ func (p *jsPublisher) publish(ctx context.Context, msg *nats.Msg, name, id strin
 	p.seq++
 	token := strconv.FormatUint(p.seq, 36)
 	msg.Reply = p.prefix + token
+	now := p.now()
 	p.pending[token] = &pendingPub{
-		seq: p.seq, msg: msg, name: name, id: id, sent: 1,
-		deadline: p.now().Add(p.ackTimeout),
+		seq: p.seq, msg: msg, name: name, id: id, sent: 1, awaiting: true, backoff: p.retryWait,
+		deadline: now.Add(p.ackTimeout), giveUp: now.Add(p.budget),
 	}
 	p.mu.Unlock()
 	if err := p.nc.PublishMsg(msg); err != nil {
@@ -160,16 +196,30 @@ type pubAckResponse struct {
 
 func (p *jsPublisher) onAck(m *nats.Msg) {
 	token := strings.TrimPrefix(m.Subject, p.prefix)
-	if len(m.Data) == 0 && m.Header.Get(headerStatus) == "503" {
-		// No responders: the stream is not there (yet). Resend after
-		// RetryWait, within the same attempt budget.
-		p.mu.Lock()
-		if pp := p.pending[token]; pp != nil && !pp.settling {
-			pp.deadline = p.now().Add(p.retryWait)
-			pp.noResp = true
+	if f := p.ackHook.Load(); f != nil {
+		if m = (*f)(m); m == nil {
+			return
 		}
-		p.mu.Unlock()
+	}
+	if len(m.Data) == 0 && m.Header.Get(headerStatus) == "503" {
+		// No responders: no stream leader (yet), nothing was stored.
+		p.retryLater(token, func(pp *pendingPub) { pp.noResp++ })
 		return
+	}
+	var r pubAckResponse
+	err := json.Unmarshal(m.Data, &r)
+	if err == nil && r.Error != nil {
+		switch {
+		case r.Error.ErrCode == _errCodeInProcess:
+			// Pending, not failed: the server holds a send with this ID
+			// and has not decided yet. Ask again, same Nats-Msg-Id,
+			// until it answers with the ack (a duplicate) or an error.
+			p.retryLater(token, func(pp *pendingPub) { pp.inProcess++; pp.unknown = true })
+			return
+		case r.Error.Code == _codeUnavailable:
+			p.retryLater(token, func(pp *pendingPub) { pp.unavailable++ })
+			return
+		}
 	}
 	pp := p.claim(token)
 	if pp == nil {
@@ -178,8 +228,7 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 	if f := p.afterTake.Load(); f != nil {
 		(*f)()
 	}
-	var r pubAckResponse
-	switch err := json.Unmarshal(m.Data, &r); {
+	switch {
 	case err != nil:
 		p.fail(pp, fmt.Errorf("%w: invalid ack: %w", ErrPublishRejected, err))
 	case r.Error != nil:
@@ -195,6 +244,22 @@ func (p *jsPublisher) onAck(m *nats.Msg) {
 	// Only now may a Flush waiting for this publish return: its outcome
 	// is counted and reported.
 	p.settle(token)
+}
+
+// retryLater records a "try again" answer to a send and schedules the
+// resend after a pause that doubles with each such answer (RetryWait up to
+// _maxRetryWait). The budget is checked when the pause is over.
+func (p *jsPublisher) retryLater(token string, note func(*pendingPub)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp := p.pending[token]
+	if pp == nil || pp.settling || !pp.awaiting {
+		return // resolved, or an answer to an earlier send
+	}
+	note(pp)
+	pp.awaiting = false
+	pp.deadline = p.now().Add(pp.backoff)
+	pp.backoff = min(2*pp.backoff, max(_maxRetryWait, p.retryWait))
 }
 
 // claim marks a pending publish as being settled and returns it, or nil if
@@ -303,8 +368,9 @@ func (p *jsPublisher) check() {
 // resendAll sends every unresolved publish again after a reconnect, with
 // the same message (and so the same Nats-Msg-Id), and restarts its ack
 // timer. Whatever was sent before the connection dropped may or may not
-// have been stored; the stream's duplicate window sorts it out. These
-// resends do not use up PublishAttempts.
+// have been stored; the stream's duplicate window sorts it out. Each such
+// resend counts as a send (PublishAttempts) and gets a whole AckTimeout,
+// past the end of the retry budget if need be.
 func (p *jsPublisher) resendAll(now time.Time) {
 	var resend []*nats.Msg
 	p.mu.Lock()
@@ -312,9 +378,14 @@ func (p *jsPublisher) resendAll(now time.Time) {
 		if pp.settling {
 			continue
 		}
-		pp.unknown = pp.unknown || !pp.noResp
-		pp.noResp = false
+		// A send awaiting its ack when the connection dropped may have
+		// been stored.
+		pp.unknown = pp.unknown || pp.awaiting
+		pp.awaiting = true
+		pp.sent++
 		pp.deadline = now.Add(p.ackTimeout)
+		// The budget does not run out before this send had its chance.
+		pp.giveUp = later(pp.giveUp, pp.deadline)
 		resend = append(resend, pp.msg)
 	}
 	p.mu.Unlock()
@@ -326,10 +397,11 @@ func (p *jsPublisher) resendAll(now time.Time) {
 	}
 }
 
-// scan resends publishes whose ack is overdue, with the same message (and
-// so the same Nats-Msg-Id), and gives up on those out of attempts: as
-// outcome unknown if any send's ack timed out, as rejected if every send
-// was answered "no responders".
+// scan resends publishes whose ack is overdue or whose pause after a
+// refusal is over, with the same message (and so the same Nats-Msg-Id),
+// and gives up on those whose budget is spent: as outcome unknown if any
+// send may have been stored (its ack timed out, or the server had it "in
+// process"), as rejected if every send was refused.
 func (p *jsPublisher) scan(now time.Time) {
 	var resend []*nats.Msg
 	var failed []string
@@ -338,14 +410,17 @@ func (p *jsPublisher) scan(now time.Time) {
 		if pp.settling || now.Before(pp.deadline) {
 			continue
 		}
-		pp.unknown = pp.unknown || !pp.noResp
-		if pp.sent >= p.attempts {
+		if pp.awaiting {
+			pp.timeouts++
+			pp.unknown = true
+		}
+		if !now.Before(pp.giveUp) || (p.attempts > 0 && pp.sent >= p.attempts) {
 			pp.settling = true
 			failed = append(failed, token)
 			continue
 		}
 		pp.sent++
-		pp.noResp = false
+		pp.awaiting = true
 		pp.deadline = now.Add(p.ackTimeout)
 		resend = append(resend, pp.msg)
 	}
@@ -355,9 +430,10 @@ func (p *jsPublisher) scan(now time.Time) {
 		pp := p.pending[token]
 		p.mu.Unlock()
 		if pp.unknown {
-			p.failUnknown(pp, fmt.Errorf("%w after %d attempts of %v", ErrAckTimeout, pp.sent, p.ackTimeout))
+			p.failUnknown(pp, fmt.Errorf("%w within the retry budget (%v): %s", ErrAckTimeout, p.budget, pp.summary()))
 		} else {
-			p.fail(pp, errNoResponders)
+			p.fail(pp, fmt.Errorf("%w: every send refused within the retry budget (%v; is the subject captured by the stream, and is JetStream up?): %s",
+				ErrPublishRejected, p.budget, pp.summary()))
 		}
 		p.settle(token)
 	}
@@ -369,6 +445,13 @@ func (p *jsPublisher) scan(now time.Time) {
 		// Other errors (reconnect buffer full) leave the entry pending:
 		// the next deadline resends it or gives up.
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // failAll gives up on every unresolved publish, as outcome unknown: each

@@ -9,8 +9,9 @@ import (
 
 // Close stops the bridge now. Inbound subscriptions stop: messages buffered
 // in the client are discarded (in JetStream mode they are redelivered
-// later, in core mode they are lost). In JetStream mode the context of
-// inbound listeners still running is cancelled; in core mode inbound
+// later, in core mode they are lost). In JetStream mode (and in core mode
+// with WithSyncInbound) the context of inbound listeners still running is
+// cancelled and Close waits for them; otherwise, in core mode, inbound
 // events already handed to the EventManager belong to it: they still run,
 // with its contexts, which Close cannot cancel.
 //

@@ -10,14 +10,17 @@ import (
 // Defaults used when an option or a JetStreamConfig field is left zero.
 const (
 	_defaultMaxInFlight    = 256
-	_defaultAckTimeout     = 5 * time.Second
-	_defaultPublishTries   = 5
-	_defaultRetryWait      = 250 * time.Millisecond
+	_defaultAckTimeout     = 2 * time.Second
+	_defaultPublishTimeout = 15 * time.Second
+	_defaultRetryWait      = 100 * time.Millisecond
 	_defaultMaxDeliver     = 5
 	_defaultAckWait        = 30 * time.Second
 	_defaultNakDelay       = time.Second
 	_defaultMaxAckPending  = 1000
 	_defaultPullBatch      = 100
+	_defaultPullMaxBytes   = 4 << 20
+	_defaultPullExpiry     = 10 * time.Second
+	_defaultHeartbeat      = time.Second
 	_defaultPendingMsgs    = nats.DefaultSubPendingMsgsLimit
 	_defaultPendingBytes   = nats.DefaultSubPendingBytesLimit
 	_defaultRequestTimeout = 5 * time.Second
@@ -44,6 +47,7 @@ type options struct {
 	queue        string
 	pendingMsgs  int
 	pendingBytes int
+	syncInbound  bool
 	js           *JetStreamConfig
 }
 
@@ -162,6 +166,29 @@ func WithPendingLimits(msgs, bytes int) Option {
 	})
 }
 
+// WithSyncInbound makes a core-mode bridge deliver each inbound message
+// with EmitSync, in the subscription's callback, instead of handing it to
+// the EventManager's workers with Emit. Memory held for inbound messages
+// is then bounded by the pending limits (WithPendingLimits) plus one
+// message per Inbound pattern being handled: past the limits nats.go drops
+// messages, counted in Stats.Dropped and reported with ErrSlowConsumer.
+// Without it, Emit queues up to the EventManager's queue size (4096 per
+// listener by default) of decoded events on top of the pending limits, and
+// the bridge cannot bound that in bytes (see the README).
+//
+// The price: a pattern's messages are handled one at a time, in order, on
+// nats.go's goroutine for its subscription, and the listeners' delivery
+// modes (Ordered, Concurrency, Retry, ...) do not apply, as with any
+// EmitSync; a listener's error is reported as a *MessageError wrapping
+// ErrEmit and counted in Stats.ListenerErrors. It has no effect in
+// JetStream mode, which always works this way, within PullMaxBytes.
+func WithSyncInbound() Option {
+	return optionFunc(func(o *options) error {
+		o.syncInbound = true
+		return nil
+	})
+}
+
 // WithJetStream switches the bridge to JetStream (at-least-once) mode.
 func WithJetStream(cfg JetStreamConfig) Option {
 	return optionFunc(func(o *options) error {
@@ -178,33 +205,48 @@ func WithJetStream(cfg JetStreamConfig) Option {
 // given in their comments.
 type JetStreamConfig struct {
 	// Stream is the stream that captures the outbound subjects and holds
-	// the inbound ones. It must exist; the bridge does not create or
-	// change streams. Required.
+	// the inbound ones. It must exist unless Provision is set. Required.
 	Stream string
 	// Durable is the name of the durable pull consumer the bridge creates
 	// or updates for its inbound patterns. Required when there are inbound
 	// patterns. Bridges sharing a Durable share the work.
 	Durable string
 
+	// Provision, if set, makes New create the stream, or update it, with
+	// the subjects the bridge needs (see StreamSettings). Without it the
+	// stream must exist and capture the outbound subjects.
+	Provision *StreamSettings
+
 	// MaxInFlight bounds outbound publishes awaiting the server's ack.
 	// When it is reached, the outbound listener waits, which pushes back
-	// on Emit. Default 256.
+	// on Emit: this is the only way a JetStream publish blocks the
+	// emitter. Default 256.
 	MaxInFlight int
+	// PublishTimeout is the retry budget of a publish: for this long after
+	// its first send, a publish whose ack does not come (AckTimeout), or
+	// that the server refuses for now ("no responders", JetStream
+	// temporarily unavailable, or "duplicate message id is in process"),
+	// is sent again with the same Nats-Msg-Id, pausing RetryWait after a
+	// refusal (doubling up to 1s). It covers a stream leader election
+	// (4-9s with nats-server's defaults). Once it is spent, the publish is
+	// reported at its next deadline (so at most PublishTimeout +
+	// AckTimeout after the first send): with ErrAckTimeout (outcome
+	// unknown) if some send may have been stored, else with
+	// ErrPublishRejected. Time while disconnected does not count: after a
+	// reconnect every unacknowledged publish is sent again at once and
+	// gets at least AckTimeout more. Default 15s.
+	PublishTimeout time.Duration
 	// AckTimeout is how long to wait for a publish ack before sending the
-	// same message again (same Nats-Msg-Id). Only time while connected
-	// counts: when the connection comes back after an outage, every
-	// unacknowledged publish is sent again at once and waits AckTimeout
-	// anew. Default 5s.
+	// same message again (same Nats-Msg-Id), within PublishTimeout. Only
+	// time while connected counts. Default 2s.
 	AckTimeout time.Duration
-	// PublishAttempts is how many sends (the first, and resends after an
-	// ack timeout or a "no responders" answer) a publish gets before the
-	// bridge gives up: with ErrAckTimeout (outcome unknown) if any ack
-	// timed out, else with ErrPublishRejected. Resends on reconnect do not
-	// count. Default 5.
+	// PublishAttempts, if positive, also limits the sends of a publish
+	// (resends on reconnect included). Default 0: only PublishTimeout
+	// limits them.
 	PublishAttempts int
-	// RetryWait is the pause before resending after the server answered
-	// that no stream is available (for example while it restarts).
-	// Default 250ms.
+	// RetryWait is the first pause before resending a publish the server
+	// refused for now (see PublishTimeout); it doubles with each refusal,
+	// up to 1s. Default 100ms.
 	RetryWait time.Duration
 
 	// MaxDeliver is how often an inbound message is delivered to local
@@ -220,8 +262,27 @@ type JetStreamConfig struct {
 	// MaxAckPending is the consumer's max-ack-pending. It must be at least
 	// PullBatch. Default 1000.
 	MaxAckPending int
-	// PullBatch is how many messages the client buffers ahead. Default 100.
+	// PullBatch is how many messages one pull asks for: the client buffers
+	// at most this many ahead. Default 100.
 	PullBatch int
+	// PullMaxBytes bounds, in bytes, the messages one pull may bring and
+	// so what the bridge holds in memory ahead of its listeners: at most
+	// PullMaxBytes of messages (as the server counts them: subjects,
+	// headers and payload), plus the one being handled. It is raised to
+	// the server's max payload plus 8 KiB if lower, so that every message
+	// fits. (A pull given up for lost, after two missed heartbeats, may
+	// still deliver if it was only slow; the bound is then twice as
+	// high until it is over.) Default 4 MiB.
+	PullMaxBytes int
+	// PullExpiry is how long one pull waits on the server for messages
+	// before the bridge sends another. Default 10s.
+	PullExpiry time.Duration
+	// Heartbeat is the idle heartbeat the server sends to a waiting pull.
+	// Two heartbeats missed make the bridge wait for the consumer's leader
+	// and pull again (reported with ErrConsumerInterrupted), so a consumer
+	// resumes within about the election time plus 2 x Heartbeat after its
+	// leader dies. At most PullExpiry/2. Default 1s.
+	Heartbeat time.Duration
 	// RequestTimeout bounds the JetStream API calls made by New (stream
 	// lookup, consumer creation) when ctx has no earlier deadline.
 	// Default 5s.
@@ -240,7 +301,10 @@ func (c *JetStreamConfig) setDefaults() error {
 		}
 	}
 	def(&c.MaxInFlight, _defaultMaxInFlight)
-	def(&c.PublishAttempts, _defaultPublishTries)
+	def(&c.PullMaxBytes, _defaultPullMaxBytes)
+	defd(&c.PublishTimeout, _defaultPublishTimeout)
+	defd(&c.PullExpiry, _defaultPullExpiry)
+	defd(&c.Heartbeat, _defaultHeartbeat)
 	def(&c.MaxDeliver, _defaultMaxDeliver)
 	def(&c.MaxAckPending, _defaultMaxAckPending)
 	def(&c.PullBatch, _defaultPullBatch)
@@ -250,10 +314,13 @@ func (c *JetStreamConfig) setDefaults() error {
 	defd(&c.NakDelay, _defaultNakDelay)
 	defd(&c.RequestTimeout, _defaultRequestTimeout)
 	switch {
-	case c.MaxInFlight < 0, c.PublishAttempts < 0, c.MaxDeliver < 0, c.MaxAckPending < 0, c.PullBatch < 0:
+	case c.MaxInFlight < 0, c.PublishAttempts < 0, c.MaxDeliver < 0, c.MaxAckPending < 0, c.PullBatch < 0, c.PullMaxBytes < 0:
 		return configErr("JetStream: negative limit")
-	case c.AckTimeout < 0, c.RetryWait < 0, c.AckWait < 0, c.NakDelay < 0, c.RequestTimeout < 0:
+	case c.AckTimeout < 0, c.RetryWait < 0, c.AckWait < 0, c.NakDelay < 0, c.RequestTimeout < 0,
+		c.PublishTimeout < 0, c.PullExpiry < 0, c.Heartbeat < 0:
 		return configErr("JetStream: negative duration")
+	case 2*c.Heartbeat > c.PullExpiry:
+		return configErr("JetStream: Heartbeat %v exceeds PullExpiry/2 (%v)", c.Heartbeat, c.PullExpiry)
 	case c.PullBatch > c.MaxAckPending:
 		// A pull batch larger than max-ack-pending would leave the client
 		// waiting for messages the server will never send.

@@ -136,6 +136,20 @@ func (p *proxy) cut() {
 	}
 }
 
+// freeze drops every byte of every link, current and new, both ways, and
+// refuses new links: the far ends see silence, as from a hung host or
+// across a network partition.
+func (p *proxy) freeze() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropUp, p.dropDown = true, true
+	for l := range p.links {
+		l.dropUp.Store(true)
+		l.dropDown.Store(true)
+	}
+}
+
 func (p *proxy) close() {
 	_ = p.ln.Close()
 	p.cut()

@@ -135,7 +135,7 @@ func TestJetStreamAckTimeoutsPauseWhileDisconnected(t *testing.T) {
 // stored it, as it did here.
 func TestJetStreamAckTimeoutIsOutcomeUnknown(t *testing.T) {
 	const n = 10
-	s := newJSSender(t, natsbus.JetStreamConfig{AckTimeout: time.Hour, PublishAttempts: 2})
+	s := newJSSender(t, natsbus.JetStreamConfig{AckTimeout: time.Hour, PublishAttempts: 2, PublishTimeout: 3 * time.Hour})
 	s.px.loseAcks()
 	s.emit(t, n)
 	s.stored(t, n)

@@ -6,6 +6,7 @@ type counters struct {
 	published, duplicates, publishErrors, unconfirmed, retries atomic.Uint64
 	received, decodeErrors, listenerErrors, skippedOwn, forged atomic.Uint64
 	dropped, redelivered, naked, terminated, ackErrors         atomic.Uint64
+	consumerRestarts                                           atomic.Uint64
 }
 
 // Stats is a snapshot of a bridge's counters. Each counter only grows.
@@ -42,10 +43,12 @@ type Stats struct {
 	// (core: queued with Emit; JetStream: handled and acknowledged).
 	Received uint64
 	// DecodeErrors counts inbound messages the bridge could not turn into
-	// an event: payloads the codec rejected, subjects that are not valid
-	// event names, malformed header blocks (core mode) and an unexpected
-	// Content-Type. Each was reported with an error wrapping ErrDecode or
-	// ErrInvalidSubject.
+	// an event: payloads the codec rejected (empty ones included, whatever
+	// their headers), subjects that are not valid event names, malformed
+	// header blocks, an unexpected Content-Type, and messages on a
+	// JetStream bridge's pull subscription that are not JetStream
+	// deliveries. Each was reported with an error wrapping ErrDecode or
+	// ErrInvalidSubject; in JetStream mode each stored one was terminated.
 	DecodeErrors uint64
 	// ListenerErrors counts inbound deliveries that a local listener
 	// failed (JetStream) or the EventManager refused (core).
@@ -69,6 +72,10 @@ type Stats struct {
 	Terminated uint64
 	// AckErrors counts failures to send an ack, nak or term to JetStream.
 	AckErrors uint64
+	// ConsumerRestarts counts interruptions of the JetStream consumer
+	// (each reported with ErrConsumerInterrupted) after which the bridge
+	// waited for the consumer's leader and pulled again.
+	ConsumerRestarts uint64
 }
 
 // Stats returns a snapshot of the bridge's counters. It is safe to call at
@@ -84,5 +91,6 @@ func (b *Bridge[T]) Stats() Stats {
 		SkippedOwn: s.skippedOwn.Load(), ForgedOrigin: s.forged.Load(),
 		Dropped: s.dropped.Load(), Redelivered: s.redelivered.Load(),
 		Naked: s.naked.Load(), Terminated: s.terminated.Load(), AckErrors: s.ackErrors.Load(),
+		ConsumerRestarts: s.consumerRestarts.Load(),
 	}
 }

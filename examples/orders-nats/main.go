@@ -8,10 +8,18 @@
 //	go run . -nats nats://host:4222           # a real server (JetStream on)
 //	go run . -nats nats://host:4222 -role fulfilment   # one service per process
 //	go run . -nats nats://host:4222 -role orders
+//	go run . -chaos                           # 3-node cluster, a node dies mid-stream
 //
 // With no -nats flag it starts an embedded nats-server on 127.0.0.1 with a
 // random port and a temporary store, so it runs on a fresh machine. It
 // exits 0 once every order has an outcome.
+//
+// With -chaos it starts three clustered embedded servers instead, has the
+// bridges provision a stream with three replicas, publishes -events events
+// at -rate per second from a bridge on the stream leader's node to three
+// bridges sharing one durable (one per node), shuts the leader's node down
+// a third of the way through, and prints what was published, delivered,
+// duplicated and lost. It exits 1 if an event failed or was lost.
 package main
 
 import (
@@ -59,8 +67,24 @@ func main() {
 	role := flag.String("role", "both", "which service to run: both, orders or fulfilment")
 	orders := flag.Int("orders", 6, "how many orders to place (orders) or handle (fulfilment)")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up after this long")
+	chaos := flag.Bool("chaos", false, "run a 3-node cluster, shut the stream leader's node down mid-stream, and print what was published, delivered, duplicated and lost")
+	events := flag.Int("events", 20000, "with -chaos: how many events to publish")
+	rate := flag.Int("rate", 2000, "with -chaos: events per second")
 	flag.Parse()
 	log.SetFlags(0)
+	if *chaos {
+		ctx, cancel := context.WithTimeout(context.Background(), max(*timeout, 2*time.Minute))
+		rep, err := runChaos(ctx, *events, *rate)
+		cancel()
+		if err == nil && (rep.Lost > 0 || rep.PublishErrors+rep.Unconfirmed > 0) {
+			err = errors.New("events failed or lost")
+		}
+		if err != nil {
+			log.Printf("orders-nats: chaos: %v", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*url, *role, *orders, *timeout); err != nil {
 		log.Printf("orders-nats: %v", err)
 		os.Exit(1)

@@ -102,7 +102,7 @@ func (s *scheduler[T]) run(h *hand[T]) {
 			lost := h.lost
 			h.lost = nil
 			s.mu.Unlock()
-			s.tellLost(lost, OutcomeAbandoned)
+			s.tellLostOnPool(lost, OutcomeAbandoned)
 			s.mu.Lock()
 		}
 		if h.stalled {
@@ -215,7 +215,7 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				s.obs.Lost(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
+				s.tellLostOne(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
 			}
 			continue
 		}

@@ -41,8 +41,13 @@ func (s *scheduler[T]) checkInvariants() error {
 			gated[g]++
 		}
 	}
-	if queued != s.queued || backoffs != s.backoff || s.backoff != len(s.timers) {
-		return fmt.Errorf("eventbus: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, timers %d)", s.queued, queued, s.backoff, backoffs, len(s.timers))
+	if queued != s.queued || backoffs != s.backoff || s.backoff != len(s.retries) {
+		return fmt.Errorf("eventbus: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, retries %d)", s.queued, queued, s.backoff, backoffs, len(s.retries))
+	}
+	for i, rt := range s.retries {
+		if rt.i != i || (i > 0 && s.retries.less(i, (i-1)/2)) {
+			return fmt.Errorf("eventbus: invariant: retry heap broken at %d", i)
+		}
 	}
 	for in, n := range backlog {
 		if in.backlog != n {

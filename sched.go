@@ -44,7 +44,8 @@ import (
 // step, when s.check is set):
 //
 //   - s.queued = Σ over mailboxes of len(q);
-//     s.backoff = len(s.timers) = Σ mailbox.backoffs;
+//     s.backoff = len(s.retries) = Σ mailbox.backoffs; each retry's index
+//     is its place in the heap; the retry timer is armed while any waits;
 //     inbox.backlog = Σ over its mailboxes of len(q) + backoffs.
 //   - s.running = Σ over workers' hands of hand.held.
 //   - the epochs' pending counts add up to queued + running + backoff.
@@ -81,7 +82,12 @@ type scheduler[T any] struct {
 	tracked int                // mailboxes in the busy list
 	checks  uint64             // verify calls (tests only)
 	spare   []*mailbox[T]      // retired key mailboxes, for reuse
-	timers  map[*retryTimer[T]]struct{}
+
+	// Retries (retry.go): deliveries waiting out a backoff, by due time,
+	// and the one timer armed for the earliest while any waits.
+	born    time.Time // the origin of s.now
+	retries retryHeap[T]
+	retryT  *time.Timer
 
 	// Workers.
 	hands    []*hand[T] // one per worker goroutine
@@ -136,7 +142,7 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),
 		cur:        &epoch{},
-		timers:     map[*retryTimer[T]]struct{}{},
+		born:       time.Now(),
 	}
 	s.work.L = &s.mu
 	s.ctx, s.cancel = context.WithCancel(context.Background())

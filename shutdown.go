@@ -78,14 +78,14 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			}
 		}
 	}
-	for rt := range s.timers {
-		if rt.t.Stop() {
-			s.endBackoff(rt)
-			s.stats.abandoned++
-			s.complete(rt.d.ep)
-			lost = s.observeLost(lost, rt.mb, rt.d)
-		}
+	for len(s.retries) > 0 {
+		rt := s.retries.remove(len(s.retries) - 1)
+		s.endBackoff(rt)
+		s.stats.abandoned++
+		s.complete(rt.d.ep)
+		lost = s.observeLost(lost, rt.mb, rt.d)
 	}
+	s.armRetries() // stops the timer
 	for mb := s.busy; mb != nil; {
 		next := mb.next
 		s.retire(mb)
@@ -116,6 +116,9 @@ func (s *scheduler[T]) finish() {
 		close(s.done)
 		if s.watchdog != nil {
 			s.watchdog.Stop()
+		}
+		if s.retryT != nil {
+			s.retryT.Stop()
 		}
 	}
 }

@@ -23,6 +23,7 @@ type inbox[T any] struct {
 
 	box  *mailbox[T]            // unkeyed listeners: the one mailbox
 	keys map[string]*mailbox[T] // OrderedBy: the mailboxes of keys seen lately
+	peak int                    // the most keys held since keys was made (see retire)
 	gate *gate[T]               // OrderedBy with Concurrency: keys in flight
 
 	backlog int           // deliveries queued in its mailboxes or waiting out a backoff
@@ -115,6 +116,7 @@ func (s *scheduler[T]) mailboxFor(in *inbox[T], key string) *mailbox[T] {
 			in.keys = map[string]*mailbox[T]{}
 		}
 		in.keys[key] = mb
+		in.peak = max(in.peak, len(in.keys))
 	}
 	return mb
 }
@@ -172,7 +174,7 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 	if !mb.keyed {
 		return
 	}
-	if len(mb.q.buf) > 8 {
+	if len(mb.q.buf) > 4 {
 		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
 	}
 	in := mb.in
@@ -180,7 +182,18 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 		return // kept for the key's next event
 	}
 	delete(in.keys, mb.key)
+	if in.peak > 4*_idleKeys && len(in.keys) <= in.peak/4 {
+		// A Go map never shrinks: after a burst of keys, make a new one
+		// of the size in use, so the memory comes back (amortized O(1):
+		// at most one copy per 3/4 of the peak's keys retired).
+		keys := make(map[string]*mailbox[T], len(in.keys))
+		for k, v := range in.keys {
+			keys[k] = v
+		}
+		in.keys, in.peak = keys, len(keys)
+	}
 	mb.in, mb.key = nil, ""
+	mb.q = deque[delivery[T]]{}
 	if len(s.spare) < _idleKeys {
 		s.spare = append(s.spare, mb)
 	}

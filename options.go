@@ -111,9 +111,10 @@ func WithMaxWorkers(n int) Option {
 // and TryEmit fails with ErrQueueFull); emits to other listeners are neither
 // delayed nor failed.
 //
-// An emit made on a worker goroutine (from inside a handler of any
+// An Emit made on a worker goroutine (from inside a handler of any
 // EventManager, whatever context it passes) never waits: it may fill a
-// waiting listener's backlog up to 2n, then fails with ErrQueueFull.
+// waiting listener's backlog up to 2n, then fails with ErrQueueFull
+// (TryEmit, which never waits anyway, fails at n).
 //
 // Not counted: deliveries a worker has taken in its batch (at most 64 per
 // running batch) and invocations running. So a listener holds at most n (2n

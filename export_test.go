@@ -20,3 +20,9 @@ func GoroutineIDReads() uint64 { return goidReads.Load() }
 
 // GoroutineID is the stack read itself, for its benchmark.
 func GoroutineID() uint64 { return goid() }
+
+// WithIdleAfter sets how long a worker with nothing to do waits before it
+// exits (tests only).
+func WithIdleAfter(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.idleAfter = d })
+}

@@ -65,6 +65,9 @@ func (s *scheduler[T]) checkInvariants() error {
 	held := 0
 	for _, h := range s.hands {
 		held += h.held
+		if (h.retire && !h.parked) || (h.parked && h.running) {
+			return fmt.Errorf("eventbus: invariant: worker parked %v, retiring %v, running %v", h.parked, h.retire, h.running)
+		}
 	}
 	if held != s.running {
 		return fmt.Errorf("eventbus: invariant: running %d, hands hold %d", s.running, held)

@@ -43,6 +43,7 @@ type options struct {
 
 	// Test seams, set through export_test.go.
 	stallAfter      time.Duration
+	idleAfter       time.Duration
 	checkInvariants bool
 }
 
@@ -56,6 +57,7 @@ func buildOptions(opts []Option) options {
 		maxWorkers: _defaultMaxWorkers,
 		queueSize:  _defaultQueueSize,
 		stallAfter: _stallAfter,
+		idleAfter:  _idleAfter,
 	}
 	for _, opt := range opts {
 		if opt != nil {

@@ -54,11 +54,14 @@ import (
 //   - a mailbox is queued (in the ready list or a gate's waiting list) at
 //     most once, and is in the busy list unless idle.
 //   - s.stalled ≤ s.workers ≤ s.maxWorkers.
+//   - a worker marked to retire (idle timer) is parked; a parked worker
+//     runs no batch.
 type scheduler[T any] struct {
 	// Set at construction, then read-only.
 	maxLive    int           // WithWorkers: workers that may run at once, not counting stalled ones
 	maxWorkers int           // WithMaxWorkers: every worker goroutine, stalled ones included
 	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
+	idleAfter  time.Duration // how long a worker stays parked with nothing to do before it exits
 	report     func(error)   // the error handler; called with no lock held
 	obs        Observer      // nil when nobody observes deliveries
 	ctx        context.Context
@@ -96,6 +99,8 @@ type scheduler[T any] struct {
 	idle     int        // workers waiting on work and not yet signalled
 	watching bool       // the watchdog timer is armed
 	watchdog *time.Timer
+	reaping  bool        // the idle timer is armed (watchdog.go)
+	reaper   *time.Timer // retires workers parked for idleAfter
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
@@ -126,6 +131,9 @@ const (
 	// _stallAfter is how long a handler may run before its worker is
 	// considered stalled and replaced while other work waits.
 	_stallAfter = 5 * time.Millisecond
+	// _idleAfter is how long a worker with nothing to do waits for work
+	// before it exits.
+	_idleAfter = time.Second
 	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
 	// when WithMaxWorkers is not given (or WithWorkers is larger).
 	_defaultMaxWorkers = 256
@@ -136,6 +144,7 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 		maxLive:    o.workers,
 		maxWorkers: max(o.maxWorkers, o.workers),
 		stallAfter: o.stallAfter,
+		idleAfter:  o.idleAfter,
 		report:     report,
 		obs:        o.observer,
 		check:      o.checkInvariants,

@@ -120,5 +120,8 @@ func (s *scheduler[T]) finish() {
 		if s.retryT != nil {
 			s.retryT.Stop()
 		}
+		if s.reaper != nil {
+			s.reaper.Stop()
+		}
 	}
 }

@@ -65,3 +65,56 @@ func (s *scheduler[T]) stall(h *hand[T]) {
 	s.stalled++
 	s.handBack(h)
 }
+
+// Idle workers. A worker that has found nothing to do for idleAfter exits,
+// so an idle bus holds no goroutine; workers start again as work arrives.
+// This is a timer too (s.reaper), armed while a worker is parked: when it
+// fires it marks the workers parked for idleAfter (retire) and wakes them;
+// a marked worker exits unless work is ready by then. It re-arms itself for
+// the next parked worker's deadline.
+
+// armReaper arms the idle timer unless it is armed, with s.mu held.
+func (s *scheduler[T]) armReaper() {
+	if s.reaping || s.finished {
+		return
+	}
+	s.reaping = true
+	if s.reaper == nil {
+		s.reaper = time.AfterFunc(s.idleAfter, s.reap)
+		return
+	}
+	s.reaper.Reset(s.idleAfter)
+}
+
+// reap is the idle timer's callback.
+func (s *scheduler[T]) reap() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reaping = false
+	if s.finished {
+		return
+	}
+	now := s.now()
+	next := time.Duration(-1)
+	retired := false
+	for _, h := range s.hands {
+		if !h.parked || h.retire {
+			continue
+		}
+		if left := h.idleSince + s.idleAfter - now; left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		h.retire, retired = true, true
+	}
+	if retired {
+		s.idle = 0
+		s.work.Broadcast()
+	}
+	if next >= 0 {
+		s.reaping = true
+		s.reaper.Reset(next)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Workers.
@@ -34,6 +35,9 @@ type hand[T any] struct {
 	takes     uint64 // batches taken, for the watchdog
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
+	parked    bool          // idle since idleSince, with nothing taken since
+	idleSince time.Duration // on s.now's clock
+	retire    bool          // idle for idleAfter: exits unless work is ready
 
 	// Owner only, while running: where it is and what it ran, accounted
 	// for under the lock afterwards.
@@ -78,15 +82,20 @@ func (s *scheduler[T]) run(h *hand[T]) {
 			continue
 		}
 		if s.ready.len() == 0 {
-			if s.closed.Load() && s.drained() {
-				s.leave(h)
+			if (s.closed.Load() && s.drained()) || h.retire {
+				s.leave(h) // closed and drained, or idle for idleAfter
 				s.mu.Unlock()
 				return
+			}
+			if !h.parked {
+				h.parked, h.idleSince = true, s.now()
+				s.armReaper()
 			}
 			s.idle++
 			s.work.Wait()
 			continue
 		}
+		h.parked, h.retire = false, false
 		if !s.take(h) {
 			continue
 		}

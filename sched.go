@@ -80,7 +80,7 @@ type scheduler[T any] struct {
 	work sync.Cond // idle workers wait here; L is &mu
 
 	// Queues.
-	ready   deque[*mailbox[T]] // mailboxes that may start a delivery, in the order they became ready
+	ready   deque[*inbox[T]]   // listeners that may start a batch, in the order they became ready
 	busy    *mailbox[T]        // head of the list of every mailbox that is not idle
 	tracked int                // mailboxes in the busy list
 	checks  uint64             // verify calls (tests only)
@@ -169,8 +169,8 @@ func (s *scheduler[T]) wake() {
 		s.work.Signal()
 	case s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers:
 		s.start()
-	case s.workers < s.maxWorkers:
-		s.armWatchdog()
+	default:
+		s.armWatchdog() // replaces stalled workers, and bounds batches in time
 	}
 }
 

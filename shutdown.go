@@ -64,6 +64,11 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 		s.ready.pop().queued = false
 	}
 	for mb := s.busy; mb != nil; mb = mb.next {
+		for in := mb.in; in.ready.len() > 0; {
+			in.ready.pop().queued = false
+		}
+	}
+	for mb := s.busy; mb != nil; mb = mb.next {
 		for mb.q.len() > 0 {
 			d := mb.q.pop()
 			s.queued--
@@ -71,11 +76,6 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			s.stats.abandoned++
 			s.complete(d.ep)
 			lost = s.observeLost(lost, mb, d)
-		}
-		if g := mb.in.gate; g != nil {
-			for g.waiting.len() > 0 {
-				g.waiting.pop().queued = false
-			}
 		}
 	}
 	for len(s.retries) > 0 {

@@ -2,20 +2,30 @@ package eventbus
 
 import "time"
 
-// The watchdog replaces workers stuck in a handler, so that listeners that
-// block (for seconds, or until released) cannot stop the others.
+// The watchdog keeps waiting listeners from waiting long behind others:
+// it replaces workers stuck in a handler, so that listeners that block (for
+// seconds, or until released) cannot stop the others, and it bounds batches
+// in time, so that a slow listener's long batch does not hide others' work.
 //
-// It is a timer, not a goroutine: wake arms it when work is ready, no worker
-// is idle and no other may start. When it fires it looks at every worker
-// that is running a batch: one that has not started another delivery since
-// the previous look (at least stallAfter ago) is stalled. Its unstarted
-// deliveries go back to their mailbox, and workers are started in place of
-// the stalled ones, up to maxLive unstalled and maxWorkers in all. The timer
-// re-arms itself while work is still waiting for a worker.
+// It is a timer, not a goroutine: wake arms it when a listener is ready and
+// no worker is idle and none may start. When it fires it looks at every
+// worker that is running a batch, and compares with its previous look (at
+// least stallAfter ago):
 //
-// A listener holds at most its limit of workers (for a plain listener,
-// WithWorkers), so one blocked listener cannot take every worker the
-// watchdog starts.
+//   - a worker still on the batch it had then has run it for at least
+//     stallAfter: while listeners wait it yields, that is, it starts no more
+//     of that batch, and the rest goes back to the front of its mailbox;
+//     its listener rejoins the end of the ready list. So a ready listener
+//     waits at most about two stall thresholds plus one invocation.
+//   - a worker that has not even started another delivery since is stalled
+//     (its handler blocks, or computes; see blocked): its unstarted
+//     deliveries go back to their mailbox, and workers are started in place
+//     of the stalled ones, up to maxLive unstalled and maxWorkers in all.
+//
+// The timer re-arms itself while a listener is still ready and no worker is
+// idle. A listener holds at most its limit of workers, stalled ones
+// included, so one blocked listener cannot take the workers the watchdog
+// starts.
 
 // armWatchdog arms the timer unless it is armed, with s.mu held.
 func (s *scheduler[T]) armWatchdog() {
@@ -38,21 +48,28 @@ func (s *scheduler[T]) watch() {
 	if s.finished {
 		return
 	}
+	waiting := s.ready.len() > 0
 	for _, h := range s.hands {
-		if !h.running || h.stalled {
+		if !h.running {
 			continue
 		}
 		n := h.next.Load()
-		if h.takes == h.seenTakes && n == h.seenNext {
-			s.stall(h)
+		same, progressed := h.takes == h.seenTakes, n != h.seenNext
+		h.seenTakes, h.seenNext = h.takes, n
+		if !same {
 			continue
 		}
-		h.seenTakes, h.seenNext = h.takes, n
+		if waiting {
+			h.yield.Store(true)
+		}
+		if !h.stalled && !progressed {
+			s.stall(h)
+		}
 	}
 	for s.ready.len() > 0 && s.idle == 0 && s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers {
 		s.start()
 	}
-	if s.ready.len() > 0 && s.idle == 0 && s.workers < s.maxWorkers {
+	if s.ready.len() > 0 && s.idle == 0 {
 		s.armWatchdog()
 	}
 	s.verify()

@@ -80,11 +80,11 @@ type scheduler[T any] struct {
 	work sync.Cond // idle workers wait here; L is &mu
 
 	// Queues.
-	ready   deque[*inbox[T]]   // listeners that may start a batch, in the order they became ready
-	busy    *mailbox[T]        // head of the list of every mailbox that is not idle
-	tracked int                // mailboxes in the busy list
-	checks  uint64             // verify calls (tests only)
-	spare   []*mailbox[T]      // retired key mailboxes, for reuse
+	ready   deque[*inbox[T]] // listeners that may start a batch, in the order they became ready
+	busy    *mailbox[T]      // head of the list of every mailbox that is not idle
+	tracked int              // mailboxes in the busy list
+	checks  uint64           // verify calls (tests only)
+	spare   []*mailbox[T]    // retired key mailboxes, for reuse
 
 	// Retries (retry.go): deliveries waiting out a backoff, by due time,
 	// and the one timer armed for the earliest while any waits.

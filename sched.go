@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,8 +100,10 @@ type scheduler[T any] struct {
 	idle     int        // workers waiting on work and not yet signalled
 	watching bool       // the watchdog timer is armed
 	watchdog *time.Timer
-	reaping  bool        // the idle timer is armed (watchdog.go)
-	reaper   *time.Timer // retires workers parked for idleAfter
+	suspects []*hand[T]       // the watchdog's scratch list
+	probe    []metrics.Sample // the watchdog's runtime metrics
+	reaping  bool             // the idle timer is armed (watchdog.go)
+	reaper   *time.Timer      // retires workers parked for idleAfter
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
@@ -131,6 +134,10 @@ const (
 	// _stallAfter is how long a handler may run before its worker is
 	// considered stalled and replaced while other work waits.
 	_stallAfter = 5 * time.Millisecond
+	// _computeLimit is how many stall thresholds a handler that has not
+	// returned may be taken for computing, and its worker not replaced,
+	// while the process has no CPU to spare (watchdog.go).
+	_computeLimit = 200
 	// _idleAfter is how long a worker with nothing to do waits for work
 	// before it exits.
 	_idleAfter = time.Second
@@ -177,7 +184,7 @@ func (s *scheduler[T]) wake() {
 // start starts a worker goroutine, with s.mu held.
 func (s *scheduler[T]) start() {
 	s.workers++
-	h := &hand[T]{}
+	h := &hand[T]{stuck: -1}
 	s.hands = append(s.hands, h)
 	go s.run(h)
 }

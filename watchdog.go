@@ -1,6 +1,11 @@
 package eventbus
 
-import "time"
+import (
+	"cmp"
+	"runtime/metrics"
+	"slices"
+	"time"
+)
 
 // The watchdog keeps waiting listeners from waiting long behind others:
 // it replaces workers stuck in a handler, so that listeners that block (for
@@ -49,6 +54,7 @@ func (s *scheduler[T]) watch() {
 		return
 	}
 	waiting := s.ready.len() > 0
+	suspects := s.suspects[:0]
 	for _, h := range s.hands {
 		if !h.running {
 			continue
@@ -56,6 +62,9 @@ func (s *scheduler[T]) watch() {
 		n := h.next.Load()
 		same, progressed := h.takes == h.seenTakes, n != h.seenNext
 		h.seenTakes, h.seenNext = h.takes, n
+		if !same || progressed {
+			h.stuck = -1
+		}
 		if !same {
 			continue
 		}
@@ -63,9 +72,17 @@ func (s *scheduler[T]) watch() {
 			h.yield.Store(true)
 		}
 		if !h.stalled && !progressed {
-			s.stall(h)
+			if h.stuck < 0 {
+				h.stuck = s.now()
+			}
+			suspects = append(suspects, h)
 		}
 	}
+	if len(suspects) > 0 {
+		s.stallBlocked(suspects)
+	}
+	clear(suspects)
+	s.suspects = suspects[:0]
 	for s.ready.len() > 0 && s.idle == 0 && s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers {
 		s.start()
 	}
@@ -73,6 +90,51 @@ func (s *scheduler[T]) watch() {
 		s.armWatchdog()
 	}
 	s.verify()
+}
+
+// stallBlocked stalls the suspects (workers whose handler has not returned
+// since the previous look) that are blocked, not computing. It cannot see
+// which goroutine is which, so it counts, as the Go runtime's own scheduler
+// would: every goroutine of the process that is running or runnable
+// (runtime/metrics, less the watchdog's own goroutine) may be a computing
+// suspect, so at least len(suspects) minus that many suspects are blocked,
+// and that many are stalled, longest stuck first. So handlers that compute
+// are not replaced (at most WithWorkers of them run at once, one more while
+// a replacement starts, as the metrics are approximate), while blocked ones
+// are replaced as soon as the process has a goroutine's worth of CPU for
+// them. A suspect stuck for computeLimit (200 stall thresholds: a second,
+// by default) is stalled in any case: a process whose CPU stays saturated by other
+// goroutines cannot hold a blocked listener's worker for ever. Without the
+// metrics (a Go toolchain older than 1.26), every suspect is stalled.
+func (s *scheduler[T]) stallBlocked(suspects []*hand[T]) {
+	slices.SortFunc(suspects, func(a, b *hand[T]) int { return cmp.Compare(a.stuck, b.stuck) })
+	blocked := len(suspects)
+	if busy, ok := s.busyGoroutines(); ok {
+		blocked = max(blocked-busy, 0)
+	}
+	now := s.now()
+	for i, h := range suspects {
+		if i < blocked || now-h.stuck >= _computeLimit*s.stallAfter {
+			s.stall(h)
+		}
+	}
+}
+
+// busyGoroutines returns how many goroutines of the process run or wait to
+// run, not counting the caller, from runtime/metrics; ok is false when the
+// toolchain does not provide them.
+func (s *scheduler[T]) busyGoroutines() (busy int, ok bool) {
+	if s.probe == nil {
+		s.probe = []metrics.Sample{{Name: "/sched/goroutines/running:goroutines"}, {Name: "/sched/goroutines/runnable:goroutines"}}
+	}
+	metrics.Read(s.probe)
+	for _, m := range s.probe {
+		if m.Value.Kind() != metrics.KindUint64 {
+			return 0, false
+		}
+		busy += int(m.Value.Uint64())
+	}
+	return max(busy-1, 0), true
 }
 
 // stall marks h stalled and hands the deliveries of its batch that it has

@@ -39,6 +39,7 @@ type hand[T any] struct {
 	takes     uint64 // batches taken, for the watchdog
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
+	stuck     time.Duration // since when (s.now) the watchdog finds this batch with no progress; -1: it progresses
 	parked    bool          // idle since idleSince, with nothing taken since
 	idleSince time.Duration // on s.now's clock
 	retire    bool          // idle for idleAfter: exits unless work is ready
@@ -61,6 +62,7 @@ func (h *hand[T]) reset() {
 	h.units = 0
 	h.next.Store(0)
 	h.yield.Store(false)
+	h.stuck = -1
 	h.running = false
 	h.held = 0
 	h.ran, h.back = 0, 0

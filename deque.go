@@ -2,8 +2,9 @@ package eventbus
 
 // deque is a growable ring buffer. It is not safe for concurrent use; the
 // scheduler guards its deques with its mutex. Popped slots are zeroed so the
-// ring keeps no event data alive, and a ring emptied after a burst (more
-// than _dequeKeep slots) is released, so memory comes back after a peak.
+// ring keeps no event data alive. A ring only grows; release drops an empty
+// one past _dequeKeep slots, for a deque whose peak is not bounded (a
+// listener's ready keys).
 type deque[E any] struct {
 	buf  []E // len is 0 or a power of two
 	head int
@@ -60,9 +61,6 @@ func (d *deque[E]) pop() E {
 	d.buf[d.head] = zero
 	d.head = (d.head + 1) & (len(d.buf) - 1)
 	d.n--
-	if d.n == 0 {
-		d.release()
-	}
 	return v
 }
 
@@ -78,6 +76,5 @@ func (d *deque[E]) popTo(dst []E, n int) []E {
 		d.n -= k
 		n -= k
 	}
-	d.release()
 	return dst
 }

@@ -157,6 +157,7 @@ func (s *scheduler[T]) take(h *hand[T]) bool {
 			}
 			mb = in.ready.pop()
 			mb.queued = false
+			in.ready.release() // after a burst of keys, the memory comes back
 			if mb.q.len() > 0 && mb.active == 0 && !mb.paused() {
 				break
 			}

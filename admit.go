@@ -14,15 +14,18 @@ import (
 // oldest) and let the event through to the others. Only the listeners an
 // event matches push back on its emit; other names are never delayed.
 //
-// Workers never wait: an emit made on any EventManager's worker goroutine
+// Workers never wait: an Emit made on any EventManager's worker goroutine
 // may take its listeners' backlogs up to twice their bound (the reserve),
 // then fails with ErrQueueFull. Waiting there could deadlock: the room it
 // waits for may be freed only by the worker that waits, or by a worker of
-// another EventManager waiting on this one.
+// another EventManager waiting on this one. TryEmit never waits, so it needs
+// no reserve and fails at the bound wherever it is called: it never reads
+// the caller's identity (a stack read, goid.go).
 
 // caller identifies the goroutine of an emit, lazily: finding out costs a
-// stack read (goid.go), so it is done only when an emit would otherwise wait
-// or is made after Close.
+// stack read (goid.go), so it is done only when an Emit would otherwise
+// wait, or is made while Close drains the pool (once no worker is left, an
+// emit is refused without asking).
 type caller struct {
 	known bool
 	id    uint64 // goroutine ID
@@ -48,10 +51,17 @@ func (s *scheduler[T]) draining(c *caller) bool {
 	return !s.aborted.Load() && c.get() == any(s)
 }
 
-// refuses reports whether an emit into s must fail with ErrClosed.
+// refuses reports whether an emit into s must fail with ErrClosed. Once the
+// pool has finished (no worker is left) the caller cannot be one of its
+// workers, and its identity is not read.
 func (s *scheduler[T]) refuses() bool {
 	if !s.closed.Load() {
 		return false
+	}
+	select {
+	case <-s.done:
+		return true
+	default:
 	}
 	var c caller
 	return !s.draining(&c)
@@ -74,7 +84,7 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	}
 	s.mu.Lock()
 	for {
-		if s.closed.Load() && !s.draining(&who) {
+		if s.closed.Load() && (s.workers == 0 || !s.draining(&who)) {
 			s.mu.Unlock()
 			return ErrClosed
 		}
@@ -87,7 +97,7 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 			break
 		}
 		switch {
-		case !reserve && who.worker():
+		case wait && !reserve && who.worker():
 			reserve = true
 		case reserve:
 			n := full.backlog

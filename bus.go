@@ -181,7 +181,8 @@ func (m *EventManager[T]) Emit(ctx context.Context, name string, data T) error {
 
 // TryEmit is Emit that never waits: when a matching listener's backlog has
 // no room and its policy is to wait, it returns an error matching
-// ErrQueueFull and delivers nothing. Listeners get a
+// ErrQueueFull and delivers nothing. Called from a handler it has no reserve
+// (it cannot deadlock): it fails at the bound. Listeners get a
 // context without values.
 func (m *EventManager[T]) TryEmit(name string, data T) error {
 	return m.emit(context.Background(), name, data, false)

@@ -3,6 +3,7 @@ package eventbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime/debug"
 )
 
@@ -61,22 +62,47 @@ func (e *entry[T]) failedWith(err error) (outcome, error) {
 	return failed, err
 }
 
-// skip tells the observer, if any, of a skipped delivery.
-func (e *entry[T]) skip(ctx context.Context, ev Event[T], attempt int, accepted int64) (outcome, error) {
+// skip tells the observer, if any, of a skipped delivery. A panic in
+// Observer.Lost is the listener's: the delivery counts as panicked.
+func (e *entry[T]) skip(ctx context.Context, ev Event[T], attempt int, accepted int64) (oc outcome, err error) {
 	if e.obs != nil {
+		defer observerPanic("Lost", &oc, &err)
 		e.lost(ctx, ev, attempt, accepted, OutcomeSkipped)
 	}
 	return skipped, nil
 }
 
-// observed runs the handler between the observer's Start and done.
-func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accepted int64, final bool) (outcome, error) {
+// observed runs the handler between the observer's Start and done. A panic
+// in Start or done is the listener's, as one in the handler is: the attempt
+// counts as panicked and its error is the *PanicError (retried under Retry,
+// reported on the pool, returned by EmitSync). If Start panics the handler
+// does not run and done is not called.
+func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accepted int64, final bool) (oc outcome, err error) {
 	d := e.describe(ctx, ev, attempt, accepted)
 	d.Final = final
-	ctx, done := e.obs.Start(ctx, d)
-	oc, err := e.run(ctx, ev)
-	done(Outcome(oc), err)
+	var done func(Outcome, error)
+	func() {
+		defer observerPanic("Start", &oc, &err)
+		ctx, done = e.obs.Start(ctx, d)
+	}()
+	if err != nil {
+		return oc, err
+	}
+	oc, err = e.run(ctx, ev)
+	if done != nil {
+		defer observerPanic("done", &oc, &err)
+		done(Outcome(oc), err)
+	}
 	return oc, err
+}
+
+// observerPanic, deferred around a call into an Observer, turns its panic
+// into the outcome panicked with a *PanicError.
+func observerPanic(what string, oc *outcome, err *error) {
+	if r := recover(); r != nil {
+		*oc = panicked
+		*err = fmt.Errorf("eventbus: observer %s panicked: %w", what, &PanicError{Value: r, Stack: debug.Stack()})
+	}
 }
 
 // run calls the handler, turning a panic into a *PanicError.
@@ -156,4 +182,25 @@ func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accept
 		lerr.ctx = e.named(ctx)
 	}
 	return false, lerr
+}
+
+// tellLostOnPool is tellLost for the pool's own goroutines (workers, the
+// retry timer): a panic in Observer.Lost there is recovered and reported to
+// the error handler, as the listener's, instead of ending the process.
+func (s *scheduler[T]) tellLostOnPool(ds []Delivery, o Outcome) {
+	for i := range ds {
+		s.tellLostOne(ds[i], o)
+	}
+}
+
+func (s *scheduler[T]) tellLostOne(d Delivery, o Outcome) {
+	if s.obs == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.report(fmt.Errorf("eventbus: observer Lost panicked for a delivery of %q to listener %q: %w", d.Event, d.Listener.Name(), &PanicError{Value: r, Stack: debug.Stack()}))
+		}
+	}()
+	s.obs.Lost(d.ctx, d, o)
 }

@@ -2,19 +2,31 @@ package eventbus
 
 // deque is a growable ring buffer. It is not safe for concurrent use; the
 // scheduler guards its deques with its mutex. Popped slots are zeroed so the
-// ring keeps no event data alive.
+// ring keeps no event data alive. A ring only grows; release drops an empty
+// one past _dequeKeep slots, for a deque whose peak is not bounded (a
+// listener's ready keys).
 type deque[E any] struct {
 	buf  []E // len is 0 or a power of two
 	head int
 	n    int
 }
 
+// _dequeKeep is the largest ring a deque keeps once empty.
+const _dequeKeep = 256
+
 func (d *deque[E]) len() int { return d.n }
+
+// release drops an empty ring larger than _dequeKeep.
+func (d *deque[E]) release() {
+	if d.n == 0 && len(d.buf) > _dequeKeep {
+		d.buf, d.head = nil, 0
+	}
+}
 
 func (d *deque[E]) grow() {
 	size := 2 * len(d.buf)
 	if size == 0 {
-		size = 8
+		size = 4
 	}
 	buf := make([]E, size)
 	for i := 0; i < d.n; i++ {

@@ -13,3 +13,16 @@ func WithInvariantChecks() Option {
 func WithStallAfter(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.stallAfter = d })
 }
+
+// GoroutineIDReads counts the stack reads made to tell whether the caller
+// is a worker (not those of workers enlisting themselves).
+func GoroutineIDReads() uint64 { return goidReads.Load() }
+
+// GoroutineID is the stack read itself, for its benchmark.
+func GoroutineID() uint64 { return goid() }
+
+// WithIdleAfter sets how long a worker with nothing to do waits before it
+// exits (tests only).
+func WithIdleAfter(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.idleAfter = d })
+}

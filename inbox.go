@@ -6,15 +6,24 @@ import (
 )
 
 // Inboxes: each listener's scheduling state. Adding a delivery mode means
-// giving newInbox a new configuration of limit, ordered, keyFn and gate, and
+// giving newInbox a new configuration of limit, ordered and keyFn, and
 // nothing else: admission, workers, retries and shutdown treat every inbox
 // alike.
+//
+// The listener is the unit of fairness and of the worker bound: the
+// scheduler's ready list holds listeners (inboxes), each at most once, and a
+// worker takes one batch from the listener at its head, which goes back to
+// the end of the list if it may start another. Inside an OrderedBy
+// listener, keys wait in the listener's own ready list (in.ready) and take
+// turns the same way, one batch per key at a time. A listener runs at most
+// in.limit batches at once, whatever its number of keys, stalled workers
+// included.
 
 // inbox is one listener's state in the scheduler. Its configuration is set
 // by newInbox and never changes; the rest is guarded by the scheduler's mu.
 type inbox[T any] struct {
 	e        *entry[T]
-	limit    int                   // batches (so invocations) a mailbox runs at once
+	limit    int                   // batches (so invocations, and workers) the listener runs at once
 	batch    int                   // deliveries a worker takes at once, at most
 	ordered  bool                  // a retry pauses the mailbox, to keep its order
 	keyFn    func(Event[T]) string // OrderedBy: a mailbox per key
@@ -23,12 +32,14 @@ type inbox[T any] struct {
 
 	box  *mailbox[T]            // unkeyed listeners: the one mailbox
 	keys map[string]*mailbox[T] // OrderedBy: the mailboxes of keys seen lately
-	gate *gate[T]               // OrderedBy with Concurrency: keys in flight
+	peak int                    // the most keys held since keys was made (see retire)
 
-	backlog int           // deliveries queued in its mailboxes or waiting out a backoff
-	active  int           // batches running, over all its mailboxes
-	room    chan struct{} // made by a waiting emitter; closed when backlog < bound
-	quiet   chan struct{} // made by UnregisterAndWait; closed when active is 0
+	queued  bool               // in the scheduler's ready list
+	ready   deque[*mailbox[T]] // OrderedBy: keys that may start a batch, in the order they became ready
+	backlog int                // deliveries queued in its mailboxes or waiting out a backoff
+	active  int                // batches running, over all its mailboxes
+	room    chan struct{}      // made by a waiting emitter; closed when backlog < bound
+	quiet   chan struct{}      // made by UnregisterAndWait; closed when active is 0
 }
 
 // mailbox holds the queued deliveries of one listener, or of one key of an
@@ -38,8 +49,8 @@ type mailbox[T any] struct {
 	key      string
 	keyed    bool
 	q        deque[delivery[T]]
-	active   int  // batches running from it
-	queued   bool // in the ready list or in its gate's waiting list
+	active   int  // batches running from it: at most 1 for a key, in.limit otherwise
+	queued   bool // a key in its listener's ready list (keyed mailboxes only)
 	backoffs int  // its deliveries waiting out a retry backoff
 
 	// busy list links: every mailbox that is not idle is in it.
@@ -47,17 +58,11 @@ type mailbox[T any] struct {
 	prev, next *mailbox[T]
 }
 
-// gate limits the keys of an OrderedBy listener that run at once.
-type gate[T any] struct {
-	limit   int
-	active  int
-	waiting deque[*mailbox[T]]
-}
-
 // newInbox makes e's scheduling state from its configuration and the
-// manager's defaults. A plain listener runs up to maxLive invocations at
-// once; Ordered (or Concurrency(1)) one; Concurrency(n) n; OrderedBy one
-// per key, with at most n keys in flight under Concurrency(n).
+// manager's defaults. A plain listener runs up to maxLive (WithWorkers)
+// invocations at once; Ordered (or Concurrency(1)) one; Concurrency(n) n;
+// OrderedBy one per key and, over all its keys, n under Concurrency(n),
+// else WithWorkers.
 func newInbox[T any](e *entry[T], cfg *listenerConfig, o *options, keyFn func(Event[T]) string) *inbox[T] {
 	in := &inbox[T]{e: e, limit: o.workers, batch: _batchSize, bound: o.queueSize, overflow: o.overflow, keyFn: keyFn}
 	if cfg.queueSize > 0 {
@@ -68,9 +73,9 @@ func newInbox[T any](e *entry[T], cfg *listenerConfig, o *options, keyFn func(Ev
 	}
 	switch {
 	case keyFn != nil:
-		in.limit, in.ordered = 1, true
+		in.ordered = true
 		if cfg.concurrency > 0 {
-			in.gate = &gate[T]{limit: cfg.concurrency}
+			in.limit = cfg.concurrency
 		}
 	case cfg.ordered:
 		in.limit, in.ordered = 1, true
@@ -115,22 +120,39 @@ func (s *scheduler[T]) mailboxFor(in *inbox[T], key string) *mailbox[T] {
 			in.keys = map[string]*mailbox[T]{}
 		}
 		in.keys[key] = mb
+		in.peak = max(in.peak, len(in.keys))
 	}
 	return mb
 }
 
-// makeReady queues mb for a worker if it can start a delivery now, or in
-// its gate's waiting list if only the gate stops it. s.mu must be held.
+// makeReady offers mb's listener to the workers if mb may start a batch
+// now: a key joins its listener's ready list, and the listener joins the
+// scheduler's. s.mu must be held.
 func (s *scheduler[T]) makeReady(mb *mailbox[T]) {
-	if mb.queued || mb.q.len() == 0 || mb.active >= mb.in.limit || mb.paused() {
+	in := mb.in
+	if mb.keyed && !mb.queued && mb.q.len() > 0 && mb.active == 0 && !mb.paused() {
+		mb.queued = true
+		in.ready.push(mb)
+	}
+	s.offer(in)
+}
+
+// offer puts in at the end of the ready list if it may start a batch: it
+// runs fewer than its limit and has a key (or, unkeyed, a delivery) that
+// may start. s.mu must be held.
+func (s *scheduler[T]) offer(in *inbox[T]) {
+	if in.queued || in.active >= in.limit {
 		return
 	}
-	mb.queued = true
-	if g := mb.in.gate; g != nil && mb.active == 0 && g.active >= g.limit {
-		g.waiting.push(mb)
+	if in.keyFn != nil {
+		if in.ready.len() == 0 {
+			return
+		}
+	} else if mb := in.box; mb.q.len() == 0 || mb.paused() {
 		return
 	}
-	s.ready.push(mb)
+	in.queued = true
+	s.ready.push(in)
 	s.wake()
 }
 
@@ -172,7 +194,7 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 	if !mb.keyed {
 		return
 	}
-	if len(mb.q.buf) > 8 {
+	if len(mb.q.buf) > 4 {
 		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
 	}
 	in := mb.in
@@ -180,7 +202,18 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 		return // kept for the key's next event
 	}
 	delete(in.keys, mb.key)
+	if in.peak > 4*_idleKeys && len(in.keys) <= in.peak/4 {
+		// A Go map never shrinks: after a burst of keys, make a new one
+		// of the size in use, so the memory comes back (amortized O(1):
+		// at most one copy per 3/4 of the peak's keys retired).
+		keys := make(map[string]*mailbox[T], len(in.keys))
+		for k, v := range in.keys {
+			keys[k] = v
+		}
+		in.keys, in.peak = keys, len(keys)
+	}
 	mb.in, mb.key = nil, ""
+	mb.q = deque[delivery[T]]{}
 	if len(s.spare) < _idleKeys {
 		s.spare = append(s.spare, mb)
 	}

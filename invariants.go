@@ -25,41 +25,52 @@ func (s *scheduler[T]) checkInvariants() error {
 	queued, backoffs := 0, 0
 	backlog := map[*inbox[T]]int{}
 	active := map[*inbox[T]]int{}
-	gated := map[*gate[T]]int{}
 	for mb := s.busy; mb != nil; mb = mb.next {
 		if !mb.tracked {
 			return fmt.Errorf("eventbus: invariant: mailbox in the busy list is not tracked")
 		}
+		in := mb.in
 		queued += mb.q.len()
 		backoffs += mb.backoffs
-		backlog[mb.in] += mb.q.len() + mb.backoffs
-		active[mb.in] += mb.active
-		if mb.active > mb.in.limit {
-			return fmt.Errorf("eventbus: invariant: mailbox runs %d batches, limit %d", mb.active, mb.in.limit)
+		backlog[in] += mb.q.len() + mb.backoffs
+		active[in] += mb.active
+		if mb.keyed && mb.active > 1 {
+			return fmt.Errorf("eventbus: invariant: key %q of listener %q runs %d batches", mb.key, in.e.pattern, mb.active)
 		}
-		if g := mb.in.gate; g != nil && mb.active > 0 {
-			gated[g]++
+		if !mb.keyed && mb.queued {
+			return fmt.Errorf("eventbus: invariant: unkeyed mailbox marked queued")
 		}
 	}
-	if queued != s.queued || backoffs != s.backoff || s.backoff != len(s.timers) {
-		return fmt.Errorf("eventbus: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, timers %d)", s.queued, queued, s.backoff, backoffs, len(s.timers))
+	if queued != s.queued || backoffs != s.backoff || s.backoff != len(s.retries) {
+		return fmt.Errorf("eventbus: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, retries %d)", s.queued, queued, s.backoff, backoffs, len(s.retries))
+	}
+	for i, rt := range s.retries {
+		if rt.i != i || (i > 0 && s.retries.less(i, (i-1)/2)) {
+			return fmt.Errorf("eventbus: invariant: retry heap broken at %d", i)
+		}
 	}
 	for in, n := range backlog {
 		if in.backlog != n {
 			return fmt.Errorf("eventbus: invariant: listener %q backlog %d, its mailboxes hold %d", in.e.pattern, in.backlog, n)
 		}
-		if in.active != active[in] {
-			return fmt.Errorf("eventbus: invariant: listener %q active %d, its mailboxes run %d", in.e.pattern, in.active, active[in])
+		if in.active != active[in] || in.active > in.limit {
+			return fmt.Errorf("eventbus: invariant: listener %q active %d, its mailboxes run %d, limit %d", in.e.pattern, in.active, active[in], in.limit)
 		}
-	}
-	for g, n := range gated {
-		if g.active != n {
-			return fmt.Errorf("eventbus: invariant: gate active %d, %d keys running", g.active, n)
+		keys := map[*mailbox[T]]bool{}
+		for i := range in.ready.len() {
+			mb := in.ready.buf[(in.ready.head+i)&(len(in.ready.buf)-1)]
+			if keys[mb] || !mb.queued || !mb.keyed || mb.in != in || !mb.tracked {
+				return fmt.Errorf("eventbus: invariant: listener %q: key in its ready list twice, not marked, or not its own", in.e.pattern)
+			}
+			keys[mb] = true
 		}
 	}
 	held := 0
 	for _, h := range s.hands {
 		held += h.held
+		if (h.retire && !h.parked) || (h.parked && h.running) {
+			return fmt.Errorf("eventbus: invariant: worker parked %v, retiring %v, running %v", h.parked, h.retire, h.running)
+		}
 	}
 	if held != s.running {
 		return fmt.Errorf("eventbus: invariant: running %d, hands hold %d", s.running, held)
@@ -71,13 +82,13 @@ func (s *scheduler[T]) checkInvariants() error {
 	if pending != s.queued+s.running+s.backoff {
 		return fmt.Errorf("eventbus: invariant: epochs pending %d, queued+running+backoff %d", pending, s.queued+s.running+s.backoff)
 	}
-	seen := map[*mailbox[T]]bool{}
+	seen := map[*inbox[T]]bool{}
 	for i := range s.ready.len() {
-		mb := s.ready.buf[(s.ready.head+i)&(len(s.ready.buf)-1)]
-		if seen[mb] || !mb.queued {
-			return fmt.Errorf("eventbus: invariant: mailbox in the ready list twice, or not marked queued")
+		in := s.ready.buf[(s.ready.head+i)&(len(s.ready.buf)-1)]
+		if seen[in] || !in.queued || in.active >= in.limit {
+			return fmt.Errorf("eventbus: invariant: listener %q in the ready list twice, not marked queued, or at its limit (%d of %d)", in.e.pattern, in.active, in.limit)
 		}
-		seen[mb] = true
+		seen[in] = true
 	}
 	if s.stalled < 0 || s.stalled > s.workers || s.workers > s.maxWorkers || len(s.hands) != s.workers {
 		return fmt.Errorf("eventbus: invariant: %d workers (%d hands), %d stalled, at most %d", s.workers, len(s.hands), s.stalled, s.maxWorkers)

@@ -43,6 +43,7 @@ type options struct {
 
 	// Test seams, set through export_test.go.
 	stallAfter      time.Duration
+	idleAfter       time.Duration
 	checkInvariants bool
 }
 
@@ -56,6 +57,7 @@ func buildOptions(opts []Option) options {
 		maxWorkers: _defaultMaxWorkers,
 		queueSize:  _defaultQueueSize,
 		stallAfter: _stallAfter,
+		idleAfter:  _idleAfter,
 	}
 	for _, opt := range opts {
 		if opt != nil {
@@ -72,14 +74,30 @@ func buildOptions(opts []Option) options {
 // WithWorkers sets how many worker goroutines may run handlers at once for
 // Emit, not counting stalled ones (below). The default is
 // runtime.GOMAXPROCS(0); n < 1 keeps the default. Workers are started as
-// work arrives and all of them exit in Close. A plain listener (one with no
-// Ordered, OrderedBy or Concurrency option) runs at most n invocations at
-// once.
+// work arrives, each exits after 1 s with nothing to do (so an idle bus
+// holds no goroutine), and all of them exit in Close.
 //
-// A worker whose handler has run for a few milliseconds while other
-// deliveries wait for a worker is stalled: another worker is started in its
-// place, so listeners that block (waiting for an acknowledgement, a lock,
-// the network) do not stop the others. A stalled worker exits once its
+// n is also each listener's default limit of invocations at once, stalled
+// ones included: a plain listener (no Ordered, OrderedBy or Concurrency
+// option) runs at most n, and an OrderedBy listener at most n keys (one
+// invocation per key) unless Concurrency sets its limit. Workers take turns
+// among the listeners that have work, one batch each, whatever their number
+// of keys or backlog; a batch is cut short, its unstarted rest going back to
+// the listener, once it has run for one to two stall thresholds (below)
+// while another listener waits.
+//
+// A worker whose handler has not returned for a stall threshold (5 ms)
+// while other deliveries wait for a worker is a suspect. It is stalled, and
+// another worker started in its place, when its handler is blocked rather
+// than computing: the scheduler counts, with runtime/metrics, the
+// goroutines of the process that are running or runnable; that many
+// suspects may be computing and are left alone, the others are stalled.
+// So handlers that compute run at most n at once (n+1 while a replacement
+// starts, as the metrics are approximate), and listeners that block
+// (waiting for an acknowledgement, a lock, the network) do not stop the
+// others. A suspect is stalled in any case after 1 s (200 thresholds), so
+// that other goroutines keeping every CPU busy cannot make a blocked
+// listener hold its workers for ever. A stalled worker exits once its
 // handler returns if enough workers run without it. The number of worker
 // goroutines, stalled included, is bounded by WithMaxWorkers.
 func WithWorkers(n int) Option {
@@ -94,7 +112,9 @@ func WithWorkers(n int) Option {
 // WithWorkers). The default is 256, or the WithWorkers count if that is
 // larger; n < 1 keeps the default. Once n workers exist and every one is
 // stalled, deliveries wait until a handler returns: listeners that all
-// block forever can still stop the pool, but only n of them at once.
+// block forever can still stop the pool, but only n of them at once. The
+// pool's goroutines are these workers plus, at moments, the callback of one
+// of its three timers (stall watchdog, retry backoffs, idle workers).
 func WithMaxWorkers(n int) Option {
 	return optionFunc(func(o *options) {
 		if n >= 1 {
@@ -111,9 +131,10 @@ func WithMaxWorkers(n int) Option {
 // and TryEmit fails with ErrQueueFull); emits to other listeners are neither
 // delayed nor failed.
 //
-// An emit made on a worker goroutine (from inside a handler of any
+// An Emit made on a worker goroutine (from inside a handler of any
 // EventManager, whatever context it passes) never waits: it may fill a
-// waiting listener's backlog up to 2n, then fails with ErrQueueFull.
+// waiting listener's backlog up to 2n, then fails with ErrQueueFull
+// (TryEmit, which never waits anyway, fails at n).
 //
 // Not counted: deliveries a worker has taken in its batch (at most 64 per
 // running batch) and invocations running. So a listener holds at most n (2n
@@ -384,7 +405,10 @@ func Ordered() ListenerOption {
 
 // OrderedBy makes Emit deliver events with the same key to this listener one
 // at a time and in the order they were accepted, while events with different
-// keys run concurrently (bounded by Concurrency, if given). key is called by
+// keys run concurrently: at most n keys at once under Concurrency(n), else
+// at most WithWorkers, stalled invocations included; ready keys take turns,
+// and the listener takes one turn among the others however many keys it has
+// ready. key is called by
 // Emit, in the emitting goroutine, once per event; it must be fast and must
 // not block. T must be the EventManager's data type, or RegisterListener
 // fails with ErrInvalidOption.
@@ -403,7 +427,8 @@ func OrderedBy[T any](key func(Event[T]) string) ListenerOption {
 // listener's mailbox without holding a worker, and start in the order they
 // were accepted; with n > 1 they may finish in any order. Concurrency(1)
 // alone therefore behaves like Ordered. With OrderedBy, n bounds the number
-// of keys in flight.
+// of keys in flight (WithWorkers by default). The limit counts stalled
+// invocations too (see WithWorkers).
 func Concurrency(n int) ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) {
 		if n < 1 {

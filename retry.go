@@ -41,12 +41,83 @@ func (p *retryPolicy) backoff(n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// retryTimer is a delivery waiting out its backoff.
+// retryTimer is a delivery waiting out its backoff, in the scheduler's
+// min-heap of due times (s.retries). The heap has one time.Timer (s.retryT),
+// armed for its earliest due time: a backoff costs no goroutine and no
+// timer of its own, and the timer's callback moves every due delivery back
+// to its mailbox in one pass under s.mu.
 type retryTimer[T any] struct {
-	t  *time.Timer
-	d  delivery[T]
-	mb *mailbox[T]
+	due time.Duration // on s's monotonic clock (s.now)
+	d   delivery[T]
+	mb  *mailbox[T]
+	i   int // index in s.retries
 }
+
+// retryHeap is a min-heap of retries by due time; each knows its index.
+type retryHeap[T any] []*retryTimer[T]
+
+func (h retryHeap[T]) less(i, j int) bool { return h[i].due < h[j].due }
+
+func (h retryHeap[T]) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].i, h[j].i = i, j
+}
+
+func (h retryHeap[T]) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			return
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+func (h retryHeap[T]) down(i int) {
+	n := len(h)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			return
+		}
+		if r := j + 1; r < n && h.less(r, j) {
+			j = r
+		}
+		if !h.less(j, i) {
+			return
+		}
+		h.swap(i, j)
+		i = j
+	}
+}
+
+func (h *retryHeap[T]) push(rt *retryTimer[T]) {
+	rt.i = len(*h)
+	*h = append(*h, rt)
+	h.up(rt.i)
+}
+
+// remove takes the retry at index i out of the heap.
+func (h *retryHeap[T]) remove(i int) *retryTimer[T] {
+	old := *h
+	n := len(old) - 1
+	rt := old[i]
+	if i != n {
+		old.swap(i, n)
+	}
+	old[n] = nil
+	*h = old[:n]
+	if i != n {
+		h.down(i)
+		h.up(i)
+	}
+	rt.i = -1
+	return rt
+}
+
+// now is the scheduler's monotonic clock.
+func (s *scheduler[T]) now() time.Duration { return time.Since(s.born) }
 
 // startBackoff schedules d to run again in mb after its backoff, with s.mu
 // held. d.attempt counts the attempts that failed.
@@ -62,42 +133,67 @@ func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
 	s.backoff++
 	mb.backoffs++
 	mb.in.backlog++
-	rt := &retryTimer[T]{d: d, mb: mb}
-	s.timers[rt] = struct{}{}
-	rt.t = time.AfterFunc(wait, func() { s.retryDue(rt) })
+	rt := &retryTimer[T]{due: s.now() + wait, d: d, mb: mb}
+	s.retries.push(rt)
+	if rt.i == 0 {
+		s.armRetries()
+	}
 }
 
-// retryDue puts a delivery whose backoff has ended back in its mailbox, or
-// abandons it if Close gave up meanwhile.
-func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
-	s.mu.Lock()
-	if _, ok := s.timers[rt]; !ok {
-		s.mu.Unlock()
-		return // abort stopped it
-	}
-	s.endBackoff(rt)
-	if !s.aborted.Load() {
-		s.push(rt.mb, rt.d, true)
-		s.makeReady(rt.mb)
-		s.verify()
-		s.mu.Unlock()
+// armRetries arms the retry timer for the earliest due time, with s.mu
+// held, or stops it when no retry waits.
+func (s *scheduler[T]) armRetries() {
+	if len(s.retries) == 0 {
+		if s.retryT != nil {
+			s.retryT.Stop()
+		}
 		return
 	}
-	s.stats.abandoned++
-	s.complete(rt.d.ep)
-	lost := s.observeLost(nil, rt.mb, rt.d)
-	s.retire(rt.mb)
-	s.finish()
-	s.idle = 0
-	s.work.Broadcast() // the pool may have drained
-	s.verify()
-	s.mu.Unlock()
-	s.tellLost(lost, OutcomeAbandoned)
+	wait := max(s.retries[0].due-s.now(), 0)
+	if s.retryT == nil {
+		s.retryT = time.AfterFunc(wait, s.retriesDue)
+		return
+	}
+	s.retryT.Reset(wait)
 }
 
-// endBackoff takes rt out of the backoff accounting, with s.mu held.
+// retriesDue is the retry timer's callback: it puts every delivery whose
+// backoff has ended back in its mailbox (or abandons it if Close gave up
+// meanwhile), and re-arms the timer for the next one.
+func (s *scheduler[T]) retriesDue() {
+	var lost []Delivery
+	s.mu.Lock()
+	now := s.now()
+	aborted := s.aborted.Load()
+	for len(s.retries) > 0 && s.retries[0].due <= now {
+		rt := s.retries.remove(0)
+		s.endBackoff(rt)
+		if !aborted {
+			s.push(rt.mb, rt.d, true)
+			s.makeReady(rt.mb)
+			continue
+		}
+		s.stats.abandoned++
+		s.complete(rt.d.ep)
+		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.retire(rt.mb)
+	}
+	if !s.finished {
+		s.armRetries()
+	}
+	if aborted {
+		s.finish()
+		s.idle = 0
+		s.work.Broadcast() // the pool may have drained
+	}
+	s.verify()
+	s.mu.Unlock()
+	s.tellLostOnPool(lost, OutcomeAbandoned)
+}
+
+// endBackoff takes rt out of the backoff accounting, with s.mu held; rt is
+// already out of the heap.
 func (s *scheduler[T]) endBackoff(rt *retryTimer[T]) {
-	delete(s.timers, rt)
 	s.backoff--
 	rt.mb.backoffs--
 	s.shrink(rt.mb.in, 1)
@@ -105,15 +201,19 @@ func (s *scheduler[T]) endBackoff(rt *retryTimer[T]) {
 
 // dropRetries skips the deliveries of in that wait out a backoff, once its
 // listener is unregistered: their next attempt would be skipped anyway, and
-// Flush and Close need not wait for the timers.
+// Flush and Close need not wait for them.
 func (s *scheduler[T]) dropRetries(in *inbox[T]) {
 	var lost []Delivery
 	dropped := 0
 	s.mu.Lock()
-	for rt := range s.timers {
-		if rt.mb.in != in || !rt.t.Stop() {
-			continue
+	var mine []*retryTimer[T]
+	for _, rt := range s.retries {
+		if rt.mb.in == in {
+			mine = append(mine, rt)
 		}
+	}
+	for _, rt := range mine {
+		s.retries.remove(rt.i)
 		dropped++
 		s.endBackoff(rt)
 		s.stats.skipped++
@@ -124,6 +224,7 @@ func (s *scheduler[T]) dropRetries(in *inbox[T]) {
 		s.retire(rt.mb)
 	}
 	if dropped > 0 {
+		s.armRetries()
 		s.finish()
 		s.idle = 0
 		s.work.Broadcast() // the pool may have drained

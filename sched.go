@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,52 +13,83 @@ import (
 // Model. Every listener has an inbox (inbox.go): its own bounded backlog,
 // held in one mailbox, or one mailbox per key for OrderedBy. Emit pushes one
 // delivery into the mailbox of every listener the event matches, all under
-// s.mu, so every mailbox sees the same accept order (admit.go). A mailbox
-// that may start a delivery (it has one queued, runs fewer batches than its
-// limit, is not paused for a retry, and its gate has room) waits in the
-// ready list, first come first served. A worker (worker.go) takes a batch
-// from the mailbox at the head of the list (one listener's deliveries only),
-// runs it without the lock, and accounts for it under the lock. So a
-// delivery never waits behind another listener's handler while a worker is
-// idle: it waits only behind its own listener's invocations.
+// s.mu, so every mailbox sees the same accept order (admit.go). The
+// listener is the unit of fairness and of the worker bound: a listener that
+// may start a batch (it runs fewer batches than its limit, and has a
+// delivery, or for OrderedBy a key, that may start: queued, not running,
+// not paused for a retry) waits in the ready list, once, first come first
+// served. A worker (worker.go) takes one batch from the listener at the head
+// of the list (from its mailbox, or from the key at the head of the
+// listener's own ready list of keys), and the listener goes back to the end
+// of the list if it may start another. The worker runs the batch without
+// the lock and accounts for it under the lock. So listeners take turns
+// whatever their number of keys; a delivery never waits behind another
+// listener's handler while a worker is idle; and a listener runs at most
+// its limit of batches (workers) at once, stalled ones included: WithWorkers
+// for a plain listener, 1 for Ordered, n for Concurrency(n), and for
+// OrderedBy one per key and n (Concurrency) or WithWorkers over all keys.
 //
-// Blocking. A worker whose handler has not returned for _stallAfter while
-// other work is waiting is stalled (watchdog.go): the deliveries of its batch
-// that it has not started go back to their mailbox, and another worker is
-// started in its place, as the Go runtime hands a blocked thread's P to a
-// new one. A stalled worker that returns exits if enough workers run
-// without it. So at most maxLive workers run without being stalled, and at
-// most maxWorkers worker goroutines exist.
+// Time. Batches are bounded in count (_batchSize) and in time: the watchdog
+// (watchdog.go), armed while a listener waits for a worker, tells a worker
+// that has been on one batch since its previous look (at least stallAfter)
+// to yield, so the unstarted rest goes back to its mailbox and the waiting
+// listener's turn comes within about two stall thresholds plus one
+// invocation.
 //
-// Re-entrancy. A worker never waits for backlog room (admit.go): an emit
+// Blocking. A worker whose handler has not returned since the watchdog's
+// previous look is a suspect. As many suspects as runtime/metrics shows
+// cannot be computing (suspects minus the process's running and runnable
+// goroutines) are stalled, longest stuck first, and any suspect stuck for
+// _computeLimit stall thresholds: the deliveries of its batch that it has
+// not started go back to their mailbox, and another worker is started in
+// its place, as the Go runtime hands a blocked thread's P to a new one. A
+// stalled worker that returns exits if enough workers run without it. So at
+// most maxLive workers run without being stalled, handlers that compute
+// are not replaced (at most maxLive compute at once, one more while a
+// replacement starts), and at most maxWorkers worker goroutines exist.
+//
+// Idle. A worker with nothing to do for idleAfter exits (watchdog.go), so
+// an idle bus holds no goroutine. Retry backoffs wait in one min-heap with
+// one timer (retry.go). So the pool's goroutines are its workers plus, at
+// moments, the callbacks of its three timers (watchdog, retries, idle).
+//
+// Re-entrancy. A worker never waits for backlog room (admit.go): an Emit
 // from any EventManager's worker goroutine (see goid.go) may use a reserve
 // of the listener's bound again, then fails with ErrQueueFull. Flush and
-// Close called on a worker of their own EventManager do not wait.
+// Close called on a worker of their own EventManager do not wait. A
+// goroutine a handler starts is not a worker: its Emit waits like any other.
 //
-// Locks. s.mu guards every field below it. Lock order: EventManager.mu (the
-// registry) may be held when s.mu is taken (Close does, to make ErrClosed
-// final against RegisterListener), never the reverse. Handlers, the error
+// Locks. s.mu guards every field below it, and the inboxes' and mailboxes'
+// mutable fields. Lock order: EventManager.mu (the registry) may be held
+// when s.mu is taken (Close does, to make ErrClosed final against
+// RegisterListener), never the reverse. Handlers, observers, the error
 // handler, key functions and timer callbacks are never called with s.mu
-// held; the error handler is called with no lock held.
+// held; the error handler is called with no lock held. runtime/metrics is
+// read with s.mu held (it takes only runtime-internal locks).
 //
 // Invariants (checked by checkInvariants in tests, after every accounting
 // step, when s.check is set):
 //
 //   - s.queued = Σ over mailboxes of len(q);
-//     s.backoff = len(s.timers) = Σ mailbox.backoffs;
+//     s.backoff = len(s.retries) = Σ mailbox.backoffs, each retry's index
+//     is its place in the heap, and the heap is ordered by due time;
 //     inbox.backlog = Σ over its mailboxes of len(q) + backoffs.
 //   - s.running = Σ over workers' hands of hand.held.
 //   - the epochs' pending counts add up to queued + running + backoff.
-//   - mailbox.active ≤ inbox.limit; inbox.active = Σ mailbox.active;
-//     gate.active = number of its mailboxes with active > 0.
-//   - a mailbox is queued (in the ready list or a gate's waiting list) at
-//     most once, and is in the busy list unless idle.
-//   - s.stalled ≤ s.workers ≤ s.maxWorkers.
+//   - inbox.active = Σ mailbox.active ≤ inbox.limit; a key mailbox runs at
+//     most one batch.
+//   - a listener is in the ready list at most once, marked queued, and
+//     below its limit; a key is in its listener's ready list at most once,
+//     marked queued, and tracked; an unkeyed mailbox is never marked queued.
+//   - a mailbox is in the busy list unless idle.
+//   - s.stalled ≤ s.workers ≤ s.maxWorkers; a worker marked to retire (idle
+//     timer) is parked; a parked worker runs no batch.
 type scheduler[T any] struct {
 	// Set at construction, then read-only.
 	maxLive    int           // WithWorkers: workers that may run at once, not counting stalled ones
 	maxWorkers int           // WithMaxWorkers: every worker goroutine, stalled ones included
 	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
+	idleAfter  time.Duration // how long a worker stays parked with nothing to do before it exits
 	report     func(error)   // the error handler; called with no lock held
 	obs        Observer      // nil when nobody observes deliveries
 	ctx        context.Context
@@ -76,12 +108,17 @@ type scheduler[T any] struct {
 	work sync.Cond // idle workers wait here; L is &mu
 
 	// Queues.
-	ready   deque[*mailbox[T]] // mailboxes that may start a delivery, in the order they became ready
-	busy    *mailbox[T]        // head of the list of every mailbox that is not idle
-	tracked int                // mailboxes in the busy list
-	checks  uint64             // verify calls (tests only)
-	spare   []*mailbox[T]      // retired key mailboxes, for reuse
-	timers  map[*retryTimer[T]]struct{}
+	ready   deque[*inbox[T]] // listeners that may start a batch, in the order they became ready
+	busy    *mailbox[T]      // head of the list of every mailbox that is not idle
+	tracked int              // mailboxes in the busy list
+	checks  uint64           // verify calls (tests only)
+	spare   []*mailbox[T]    // retired key mailboxes, for reuse
+
+	// Retries (retry.go): deliveries waiting out a backoff, by due time,
+	// and the one timer armed for the earliest while any waits.
+	born    time.Time // the origin of s.now
+	retries retryHeap[T]
+	retryT  *time.Timer
 
 	// Workers.
 	hands    []*hand[T] // one per worker goroutine
@@ -90,6 +127,10 @@ type scheduler[T any] struct {
 	idle     int        // workers waiting on work and not yet signalled
 	watching bool       // the watchdog timer is armed
 	watchdog *time.Timer
+	suspects []*hand[T]       // the watchdog's scratch list
+	probe    []metrics.Sample // the watchdog's runtime metrics
+	reaping  bool             // the idle timer is armed (watchdog.go)
+	reaper   *time.Timer      // retires workers parked for idleAfter
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
@@ -120,6 +161,13 @@ const (
 	// _stallAfter is how long a handler may run before its worker is
 	// considered stalled and replaced while other work waits.
 	_stallAfter = 5 * time.Millisecond
+	// _computeLimit is how many stall thresholds a handler that has not
+	// returned may be taken for computing, and its worker not replaced,
+	// while the process has no CPU to spare (watchdog.go).
+	_computeLimit = 200
+	// _idleAfter is how long a worker with nothing to do waits for work
+	// before it exits.
+	_idleAfter = time.Second
 	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
 	// when WithMaxWorkers is not given (or WithWorkers is larger).
 	_defaultMaxWorkers = 256
@@ -130,13 +178,14 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 		maxLive:    o.workers,
 		maxWorkers: max(o.maxWorkers, o.workers),
 		stallAfter: o.stallAfter,
+		idleAfter:  o.idleAfter,
 		report:     report,
 		obs:        o.observer,
 		check:      o.checkInvariants,
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),
 		cur:        &epoch{},
-		timers:     map[*retryTimer[T]]struct{}{},
+		born:       time.Now(),
 	}
 	s.work.L = &s.mu
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -146,7 +195,7 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 // wake makes sure a worker will look at the ready list, with s.mu held: an
 // idle one is signalled, or one is started while fewer than maxLive run
 // unstalled; otherwise the watchdog is armed, so that a worker stuck in a
-// handler is replaced.
+// handler is replaced and a long batch yields.
 func (s *scheduler[T]) wake() {
 	switch {
 	case s.idle > 0:
@@ -154,15 +203,15 @@ func (s *scheduler[T]) wake() {
 		s.work.Signal()
 	case s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers:
 		s.start()
-	case s.workers < s.maxWorkers:
-		s.armWatchdog()
+	default:
+		s.armWatchdog() // replaces stalled workers, and bounds batches in time
 	}
 }
 
 // start starts a worker goroutine, with s.mu held.
 func (s *scheduler[T]) start() {
 	s.workers++
-	h := &hand[T]{}
+	h := &hand[T]{stuck: -1}
 	s.hands = append(s.hands, h)
 	go s.run(h)
 }

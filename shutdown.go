@@ -64,6 +64,11 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 		s.ready.pop().queued = false
 	}
 	for mb := s.busy; mb != nil; mb = mb.next {
+		for in := mb.in; in.ready.len() > 0; {
+			in.ready.pop().queued = false
+		}
+	}
+	for mb := s.busy; mb != nil; mb = mb.next {
 		for mb.q.len() > 0 {
 			d := mb.q.pop()
 			s.queued--
@@ -72,20 +77,15 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			s.complete(d.ep)
 			lost = s.observeLost(lost, mb, d)
 		}
-		if g := mb.in.gate; g != nil {
-			for g.waiting.len() > 0 {
-				g.waiting.pop().queued = false
-			}
-		}
 	}
-	for rt := range s.timers {
-		if rt.t.Stop() {
-			s.endBackoff(rt)
-			s.stats.abandoned++
-			s.complete(rt.d.ep)
-			lost = s.observeLost(lost, rt.mb, rt.d)
-		}
+	for len(s.retries) > 0 {
+		rt := s.retries.remove(len(s.retries) - 1)
+		s.endBackoff(rt)
+		s.stats.abandoned++
+		s.complete(rt.d.ep)
+		lost = s.observeLost(lost, rt.mb, rt.d)
 	}
+	s.armRetries() // stops the timer
 	for mb := s.busy; mb != nil; {
 		next := mb.next
 		s.retire(mb)
@@ -116,6 +116,12 @@ func (s *scheduler[T]) finish() {
 		close(s.done)
 		if s.watchdog != nil {
 			s.watchdog.Stop()
+		}
+		if s.retryT != nil {
+			s.retryT.Stop()
+		}
+		if s.reaper != nil {
+			s.reaper.Stop()
 		}
 	}
 }

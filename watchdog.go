@@ -1,21 +1,36 @@
 package eventbus
 
-import "time"
+import (
+	"cmp"
+	"runtime/metrics"
+	"slices"
+	"time"
+)
 
-// The watchdog replaces workers stuck in a handler, so that listeners that
-// block (for seconds, or until released) cannot stop the others.
+// The watchdog keeps waiting listeners from waiting long behind others:
+// it replaces workers stuck in a handler, so that listeners that block (for
+// seconds, or until released) cannot stop the others, and it bounds batches
+// in time, so that a slow listener's long batch does not hide others' work.
 //
-// It is a timer, not a goroutine: wake arms it when work is ready, no worker
-// is idle and no other may start. When it fires it looks at every worker
-// that is running a batch: one that has not started another delivery since
-// the previous look (at least stallAfter ago) is stalled. Its unstarted
-// deliveries go back to their mailbox, and workers are started in place of
-// the stalled ones, up to maxLive unstalled and maxWorkers in all. The timer
-// re-arms itself while work is still waiting for a worker.
+// It is a timer, not a goroutine: wake arms it when a listener is ready and
+// no worker is idle and none may start. When it fires it looks at every
+// worker that is running a batch, and compares with its previous look (at
+// least stallAfter ago):
 //
-// A listener holds at most its limit of workers (for a plain listener,
-// WithWorkers), so one blocked listener cannot take every worker the
-// watchdog starts.
+//   - a worker still on the batch it had then has run it for at least
+//     stallAfter: while listeners wait it yields, that is, it starts no more
+//     of that batch, and the rest goes back to the front of its mailbox;
+//     its listener rejoins the end of the ready list. So a ready listener
+//     waits at most about two stall thresholds plus one invocation.
+//   - a worker that has not even started another delivery since is stalled
+//     (its handler blocks, or computes; see blocked): its unstarted
+//     deliveries go back to their mailbox, and workers are started in place
+//     of the stalled ones, up to maxLive unstalled and maxWorkers in all.
+//
+// The timer re-arms itself while a listener is still ready and no worker is
+// idle. A listener holds at most its limit of workers, stalled ones
+// included, so one blocked listener cannot take the workers the watchdog
+// starts.
 
 // armWatchdog arms the timer unless it is armed, with s.mu held.
 func (s *scheduler[T]) armWatchdog() {
@@ -38,24 +53,88 @@ func (s *scheduler[T]) watch() {
 	if s.finished {
 		return
 	}
+	waiting := s.ready.len() > 0
+	suspects := s.suspects[:0]
 	for _, h := range s.hands {
-		if !h.running || h.stalled {
+		if !h.running {
 			continue
 		}
 		n := h.next.Load()
-		if h.takes == h.seenTakes && n == h.seenNext {
-			s.stall(h)
+		same, progressed := h.takes == h.seenTakes, n != h.seenNext
+		h.seenTakes, h.seenNext = h.takes, n
+		if !same || progressed {
+			h.stuck = -1
+		}
+		if !same {
 			continue
 		}
-		h.seenTakes, h.seenNext = h.takes, n
+		if waiting {
+			h.yield.Store(true)
+		}
+		if !h.stalled && !progressed {
+			if h.stuck < 0 {
+				h.stuck = s.now()
+			}
+			suspects = append(suspects, h)
+		}
 	}
+	if len(suspects) > 0 {
+		s.stallBlocked(suspects)
+	}
+	clear(suspects)
+	s.suspects = suspects[:0]
 	for s.ready.len() > 0 && s.idle == 0 && s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers {
 		s.start()
 	}
-	if s.ready.len() > 0 && s.idle == 0 && s.workers < s.maxWorkers {
+	if s.ready.len() > 0 && s.idle == 0 {
 		s.armWatchdog()
 	}
 	s.verify()
+}
+
+// stallBlocked stalls the suspects (workers whose handler has not returned
+// since the previous look) that are blocked, not computing. It cannot see
+// which goroutine is which, so it counts, as the Go runtime's own scheduler
+// would: every goroutine of the process that is running or runnable
+// (runtime/metrics, less the watchdog's own goroutine) may be a computing
+// suspect, so at least len(suspects) minus that many suspects are blocked,
+// and that many are stalled, longest stuck first. So handlers that compute
+// are not replaced (at most WithWorkers of them run at once, one more while
+// a replacement starts, as the metrics are approximate), while blocked ones
+// are replaced as soon as the process has a goroutine's worth of CPU for
+// them. A suspect stuck for computeLimit (200 stall thresholds: a second,
+// by default) is stalled in any case: a process whose CPU stays saturated by other
+// goroutines cannot hold a blocked listener's worker for ever. Without the
+// metrics (a Go toolchain older than 1.26), every suspect is stalled.
+func (s *scheduler[T]) stallBlocked(suspects []*hand[T]) {
+	slices.SortFunc(suspects, func(a, b *hand[T]) int { return cmp.Compare(a.stuck, b.stuck) })
+	blocked := len(suspects)
+	if busy, ok := s.busyGoroutines(); ok {
+		blocked = max(blocked-busy, 0)
+	}
+	now := s.now()
+	for i, h := range suspects {
+		if i < blocked || now-h.stuck >= _computeLimit*s.stallAfter {
+			s.stall(h)
+		}
+	}
+}
+
+// busyGoroutines returns how many goroutines of the process run or wait to
+// run, not counting the caller, from runtime/metrics; ok is false when the
+// toolchain does not provide them.
+func (s *scheduler[T]) busyGoroutines() (busy int, ok bool) {
+	if s.probe == nil {
+		s.probe = []metrics.Sample{{Name: "/sched/goroutines/running:goroutines"}, {Name: "/sched/goroutines/runnable:goroutines"}}
+	}
+	metrics.Read(s.probe)
+	for _, m := range s.probe {
+		if m.Value.Kind() != metrics.KindUint64 {
+			return 0, false
+		}
+		busy += int(m.Value.Uint64())
+	}
+	return max(busy-1, 0), true
 }
 
 // stall marks h stalled and hands the deliveries of its batch that it has
@@ -64,4 +143,57 @@ func (s *scheduler[T]) stall(h *hand[T]) {
 	h.stalled = true
 	s.stalled++
 	s.handBack(h)
+}
+
+// Idle workers. A worker that has found nothing to do for idleAfter exits,
+// so an idle bus holds no goroutine; workers start again as work arrives.
+// This is a timer too (s.reaper), armed while a worker is parked: when it
+// fires it marks the workers parked for idleAfter (retire) and wakes them;
+// a marked worker exits unless work is ready by then. It re-arms itself for
+// the next parked worker's deadline.
+
+// armReaper arms the idle timer unless it is armed, with s.mu held.
+func (s *scheduler[T]) armReaper() {
+	if s.reaping || s.finished {
+		return
+	}
+	s.reaping = true
+	if s.reaper == nil {
+		s.reaper = time.AfterFunc(s.idleAfter, s.reap)
+		return
+	}
+	s.reaper.Reset(s.idleAfter)
+}
+
+// reap is the idle timer's callback.
+func (s *scheduler[T]) reap() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reaping = false
+	if s.finished {
+		return
+	}
+	now := s.now()
+	next := time.Duration(-1)
+	retired := false
+	for _, h := range s.hands {
+		if !h.parked || h.retire {
+			continue
+		}
+		if left := h.idleSince + s.idleAfter - now; left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		h.retire, retired = true, true
+	}
+	if retired {
+		s.idle = 0
+		s.work.Broadcast()
+	}
+	if next >= 0 {
+		s.reaping = true
+		s.reaper.Reset(next)
+	}
 }

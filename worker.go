@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Workers.
@@ -25,6 +26,10 @@ type hand[T any] struct {
 	// next is the next delivery of batch to claim: the owner claims one at
 	// a time (Add), the watchdog claims the rest of a stalled batch (Swap).
 	next atomic.Int32
+	// yield is set by the watchdog when the batch has run for a stall
+	// threshold while other listeners wait: the owner starts no more of it,
+	// and the rest goes back to the mailbox.
+	yield atomic.Bool
 
 	// Guarded by s.mu.
 	goid      uint64 // the worker goroutine's ID
@@ -34,6 +39,10 @@ type hand[T any] struct {
 	takes     uint64 // batches taken, for the watchdog
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
+	stuck     time.Duration // since when (s.now) the watchdog finds this batch with no progress; -1: it progresses
+	parked    bool          // idle since idleSince, with nothing taken since
+	idleSince time.Duration // on s.now's clock
+	retire    bool          // idle for idleAfter: exits unless work is ready
 
 	// Owner only, while running: where it is and what it ran, accounted
 	// for under the lock afterwards.
@@ -52,6 +61,8 @@ func (h *hand[T]) reset() {
 	h.mb = nil
 	h.units = 0
 	h.next.Store(0)
+	h.yield.Store(false)
+	h.stuck = -1
 	h.running = false
 	h.held = 0
 	h.ran, h.back = 0, 0
@@ -78,15 +89,20 @@ func (s *scheduler[T]) run(h *hand[T]) {
 			continue
 		}
 		if s.ready.len() == 0 {
-			if s.closed.Load() && s.drained() {
-				s.leave(h)
+			if (s.closed.Load() && s.drained()) || h.retire {
+				s.leave(h) // closed and drained, or idle for idleAfter
 				s.mu.Unlock()
 				return
+			}
+			if !h.parked {
+				h.parked, h.idleSince = true, s.now()
+				s.armReaper()
 			}
 			s.idle++
 			s.work.Wait()
 			continue
 		}
+		h.parked, h.retire = false, false
 		if !s.take(h) {
 			continue
 		}
@@ -102,7 +118,7 @@ func (s *scheduler[T]) run(h *hand[T]) {
 			lost := h.lost
 			h.lost = nil
 			s.mu.Unlock()
-			s.tellLost(lost, OutcomeAbandoned)
+			s.tellLostOnPool(lost, OutcomeAbandoned)
 			s.mu.Lock()
 		}
 		if h.stalled {
@@ -122,21 +138,36 @@ func (s *scheduler[T]) drained() bool {
 	return s.queued == 0 && s.running == 0 && s.backoff == 0
 }
 
-// take takes a batch from the mailbox at the head of the ready list, with
-// s.mu held; it reports false when that mailbox could not start after all.
-// An ordered mailbox gives up to _batchSize deliveries (they run in turn
-// anyway); one that runs several batches at once gives its fair share among
-// them, so that its limit's worth of workers can share its backlog.
+// take takes a batch from the listener at the head of the ready list, with
+// s.mu held; it reports false when that listener could not start after all.
+// The listener goes back to the end of the list if it may start another
+// batch, so listeners take turns whatever their number of keys or backlog;
+// so do the keys of an OrderedBy listener inside it. An ordered mailbox
+// gives up to _batchSize deliveries (they run in turn anyway); one that
+// runs several batches at once gives its fair share among them, so that its
+// limit's worth of workers can share its backlog.
 func (s *scheduler[T]) take(h *hand[T]) bool {
-	mb := s.ready.pop()
-	mb.queued = false
-	in := mb.in
-	if g := in.gate; g != nil && mb.active == 0 && g.active >= g.limit {
-		s.makeReady(mb) // the gate filled up meanwhile
+	in := s.ready.pop()
+	in.queued = false
+	mb := in.box
+	if in.keyFn != nil {
+		for {
+			if in.ready.len() == 0 {
+				return false
+			}
+			mb = in.ready.pop()
+			mb.queued = false
+			in.ready.release() // after a burst of keys, the memory comes back
+			if mb.q.len() > 0 && mb.active == 0 && !mb.paused() {
+				break
+			}
+			s.retire(mb) // emptied meanwhile (OverflowDropOldest)
+		}
+	} else if mb.q.len() == 0 || mb.paused() {
 		return false
 	}
 	n := mb.q.len()
-	if in.limit > 1 {
+	if in.keyFn == nil && in.limit > 1 {
 		n = (n + in.limit - 1) / in.limit
 	}
 	n = min(n, in.batch)
@@ -144,15 +175,12 @@ func (s *scheduler[T]) take(h *hand[T]) bool {
 	h.mb, h.units = mb, int32(n)
 	h.running, h.held = true, n
 	h.takes++
-	if mb.active == 0 && in.gate != nil {
-		in.gate.active++
-	}
 	mb.active++
 	in.active++
 	s.queued -= n
 	s.running += n
 	s.shrink(in, n)
-	s.makeReady(mb) // it may start another batch, behind the other ready mailboxes
+	s.offer(in) // it may start another batch, behind the other ready listeners
 	s.verify()
 	return true
 }
@@ -177,8 +205,8 @@ func (s *scheduler[T]) steal() bool {
 // in its listener's backlog.
 func (s *scheduler[T]) handBack(h *hand[T]) bool {
 	mb, in := h.mb, h.mb.in
-	if mb.active >= in.limit {
-		return false
+	if mb.keyed || in.active >= in.limit {
+		return false // only this batch may run the mailbox now
 	}
 	for {
 		k := h.next.Load()
@@ -199,12 +227,13 @@ func (s *scheduler[T]) handBack(h *hand[T]) bool {
 }
 
 // runBatch runs h's batch in order, without s.mu. It stops at a delivery
-// to retry if the mailbox is ordered, and when it runs out of claimed
-// deliveries (the rest may have been handed back by the watchdog).
+// to retry if the mailbox is ordered, when the watchdog tells it to yield,
+// and when it runs out of claimed deliveries (the rest may have been handed
+// back by the watchdog).
 func (s *scheduler[T]) runBatch(h *hand[T]) {
 	e := h.mb.in.e
 	ordered := h.mb.in.ordered
-	for {
+	for !h.yield.Load() {
 		i := h.next.Add(1) - 1
 		if i >= h.units {
 			break
@@ -215,7 +244,7 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				e.lost(d.ctx, d.ev, d.attempt, d.at, OutcomeAbandoned)
+				s.tellLostOne(e.describe(d.ctx, d.ev, d.attempt, d.at), OutcomeAbandoned)
 			}
 			continue
 		}
@@ -286,14 +315,6 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	s.running -= h.held
 	mb.active--
 	in.active--
-	if g := in.gate; g != nil && mb.active == 0 {
-		g.active--
-		if g.waiting.len() > 0 {
-			w := g.waiting.pop()
-			w.queued = false
-			s.makeReady(w)
-		}
-	}
 	if in.active == 0 && in.quiet != nil {
 		close(in.quiet)
 		in.quiet = nil

@@ -155,7 +155,7 @@ func (p *PubSub) publish(name string, msg *message.Message, log *topicLog) error
 		p.stats.published.Add(1)
 	}
 	for _, s := range waiters {
-		s.poke()
+		s.settled(e)
 	}
 	if err != nil {
 		return busError(err)

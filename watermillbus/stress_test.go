@@ -122,34 +122,6 @@ func runStream(t *testing.T, deadline time.Time, queue, limit int) {
 	expired, cancel := context.WithCancel(context.Background())
 	cancel()
 
-	var log streamLog
-	stop := make(chan struct{})
-	var pubs sync.WaitGroup
-	for pub := range stressPublishers {
-		pubs.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m := message.NewMessage(fmt.Sprintf("%d/%d", pub, i), nil)
-				if i%7 == 6 {
-					m.SetContext(expired) // published only if there is room at once
-				}
-				log.started[pub].Add(1)
-				err := ps.Publish("t", m)
-				log.mu.Lock()
-				log.ok[pub] = append(log.ok[pub], err == nil)
-				log.mu.Unlock()
-				if err != nil && !(i%7 == 6 && errors.Is(err, eventbus.ErrQueueFull)) {
-					t.Errorf("publisher %d: message %d: %v", pub, i, err)
-					return
-				}
-			}
-		})
-	}
-
 	// A subscription from the start gets everything.
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
@@ -178,6 +150,34 @@ func runStream(t *testing.T, deadline time.Time, queue, limit int) {
 			}
 		}
 	})
+
+	var log streamLog
+	stop := make(chan struct{})
+	var pubs sync.WaitGroup
+	for pub := range stressPublishers {
+		pubs.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m := message.NewMessage(fmt.Sprintf("%d/%d", pub, i), nil)
+				if i%7 == 6 {
+					m.SetContext(expired) // published only if there is room at once
+				}
+				log.started[pub].Add(1)
+				err := ps.Publish("t", m)
+				log.mu.Lock()
+				log.ok[pub] = append(log.ok[pub], err == nil)
+				log.mu.Unlock()
+				if err != nil && !(i%7 == 6 && errors.Is(err, eventbus.ErrQueueFull)) {
+					t.Errorf("publisher %d: message %d: %v", pub, i, err)
+					return
+				}
+			}
+		})
+	}
 
 	var joiners sync.WaitGroup
 	var rounds [stressJoiners][]round

@@ -3,6 +3,7 @@ package watermillbus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventbus-go/eventbus"
@@ -36,6 +37,12 @@ type subscription struct {
 	replay []*logEntry
 	from   uint64
 	held   []*message.Message
+
+	// stuck is the pending entry the replay stopped at, while the handler
+	// waits for the poke that its Publish sends once it settles; nil
+	// otherwise. Whoever swaps it from the entry to nil, the handler or
+	// that Publish, decides whether a poke is needed (see handle).
+	stuck atomic.Pointer[logEntry]
 
 	mu      sync.Mutex
 	closed  bool
@@ -78,6 +85,14 @@ func (s *subscription) register() error {
 	return nil
 }
 
+// settled is called by the Publish of e, once e's state is stored: it pokes
+// the listener if its replay stopped at e.
+func (s *subscription) settled(e *logEntry) {
+	if s.stuck.CompareAndSwap(e, nil) {
+		s.poke()
+	}
+}
+
 // poke makes the listener run, to start or resume the replay, with an
 // event for it alone that carries no message. It never waits: when the
 // listener's backlog is full, the deliveries in it will run the listener
@@ -100,7 +115,7 @@ func (s *subscription) poke() {
 //
 // When the replay reaches an entry whose Publish has not settled, the run
 // does not wait for it: it holds the event's live message, if any, and
-// returns; the Publish pokes the listener once it settles. Waiting here
+// returns; the Publish pokes the listener once it settles (settled). Waiting here
 // could deadlock: that Publish may be waiting for room in this listener's
 // backlog, which only this listener's runs free.
 //
@@ -118,6 +133,14 @@ func (s *subscription) handle(ctx context.Context, ev eventbus.Event[envelope]) 
 		e := s.replay[0]
 		switch e.state.Load() {
 		case pending:
+			// Either the Publish sees stuck set after its state store and
+			// pokes, or this run sees the state settled and goes on: both
+			// are sequentially consistent atomics, so one of the two
+			// sees the other's store, and the swap of stuck decides.
+			s.stuck.Store(e)
+			if e.state.Load() != pending && s.stuck.CompareAndSwap(e, nil) {
+				continue // settled meanwhile, and no poke is coming
+			}
 			if live != nil {
 				s.held = append(s.held, live)
 			}

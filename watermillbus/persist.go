@@ -27,10 +27,11 @@ import (
 // A snapshot may hold entries still pending: their Publish is still
 // waiting for room, or has not settled yet. The replay must not wait for
 // them in the handler (that Publish may be waiting for room in this very
-// subscription's backlog), so it stops there, returns, and keeps the live
-// messages that arrive meanwhile aside (subscription.held); settle then
-// sends the subscription an event (subscription.poke) that runs the
-// handler again. See subscription.handle.
+// subscription's backlog), so it stops there (subscription.stuck), returns,
+// and keeps the live messages that arrive meanwhile aside
+// (subscription.held); once the entry settles, its Publish sends the
+// subscription an event that runs the handler again (subscription.settled,
+// subscription.poke). See subscription.handle.
 //
 // Lock order: topicLog.mu, then the EventManager's own locks (through
 // RegisterListener in register). No lock of the PubSub is held across a

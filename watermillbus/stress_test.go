@@ -31,8 +31,9 @@ const (
 
 // TestJoinAndLeaveALiveStream has subscribers with persistence join and
 // leave a topic that two publishers feed without pause, under backlogs of
-// 1 to 8 and logs of 1 to 16 messages: each round subscribes, reads a few
-// messages (nacking some, leaving some unacked at the end) and cancels.
+// 1 to 8 and logs of 1 to 16 messages, half of them with a nack delay: each
+// round subscribes, reads a few messages (nacking some, leaving some
+// unacked at the end) and cancels.
 // Every seventh message is published with a context that is already done,
 // so it fails when it finds no room: a failed message must reach nobody.
 //
@@ -47,8 +48,12 @@ func TestJoinAndLeaveALiveStream(t *testing.T) {
 	deadline := time.Now().Add(*stressDeadline)
 	for q := 1; q <= 8; q++ {
 		limit := []int{1, 4, 16}[q%3]
-		t.Run(fmt.Sprintf("queue %d log %d", q, limit), func(t *testing.T) {
-			runStream(t, deadline, q, limit)
+		var nackDelay time.Duration
+		if q%2 == 0 {
+			nackDelay = 50 * time.Microsecond // a nacked replay or held message comes back through a Retry run
+		}
+		t.Run(fmt.Sprintf("queue %d log %d nack delay %v", q, limit, nackDelay), func(t *testing.T) {
+			runStream(t, deadline, q, limit, nackDelay)
 		})
 		if t.Failed() {
 			return
@@ -114,8 +119,8 @@ func parseID(uuid string) (pub, n int, err error) {
 	return pub, n, err
 }
 
-func runStream(t *testing.T, deadline time.Time, queue, limit int) {
-	ps, err := watermillbus.New(watermillbus.WithPersistence(limit),
+func runStream(t *testing.T, deadline time.Time, queue, limit int, nackDelay time.Duration) {
+	ps, err := watermillbus.New(watermillbus.WithPersistence(limit), watermillbus.WithNackDelay(nackDelay),
 		watermillbus.WithBusOptions(eventbus.WithQueueSize(queue)))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, ps.Close()) }()

@@ -25,8 +25,12 @@ const ScopeName = "github.com/eventbus-go/eventbus/otelbus"
 // Spans: an emit is a producer span "publish <event>" whose parent is the
 // span in the emitter's context (none: a new trace), ended when the emit
 // returns; a handler attempt is a consumer span "process <event>", a child
-// of the emit's span, ended when the handler returns. A handler that calls
-// runtime.Goexit never ends its span. Deliveries that never run (skipped,
+// of the emit's span, ended when the handler returns. A pool attempt that
+// ends in runtime.Goexit (t.FailNow in a test listener) is a failed attempt,
+// in its span and in every metric, as in Stats (the EventManager reports it
+// to done as OutcomeFailed); an EmitSync listener that calls it ends the
+// caller's goroutine, and neither its span nor the emit's ends, nor is it
+// counted, as Stats do not count it. Deliveries that never run (skipped,
 // dropped, abandoned) have no span: they are counted in eventbus.deliveries.
 type Observer struct {
 	cfg    config

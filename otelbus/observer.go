@@ -196,9 +196,8 @@ func (p *processing) finish(oc eventbus.Outcome, err error) {
 }
 
 // Lost counts a delivery that does not run; see eventbus.Observer.
-func (o *Observer) Lost(d eventbus.Delivery, oc eventbus.Outcome) {
+func (o *Observer) Lost(ctx context.Context, d eventbus.Delivery, oc eventbus.Outcome) {
 	a := o.cache.pair(o.cfg.events(d.Event), o.cfg.listeners(listenerName(d.Listener)))
-	ctx := context.Background()
 	if d.Attempt > 0 {
 		o.in.retries.Add(ctx, 1, a.add...)
 	}

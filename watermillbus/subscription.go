@@ -102,7 +102,7 @@ func (s *subscription) poke() {
 	if s.listener == nil { // its registration failed
 		return
 	}
-	_ = eventbus.EmitTo(s.p.nowait, s.p.bus, s.listener, s.name, envelope{})
+	_ = s.p.bus.EmitTo(s.p.nowait, s.listener, s.name, envelope{})
 }
 
 // handle is the listener. It sends what is left of the replay, then the

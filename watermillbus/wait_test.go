@@ -31,7 +31,7 @@ func (w *emitWatcher) Start(ctx context.Context, _ eventbus.Delivery) (context.C
 	return ctx, func(eventbus.Outcome, error) {}
 }
 
-func (w *emitWatcher) Lost(eventbus.Delivery, eventbus.Outcome) {}
+func (w *emitWatcher) Lost(context.Context, eventbus.Delivery, eventbus.Outcome) {}
 
 // await waits for n more emits to start.
 func (w *emitWatcher) await(t *testing.T, n int) {

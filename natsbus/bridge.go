@@ -59,6 +59,10 @@ type Bridge[T any] struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// afterInbound, if set (tests only, before Close or Drain), is called
+	// by the shutdown once the inbound side has stopped.
+	afterInbound func()
+
 	st counters
 }
 

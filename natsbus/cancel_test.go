@@ -218,11 +218,11 @@ func TestDrainKeepsTiedCoreListenersUntilDone(t *testing.T) {
 		nc, raw := connect(t, ts), connect(t, ts)
 		m := newManager(t)
 		b := newBridge(t, m, nc, natsbus.Inbound("s.>"))
-		running := make(chan struct{})
+		running := make(chan context.Context, 1)
 		release := make(chan struct{})
 		ended := make(chan error, 1)
 		_, err := m.RegisterListener("s.>", func(ctx context.Context, _ eventbus.Event[order]) error {
-			close(running)
+			running <- ctx
 			select {
 			case <-ctx.Done():
 			case <-release:
@@ -232,9 +232,19 @@ func TestDrainKeepsTiedCoreListenersUntilDone(t *testing.T) {
 		}, eventbus.CancelWithEmitter())
 		require.NoError(t, err)
 		require.NoError(t, raw.Publish("s.1", []byte(`{"id":1}`)))
-		receive(t, running)
+		lctx := receive(t, running)
+
+		inboundStopped := make(chan struct{})
+		natsbus.SetAfterInboundStopped(b, func() { close(inboundStopped) })
 		drained := make(chan error, 1)
 		go func() { drained <- b.Drain(ctxTimeout(t, 30*time.Second)) }()
+		receive(t, inboundStopped)
+		assert.NoError(t, lctx.Err(), "the inbound side has stopped, the listener's context is still live")
+		select {
+		case err := <-drained:
+			t.Fatalf("Drain returned (%v) while the inbound event it delivered was being handled", err)
+		default:
+		}
 		close(release)
 		require.NoError(t, receive(t, drained))
 		select {

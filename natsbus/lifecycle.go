@@ -105,6 +105,9 @@ func (b *Bridge[T]) shutdown(ctx context.Context, drain bool) error {
 	// Inbound first, so that events triggered by buffered inbound messages
 	// can still go out.
 	b.stopInbound(ctx, drain, keep)
+	if b.afterInbound != nil {
+		b.afterInbound()
+	}
 	b.stopOutbound(ctx, drain, keep)
 	if drain && b.emitsInbound() && len(b.listeners) == 0 {
 		// Without outbound listeners nothing above flushed the

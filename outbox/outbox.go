@@ -1,0 +1,373 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+// Outbox writes events in the caller's transactions and relays the committed
+// ones to the listeners of an EventManager. All its methods are safe for
+// concurrent use. Create one with New and stop it with Close, which stops its
+// goroutines.
+//
+// Guarantees, in short (the README has them in a table):
+//   - An event whose transaction rolls back is never delivered; one whose
+//     transaction commits is delivered to every listener of its name that is
+//     registered when the relay reads it, at least once per listener, even if
+//     the process crashes at any point (the next New on the database
+//     delivers it).
+//   - Delivery is by EventManager.EmitSync, in the relay's goroutine, one
+//     event at a time in table order, which is commit order for transactions
+//     committed one after another (and within one transaction, the order of
+//     the Emit calls). The core's delivery modes (Ordered, Retry, Concurrency,
+//     Timeout, ...) govern EventManager.Emit only and do not apply; the
+//     outbox retries by itself.
+//   - An event is deleted from the table once every listener it matched
+//     returned nil. If any of them failed (error or panic), it is attempted
+//     again after a backoff, for every listener it matches: a listener that
+//     had handled it sees it again, with the same EventID. Meanwhile the
+//     events after it that a failing listener's pattern matches are held
+//     back, and so is every event after the first one held back, so that no
+//     listener sees events out of commit order; events that no failing
+//     listener matches, before the first one held back, go on.
+//   - After MaxAttempts attempts an event is given up: marked dead in the
+//     table, and reported as a *DeadLetter to the EventManager's error
+//     handler. The events it held back then go on.
+type Outbox[T any] struct {
+	db    *sql.DB
+	m     *eventbus.EventManager[T]
+	o     options
+	q     queries
+	owner string // this relay's lease owner ID, random per New
+
+	// stop is cancelled when Close starts: the relay finishes the event it
+	// is delivering and exits; LISTEN stops. life is cancelled when Close
+	// gives up waiting (or after the relay exited): listeners' contexts and
+	// the relay's database calls derive from it.
+	stop       context.Context
+	stopCancel context.CancelFunc
+	life       context.Context
+	lifeCancel context.CancelFunc
+
+	closed    atomic.Bool
+	listening atomic.Bool // a LISTEN connection is up (PostgreSQL with pgx)
+	wake      chan struct{} // buffered 1: scan now
+	poke      chan struct{} // buffered 1: an Emit happened, poll soon
+	done      chan struct{} // closed when every goroutine of the Outbox has exited
+	wg        sync.WaitGroup
+
+	// mu guards scanned: closed and replaced after every pass of the relay,
+	// so that Flush can wait for the next one.
+	mu      sync.Mutex
+	scanned chan struct{}
+
+	dl      *eventbus.Listener // the internal dead-letter listener
+	dlWait  sync.WaitGroup     // dead-letter reports not yet handled by dl
+	stats   counters
+	deleteQ map[int]string // relay goroutine only: DELETE statements by row count
+}
+
+type counters struct {
+	emitted, delivered, failed, dead, decodeErrors, scans, notifications atomic.Uint64
+}
+
+// Stats is a snapshot of an Outbox's counters, for this process since New.
+type Stats struct {
+	Emitted       uint64 // rows written by Emit (their transactions may have rolled back)
+	Delivered     uint64 // events relayed by this process and deleted: every listener returned nil
+	Failed        uint64 // attempts in which a listener failed (each one retried or given up)
+	DeadLetters   uint64 // events given up after MaxAttempts (corrupt rows included)
+	DecodeErrors  uint64 // attempts that could not decode a row
+	Scans         uint64 // passes of the relay over the table
+	Notifications uint64 // PostgreSQL notifications received
+}
+
+// Stats returns a snapshot of the counters. It is safe for concurrent use.
+func (o *Outbox[T]) Stats() Stats {
+	return Stats{
+		Emitted:       o.stats.emitted.Load(),
+		Delivered:     o.stats.delivered.Load(),
+		Failed:        o.stats.failed.Load(),
+		DeadLetters:   o.stats.dead.Load(),
+		DecodeErrors:  o.stats.decodeErrors.Load(),
+		Scans:         o.stats.scans.Load(),
+		Notifications: o.stats.notifications.Load(),
+	}
+}
+
+// Names of the internal listener that carries dead letters to the
+// EventManager's error handler (see DeadLetter).
+const (
+	DeadLetterEvent    = "eventbus-outbox.dead-letter"
+	DeadLetterListener = "eventbus-outbox"
+)
+
+// New creates the table if it is missing (see Table), and starts relaying:
+// events left undelivered by an earlier process (or Outbox) are delivered
+// too, as soon as New returns. Register listeners on m before New: an event
+// relayed when no listener matches it is done, and deleted.
+//
+// The database is SQLite or PostgreSQL, told apart by asking it. With SQLite
+// every connection must reach the same database (a file, not ":memory:"),
+// and a busy timeout (for modernc.org/sqlite, "_pragma=busy_timeout(5000)")
+// lets the relay wait for a writer instead of failing. New registers one
+// internal listener on m for dead letters (see DeadLetter), removed by Close.
+//
+// New fails with ErrInvalidOption for a nil db or m or a bad option, with
+// ErrUnsupported for another database or a table of another layout, and with
+// the database's error if it cannot create the table; ctx bounds that work
+// only, not the relaying.
+func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], opts ...Option) (*Outbox[T], error) {
+	if db == nil || m == nil {
+		return nil, invalid("nil *sql.DB or EventManager")
+	}
+	o := &Outbox[T]{db: db, m: m, o: defaultOptions()}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt.apply(&o.o); err != nil {
+			return nil, err
+		}
+	}
+	postgres, err := detect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if err := createSchema(ctx, db, postgres, o.o.table); err != nil {
+		return nil, err
+	}
+	o.q = newQueries(postgres, o.o.table)
+	o.owner = newID()
+	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)
+	}
+	o.stop, o.stopCancel = context.WithCancel(context.Background())
+	o.life, o.lifeCancel = context.WithCancel(context.Background())
+	o.wake = make(chan struct{}, 1)
+	o.poke = make(chan struct{}, 1)
+	o.done = make(chan struct{})
+	o.scanned = make(chan struct{})
+	o.deleteQ = make(map[int]string)
+	o.wg.Add(1)
+	go o.run()
+	if postgres {
+		o.wg.Add(1)
+		go o.listen()
+	}
+	go func() { o.wg.Wait(); close(o.done) }()
+	return o, nil
+}
+
+// Emit writes the event into tx, and does nothing else: if tx rolls back, no
+// listener ever sees it; once tx commits, the relay delivers it (see Outbox).
+// The data is encoded by the codec now; the listeners get what it decodes.
+//
+// Emit fails with ErrNilTx for a nil tx, with ErrClosed after Close, with an
+// error matching eventbus.ErrInvalidName for an invalid name, with
+// eventbus.ErrTypeMismatch for data not of the type declared for name by
+// eventbus.NewTopic, and with ErrEncode when the codec cannot encode data:
+// in all these cases it writes nothing and leaves tx untouched. Otherwise it
+// returns the database's error, if any (then tx is as the database left it;
+// PostgreSQL aborts the transaction). ctx bounds the INSERT.
+func (o *Outbox[T]) Emit(ctx context.Context, tx *sql.Tx, name string, data T) error {
+	if tx == nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, ErrNilTx)
+	}
+	if o.closed.Load() {
+		return fmt.Errorf("outbox: emit %q: %w", name, ErrClosed)
+	}
+	if err := eventbus.ValidateName(name); err != nil {
+		return fmt.Errorf("outbox: emit: %w", err)
+	}
+	if err := o.checkType(name, data); err != nil {
+		return err
+	}
+	payload, err := o.encode(data)
+	if err != nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, o.q.insert, newID(), name, payload); err != nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, err)
+	}
+	o.stats.emitted.Add(1)
+	if !o.listening.Load() {
+		select {
+		case o.poke <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// checkType refuses, as the EventManager's Emit would, data whose dynamic
+// type is not the one NewTopic declared for name.
+func (o *Outbox[T]) checkType(name string, data T) error {
+	typ := o.m.DeclaredType(name)
+	if typ == nil {
+		return nil
+	}
+	v := any(data)
+	if v == nil {
+		return nil
+	}
+	got := reflect.TypeOf(v)
+	if got == typ || (typ.Kind() == reflect.Interface && got.Implements(typ)) {
+		return nil
+	}
+	return fmt.Errorf("outbox: emit %q: %w: data is %v, the topic's type is %v", name, eventbus.ErrTypeMismatch, got, typ)
+}
+
+func (o *Outbox[T]) encode(data T) (p []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: codec panicked: %v", ErrEncode, r)
+		}
+	}()
+	p, err = o.o.codec.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	if p == nil {
+		p = []byte{}
+	}
+	return p, nil
+}
+
+// newID returns 128 random bits in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type deliveryKey struct{}
+
+// delivery is what the context given to listeners carries.
+type delivery struct {
+	outbox any // the *Outbox[T] relaying
+	id     string
+}
+
+// EventID returns the ID of the event being delivered, from the context a
+// listener was given by an Outbox's relay: the same on every delivery of
+// that event (a retry, a redelivery after Close and New, or after a crash),
+// and different for every event Emit wrote, so that a listener can be
+// idempotent. ok is false for a context that did not come from a relay.
+func EventID(ctx context.Context) (id string, ok bool) {
+	if d, _ := ctx.Value(deliveryKey{}).(*delivery); d != nil {
+		return d.id, true
+	}
+	return "", false
+}
+
+// reentrant reports whether ctx was given by this Outbox's relay to a
+// listener: the relay's own goroutine, which Flush and Close cannot wait for.
+func (o *Outbox[T]) reentrant(ctx context.Context) bool {
+	d, _ := ctx.Value(deliveryKey{}).(*delivery)
+	return d != nil && d.outbox == any(o)
+}
+
+// Close stops relaying: the relay finishes the event it is delivering, gives
+// up its lease on the rows it claimed, and exits, leaving every undelivered
+// event in the table for the next New. From its call on, Emit and Flush fail
+// with ErrClosed. Close does not close the database or the EventManager.
+//
+// It returns nil once the relay's goroutines have exited. If ctx ends first,
+// it cancels the context of the listener running, and returns an error
+// matching ctx's error; the goroutines exit as soon as that listener returns.
+// Called from a listener with the context the relay gave it, it cannot wait
+// for its own caller: it stops the relay all the same and returns an error
+// matching eventbus.ErrReentrant. Close is idempotent: a later call waits
+// again.
+func (o *Outbox[T]) Close(ctx context.Context) error {
+	o.closed.Store(true)
+	o.stopCancel()
+	if o.reentrant(ctx) {
+		return fmt.Errorf("outbox: close from a listener of the relay: %w", eventbus.ErrReentrant)
+	}
+	select {
+	case <-o.done:
+		return nil
+	case <-ctx.Done():
+		o.lifeCancel()
+		return fmt.Errorf("outbox: close: %w", ctx.Err())
+	}
+}
+
+// Flush waits until every event committed before the call has been delivered
+// or given up on (see MaxAttempts), by this process or another one relaying
+// the same table. Events of transactions still open are not waited for
+// (on PostgreSQL, one that commits while Flush waits may be). If ctx ends
+// first, Flush returns an error matching ctx's error; after Close it returns
+// ErrClosed. Called from a listener with the context the relay gave it, it
+// would wait for itself: it returns an error matching eventbus.ErrReentrant.
+func (o *Outbox[T]) Flush(ctx context.Context) error {
+	if o.closed.Load() {
+		return fmt.Errorf("outbox: flush: %w", ErrClosed)
+	}
+	if o.reentrant(ctx) {
+		return fmt.Errorf("outbox: flush from a listener of the relay: %w", eventbus.ErrReentrant)
+	}
+	var max int64
+	if err := o.db.QueryRowContext(ctx, o.q.maxSeq).Scan(&max); err != nil {
+		return fmt.Errorf("outbox: flush: %w", err)
+	}
+	first := true
+	for {
+		next := o.nextScan()
+		if first {
+			o.wakeNow()
+			first = false
+		}
+		select {
+		case <-next:
+		case <-o.stop.Done():
+			return fmt.Errorf("outbox: flush: %w", ErrClosed)
+		case <-ctx.Done():
+			return fmt.Errorf("outbox: flush: %w", ctx.Err())
+		}
+		var seq int64
+		err := o.db.QueryRowContext(ctx, o.q.pending, max).Scan(&seq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("outbox: flush: %w", ctx.Err())
+			}
+			return fmt.Errorf("outbox: flush: %w", err)
+		}
+	}
+}
+
+// nextScan returns a channel closed when the relay's next pass has ended.
+func (o *Outbox[T]) nextScan() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.scanned
+}
+
+func (o *Outbox[T]) scanEnded() {
+	o.mu.Lock()
+	close(o.scanned)
+	o.scanned = make(chan struct{})
+	o.mu.Unlock()
+}
+
+func (o *Outbox[T]) wakeNow() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,390 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+// row is one claimed row of the table.
+type row struct {
+	seq      int64
+	id, name string
+	payload  []byte
+	attempts int
+	nextAt   int64 // unix ms
+	heldFor  string
+}
+
+// run is the relay: one goroutine per Outbox, the only one that delivers.
+// It passes over the table when woken (Flush, a PostgreSQL notification, the
+// start), shortly after an Emit (hot polling: 250µs, doubling up to the poll
+// interval, back to 250µs whenever a pass delivered something), when a
+// retry is due, and every poll interval.
+func (o *Outbox[T]) run() {
+	defer o.wg.Done()
+	defer o.exit()
+	timer := time.NewTimer(0) // first pass at once: earlier processes' leftovers
+	defer timer.Stop()
+	var due time.Time // when timer fires
+	hot := time.Duration(0)
+	reset := func(d time.Duration) {
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(d)
+		due = time.Now().Add(d)
+	}
+	for {
+		select {
+		case <-o.stop.Done():
+			return
+		case <-o.poke:
+			hot = hotStart
+			if time.Until(due) > hot {
+				reset(hot)
+			}
+			continue
+		case <-o.wake:
+		case <-timer.C:
+		}
+		progress, more, retryAt := o.scan()
+		o.scanEnded()
+		if o.stop.Err() != nil {
+			return
+		}
+		if more {
+			o.wakeNow()
+		}
+		switch {
+		case progress:
+			hot = hotStart
+		case hot > 0:
+			hot *= 2
+			if hot >= o.o.poll {
+				hot = 0
+			}
+		}
+		d := o.o.poll
+		if hot > 0 {
+			d = hot
+		}
+		if !retryAt.IsZero() {
+			d = min(d, max(time.Until(retryAt), time.Millisecond))
+		}
+		reset(d)
+	}
+}
+
+// exit runs when the relay stops: it gives up the lease on the rows it
+// claimed, so that the next New, or another process, takes them at once,
+// waits for the dead-letter reports it made, and removes the dead-letter
+// listener.
+func (o *Outbox[T]) exit() {
+	ctx, cancel := context.WithTimeout(o.life, 5*time.Second)
+	defer cancel()
+	if _, err := o.db.ExecContext(ctx, o.q.release, o.owner); err != nil && o.life.Err() == nil {
+		o.o.onError(fmt.Errorf("outbox: releasing the lease: %w", err))
+	}
+	waited := make(chan struct{})
+	go func() { o.dlWait.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+	}
+	o.dl.Unregister()
+	o.lifeCancel()
+}
+
+// scan makes one pass: it claims up to BatchSize rows in table order and
+// delivers those due, holding back as the Outbox's doc says. progress: some
+// row was delivered or given up; more: the batch was full and progress made;
+// retryAt: the earliest retry among the rows claimed, if any.
+func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
+	o.stats.scans.Add(1)
+	ctx := o.life
+	now := time.Now().UnixMilli()
+	var first sql.NullInt64
+	if err := o.db.QueryRowContext(ctx, o.q.due).Scan(&first); err != nil {
+		if ctx.Err() == nil {
+			o.o.onError(fmt.Errorf("outbox: reading table %s: %w", o.o.table, err))
+		}
+		return false, false, time.Time{}
+	}
+	if !first.Valid {
+		return false, false, time.Time{} // nothing pending
+	}
+	if first.Int64 > now {
+		return false, false, time.UnixMilli(first.Int64) // only retries, not yet due
+	}
+	rows, err := o.claim(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
+		}
+		return false, false, time.Time{}
+	}
+	var (
+		blocked []failing // listeners failing on an earlier row, waiting for its retry
+		holdAll bool      // a row was held back for a listener we cannot name: every later one is too
+		done    []int64
+	)
+	for _, r := range rows {
+		if o.stop.Err() != nil {
+			break
+		}
+		if r.nextAt > now { // waiting for its retry
+			blocked = append(blocked, parseHeld(r.heldFor)...)
+			if t := time.UnixMilli(r.nextAt); retryAt.IsZero() || t.Before(retryAt) {
+				retryAt = t
+			}
+			continue
+		}
+		if holdAll {
+			continue
+		}
+		if k := matching(blocked, r.name); k > 0 {
+			// Held back for the failing listeners that match it. If it
+			// has other listeners too, they must not see the rows
+			// after it first: hold back everything after it.
+			if o.m.ListenerCount(r.name) > k {
+				holdAll = true
+			}
+			continue
+		}
+		data, err := o.decodeRow(r)
+		if err != nil {
+			o.stats.decodeErrors.Add(1)
+			if t, dead := o.failed(ctx, r, nil, err, nil); dead {
+				progress = true
+			} else if retryAt.IsZero() || t.Before(retryAt) {
+				retryAt = t
+			}
+			continue
+		}
+		err = o.deliver(r, data)
+		switch {
+		case err == nil:
+			done = append(done, r.seq)
+		case errors.Is(err, eventbus.ErrClosed) || o.life.Err() != nil:
+			// The EventManager is closed, or Close gave up: not an
+			// attempt. The row stays for a later pass or process.
+			holdAll = true
+		default:
+			o.stats.failed.Add(1)
+			fl := failingListeners(err)
+			t, dead := o.failed(ctx, r, fl, err, &data)
+			if dead {
+				progress = true
+				break
+			}
+			if retryAt.IsZero() || t.Before(retryAt) {
+				retryAt = t
+			}
+			if len(fl) == 0 {
+				holdAll = true // failed for no listener we can name: keep order for all
+			}
+			blocked = append(blocked, fl...)
+		}
+	}
+	if len(done) > 0 {
+		progress = true
+		if err := o.deleteRows(done); err != nil {
+			// Delivered but not deleted: they will be delivered again.
+			if o.life.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
+			}
+		} else {
+			o.stats.delivered.Add(uint64(len(done)))
+		}
+	}
+	return progress, progress && len(rows) == o.o.batch, retryAt
+}
+
+func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
+	rs, err := o.db.QueryContext(ctx, o.q.claim, now+o.o.lease.Milliseconds(), o.owner, now, o.o.batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var rows []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.seq, &r.id, &r.name, &r.payload, &r.attempts, &r.nextAt, &r.heldFor); err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(rows, func(a, b row) int { return int(min(max(a.seq-b.seq, -1), 1)) })
+	return rows, nil
+}
+
+func (o *Outbox[T]) deleteRows(seqs []int64) error {
+	// One statement per pass; the statement text is cached by row count.
+	q, ok := o.deleteQ[len(seqs)]
+	if !ok {
+		q = o.q.deleteDone(o.o.table, len(seqs))
+		o.deleteQ[len(seqs)] = q
+	}
+	args := make([]any, len(seqs))
+	for i, s := range seqs {
+		args[i] = s
+	}
+	_, err := o.db.ExecContext(o.life, q, args...)
+	return err
+}
+
+// deliver runs every listener of the event in the relay's goroutine.
+func (o *Outbox[T]) deliver(r row, data T) error {
+	ctx := context.WithValue(o.life, deliveryKey{}, &delivery{outbox: o, id: r.id})
+	return o.m.EmitSync(ctx, r.name, data)
+}
+
+// failed records a failed attempt: the row waits for its retry, or, at the
+// attempt limit, is marked dead and reported. data is nil for a corrupt row.
+func (o *Outbox[T]) failed(ctx context.Context, r row, fl []failing, cause error, data *T) (retryAt time.Time, dead bool) {
+	attempts := r.attempts + 1
+	msg := cause.Error()
+	if attempts >= o.o.maxAttempts {
+		if _, err := o.db.ExecContext(ctx, o.q.dead, attempts, msg, r.seq); err != nil {
+			if ctx.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: marking a dead letter in %s: %w", o.o.table, err))
+			}
+			return time.Now().Add(o.o.poll), false
+		}
+		o.stats.dead.Add(1)
+		o.reportDead(r, attempts, cause, data)
+		return time.Time{}, true
+	}
+	retryAt = time.Now().Add(o.backoff(attempts))
+	_, err := o.db.ExecContext(ctx, o.q.fail, attempts, retryAt.UnixMilli(), formatHeld(fl), msg, r.seq)
+	if err != nil && ctx.Err() == nil {
+		o.o.onError(fmt.Errorf("outbox: recording a failed attempt in %s: %w", o.o.table, err))
+	}
+	return retryAt, false
+}
+
+// backoff is the wait after the n-th failed attempt: min·2^(n-1), at most
+// max, randomised to between half and all of it.
+func (o *Outbox[T]) backoff(n int) time.Duration {
+	d := o.o.backoffMin
+	for i := 1; i < n && d < o.o.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, o.o.backoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// failing is a listener that failed on a row, as its *eventbus.ListenerError
+// names it; stored in the row's held_for column, one "name\tpattern" line
+// each, so that a restarted relay holds back the same rows.
+type failing struct{ name, pattern string }
+
+// failingListeners returns the listeners whose *eventbus.ListenerError is in
+// err (EmitSync joins them), each once.
+func failingListeners(err error) []failing {
+	var out []failing
+	var walk func(error)
+	walk = func(e error) {
+		if le, ok := e.(*eventbus.ListenerError); ok {
+			f := failing{le.Listener, le.Pattern}
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			if x := u.Unwrap(); x != nil {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+func formatHeld(fl []failing) string {
+	var b strings.Builder
+	for i, f := range fl {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(strings.ReplaceAll(f.name, "\n", " "))
+		b.WriteByte('\t')
+		b.WriteString(f.pattern)
+	}
+	return b.String()
+}
+
+func parseHeld(s string) []failing {
+	if s == "" {
+		return nil
+	}
+	var out []failing
+	for line := range strings.SplitSeq(s, "\n") {
+		name, pattern, ok := strings.Cut(line, "\t")
+		if !ok {
+			pattern, name = line, line
+		}
+		out = append(out, failing{name, pattern})
+	}
+	return out
+}
+
+// matching counts the distinct failing listeners whose pattern matches name.
+func matching(blocked []failing, name string) int {
+	n := 0
+	for i, f := range blocked {
+		if eventbus.MatchPattern(f.pattern, name) && !slices.Contains(blocked[:i], f) {
+			n++
+		}
+	}
+	return n
+}
+
+type deadKey struct{}
+
+// reportDead hands a dead letter to the EventManager's error handler: it is
+// emitted to the internal listener alone (EmitTo), which fails with it.
+func (o *Outbox[T]) reportDead(r row, attempts int, cause error, data *T) {
+	dl := &DeadLetter{ID: r.id, Name: r.name, Seq: r.seq, Attempts: attempts, Err: cause}
+	var v T
+	if data != nil {
+		v = *data
+		dl.Data = v
+	}
+	o.dlWait.Add(1)
+	ctx := context.WithValue(o.life, deadKey{}, dl)
+	if err := eventbus.EmitTo(ctx, o.m, o.dl, DeadLetterEvent, v); err != nil {
+		o.dlWait.Done()
+		o.o.onError(fmt.Errorf("outbox: cannot report to the EventManager (%w): %w", err, dl))
+	}
+}
+
+// deadLetterHandler is the internal listener: it fails with the dead letter
+// its context carries, which the EventManager reports to its error handler.
+func (o *Outbox[T]) deadLetterHandler(ctx context.Context, _ eventbus.Event[T]) error {
+	dl, _ := ctx.Value(deadKey{}).(*DeadLetter)
+	if dl == nil {
+		return nil // someone else emitted the internal event
+	}
+	defer o.dlWait.Done()
+	return dl
+}

@@ -14,7 +14,7 @@ type queries struct {
 	postgres bool
 	insert   string // id, name, payload
 	due      string // the earliest next_at of a pending row
-	claim    string // leaseUntil, owner, now, limit
+	claim    string // PostgreSQL: leaseUntil, owner, now, limit; SQLite: now, limit
 	fail     string // attempts, nextAt, heldFor, lastError, seq
 	dead     string // attempts, lastError, seq
 	release  string // owner
@@ -24,31 +24,39 @@ type queries struct {
 
 func newQueries(postgres bool, t string) queries {
 	ph := func(i int) string { return "?" + strconv.Itoa(i) }
-	lock := ""
 	if postgres {
 		ph = func(i int) string { return "$" + strconv.Itoa(i) }
-		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	return queries{
+	q := queries{
 		postgres: postgres,
 		insert:   fmt.Sprintf("INSERT INTO %s (id, name, payload) VALUES (%s, %s, %s)", t, ph(1), ph(2), ph(3)),
 		due:      fmt.Sprintf("SELECT MIN(next_at) FROM %s WHERE state = 0", t),
 		// Rows due now, and rows waiting for a retry that hold back others
-		// (held_for), in table order, that no other relay holds.
-		claim: fmt.Sprintf("UPDATE %[1]s SET lease_until = %[2]s, lease_owner = %[3]s WHERE seq IN ("+
-			"SELECT seq FROM %[1]s WHERE state = 0 AND (lease_until <= %[4]s OR lease_owner = %[3]s) "+
-			"AND (next_at <= %[4]s OR held_for <> '') ORDER BY seq LIMIT %[5]s%[6]s) "+
-			"RETURNING seq, id, name, payload, attempts, next_at, held_for",
-			t, ph(1), ph(2), ph(3), ph(4), lock),
+		// (held_for), in table order, that no other relay holds. SQLite
+		// has no row locks: its relay reads, it claims nothing.
+		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+			"WHERE state = 0 AND (next_at <= %s OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
 		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, last_error = %s WHERE seq = %s",
 			t, ph(1), ph(2), ph(3), ph(4), ph(5)),
 		dead: fmt.Sprintf("UPDATE %s SET state = 2, attempts = %s, last_error = %s, held_for = '' WHERE seq = %s",
 			t, ph(1), ph(2), ph(3)),
 		release: fmt.Sprintf("UPDATE %s SET lease_until = 0, lease_owner = '' WHERE lease_owner = %s AND state = 0", t, ph(1)),
 		maxSeq:  fmt.Sprintf("SELECT COALESCE(MAX(seq), 0) FROM %s", t),
-		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s LIMIT 1", t, ph(1)),
+		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
 	}
+	if postgres {
+		q.claim = fmt.Sprintf("UPDATE %[1]s SET lease_until = %[2]s, lease_owner = %[3]s WHERE seq IN ("+
+			"SELECT seq FROM %[1]s WHERE state = 0 AND (lease_until <= %[4]s OR lease_owner = %[3]s) "+
+			"AND (next_at <= %[4]s OR held_for <> '') ORDER BY seq LIMIT %[5]s FOR UPDATE SKIP LOCKED) "+
+			"RETURNING seq, id, name, payload, attempts, next_at, held_for",
+			t, ph(1), ph(2), ph(3), ph(4))
+	}
+	return q
 }
+
+// flushWindow: how many pending rows Flush reads at once to check them
+// against the rows delivered and not yet deleted.
+const flushWindow = 512
 
 // deleteDone returns the statement deleting n delivered rows by seq.
 func (q *queries) deleteDone(t string, n int) string {
@@ -138,9 +146,18 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 			return fmt.Errorf("outbox: creating table %s: %w", t, err)
 		}
 	}
-	for _, s := range stmts {
+	for i, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("outbox: creating table %s: %w", t, err)
+		}
+		if i == 0 {
+			// The table may have existed with another layout.
+			probe := fmt.Sprintf("SELECT seq, id, name, payload, state, attempts, next_at, lease_until, lease_owner, held_for, last_error FROM %s WHERE 1 = 0", t)
+			rows, err := tx.QueryContext(ctx, probe)
+			if err != nil {
+				return fmt.Errorf("%w: table %s exists without the outbox's columns: %w", ErrUnsupported, t, err)
+			}
+			_ = rows.Close()
 		}
 	}
 	if postgres {
@@ -157,13 +174,6 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 			}
 		}
 	}
-	// The table may have existed with another layout.
-	probe := fmt.Sprintf("SELECT seq, id, name, payload, state, attempts, next_at, lease_until, lease_owner, held_for, last_error FROM %s WHERE 1 = 0", t)
-	rows, err := tx.QueryContext(ctx, probe)
-	if err != nil {
-		return fmt.Errorf("%w: table %s exists without the outbox's columns: %w", ErrUnsupported, t, err)
-	}
-	_ = rows.Close()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("outbox: creating table %s: %w", t, err)
 	}

@@ -73,4 +73,3 @@ func (o *Outbox[T]) listenOnce() error {
 		}
 	})
 }
-

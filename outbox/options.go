@@ -9,13 +9,13 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultTable        = "eventbus_outbox"       // see Table
-	DefaultMaxAttempts  = 8                       // see MaxAttempts
-	DefaultBackoffMin   = 100 * time.Millisecond  // see Backoff
-	DefaultBackoffMax   = time.Minute             // see Backoff
-	DefaultPollInterval = time.Second             // see PollInterval
-	DefaultLease        = 30 * time.Second        // see Lease
-	DefaultBatchSize    = 256                     // see BatchSize
+	DefaultTable        = "eventbus_outbox"      // see Table
+	DefaultMaxAttempts  = 8                      // see MaxAttempts
+	DefaultBackoffMin   = 100 * time.Millisecond // see Backoff
+	DefaultBackoffMax   = time.Minute            // see Backoff
+	DefaultPollInterval = time.Second            // see PollInterval
+	DefaultLease        = 30 * time.Second       // see Lease
+	DefaultBatchSize    = 256                    // see BatchSize
 	hotStart            = 250 * time.Microsecond // first poll after an Emit
 )
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -59,16 +58,21 @@ type Outbox[T any] struct {
 	lifeCancel context.CancelFunc
 
 	closed    atomic.Bool
-	listening atomic.Bool // a LISTEN connection is up (PostgreSQL with pgx)
+	listening atomic.Bool   // a LISTEN connection is up (PostgreSQL with pgx)
 	wake      chan struct{} // buffered 1: scan now
 	poke      chan struct{} // buffered 1: an Emit happened, poll soon
 	done      chan struct{} // closed when every goroutine of the Outbox has exited
 	wg        sync.WaitGroup
 
-	// mu guards scanned: closed and replaced after every pass of the relay,
-	// so that Flush can wait for the next one.
-	mu      sync.Mutex
-	scanned chan struct{}
+	// mu guards scanned and delivered. scanned is closed and replaced
+	// whenever the relay has delivered rows and at the end of every pass, so
+	// that Flush can wait for progress. delivered holds the rows whose
+	// listeners all returned nil and that are not yet deleted (the relay
+	// adds and removes them; Flush counts them as done). No call is made
+	// with mu held.
+	mu        sync.Mutex
+	scanned   chan struct{}
+	delivered map[int64]struct{}
 
 	dl      *eventbus.Listener // the internal dead-letter listener
 	dlWait  sync.WaitGroup     // dead-letter reports not yet handled by dl
@@ -83,7 +87,7 @@ type counters struct {
 // Stats is a snapshot of an Outbox's counters, for this process since New.
 type Stats struct {
 	Emitted       uint64 // rows written by Emit (their transactions may have rolled back)
-	Delivered     uint64 // events relayed by this process and deleted: every listener returned nil
+	Delivered     uint64 // events relayed by this process whose listeners all returned nil (their rows are deleted next)
 	Failed        uint64 // attempts in which a listener failed (each one retried or given up)
 	DeadLetters   uint64 // events given up after MaxAttempts (corrupt rows included)
 	DecodeErrors  uint64 // attempts that could not decode a row
@@ -159,6 +163,7 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 	o.done = make(chan struct{})
 	o.scanned = make(chan struct{})
 	o.deleteQ = make(map[int]string)
+	o.delivered = make(map[int64]struct{})
 	o.wg.Add(1)
 	go o.run()
 	if postgres {
@@ -337,18 +342,42 @@ func (o *Outbox[T]) Flush(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("outbox: flush: %w", ctx.Err())
 		}
-		var seq int64
-		err := o.db.QueryRowContext(ctx, o.q.pending, max).Scan(&seq)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
+		done, err := o.flushed(ctx, max)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("outbox: flush: %w", ctx.Err())
 			}
 			return fmt.Errorf("outbox: flush: %w", err)
 		}
+		if done {
+			return nil
+		}
 	}
+}
+
+// flushed reports whether no row up to max is pending, but those delivered
+// and not yet deleted.
+func (o *Outbox[T]) flushed(ctx context.Context, max int64) (bool, error) {
+	rows, err := o.db.QueryContext(ctx, o.q.pending, max)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return false, err
+		}
+		n++
+		if !o.isDelivered(seq) {
+			return false, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	return n < flushWindow, nil
 }
 
 // nextScan returns a channel closed when the relay's next pass has ended.
@@ -358,7 +387,7 @@ func (o *Outbox[T]) nextScan() <-chan struct{} {
 	return o.scanned
 }
 
-func (o *Outbox[T]) scanEnded() {
+func (o *Outbox[T]) changed() {
 	o.mu.Lock()
 	close(o.scanned)
 	o.scanned = make(chan struct{})

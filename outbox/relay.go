@@ -58,7 +58,7 @@ func (o *Outbox[T]) run() {
 		case <-timer.C:
 		}
 		progress, more, retryAt := o.scan()
-		o.scanEnded()
+		o.changed()
 		if o.stop.Err() != nil {
 			return
 		}
@@ -85,15 +85,22 @@ func (o *Outbox[T]) run() {
 	}
 }
 
-// exit runs when the relay stops: it gives up the lease on the rows it
-// claimed, so that the next New, or another process, takes them at once,
-// waits for the dead-letter reports it made, and removes the dead-letter
-// listener.
+// exit runs when the relay stops: it deletes the rows it delivered if it
+// has not yet, gives up the lease on the rows it claimed (PostgreSQL), so
+// that the next New or another process takes them at once, waits for the
+// dead-letter reports it made, and removes the dead-letter listener. It
+// bounds its database work to a few seconds: rows left delivered but not
+// deleted are delivered again by the next relay.
 func (o *Outbox[T]) exit() {
 	ctx, cancel := context.WithTimeout(o.life, 5*time.Second)
 	defer cancel()
-	if _, err := o.db.ExecContext(ctx, o.q.release, o.owner); err != nil && o.life.Err() == nil {
-		o.o.onError(fmt.Errorf("outbox: releasing the lease: %w", err))
+	if err := o.deleteDelivered(ctx); err != nil && o.life.Err() == nil {
+		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
+	}
+	if o.q.postgres {
+		if _, err := o.db.ExecContext(ctx, o.q.release, o.owner); err != nil && o.life.Err() == nil {
+			o.o.onError(fmt.Errorf("outbox: releasing the lease: %w", err))
+		}
 	}
 	waited := make(chan struct{})
 	go func() { o.dlWait.Wait(); close(waited) }()
@@ -136,7 +143,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	var (
 		blocked []failing // listeners failing on an earlier row, waiting for its retry
 		holdAll bool      // a row was held back for a listener we cannot name: every later one is too
-		done    []int64
+		delivered bool
 	)
 	for _, r := range rows {
 		if o.stop.Err() != nil {
@@ -149,7 +156,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			}
 			continue
 		}
-		if holdAll {
+		if holdAll || o.isDelivered(r.seq) {
 			continue
 		}
 		if k := matching(blocked, r.name); k > 0 {
@@ -174,7 +181,8 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		err = o.deliver(r, data)
 		switch {
 		case err == nil:
-			done = append(done, r.seq)
+			o.markDelivered(r.seq)
+			delivered = true
 		case errors.Is(err, eventbus.ErrClosed) || o.life.Err() != nil:
 			// The EventManager is closed, or Close gave up: not an
 			// attempt. The row stays for a later pass or process.
@@ -196,22 +204,24 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			blocked = append(blocked, fl...)
 		}
 	}
-	if len(done) > 0 {
+	if delivered {
 		progress = true
-		if err := o.deleteRows(done); err != nil {
-			// Delivered but not deleted: they will be delivered again.
-			if o.life.Err() == nil {
-				o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
-			}
-		} else {
-			o.stats.delivered.Add(uint64(len(done)))
-		}
+		o.changed() // Flush counts delivered rows as done, deleted or not
+	}
+	if err := o.deleteDelivered(o.life); err != nil && o.life.Err() == nil {
+		// Delivered but not deleted: deleted at a later pass, or
+		// delivered again after a crash.
+		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 	}
 	return progress, progress && len(rows) == o.o.batch, retryAt
 }
 
 func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
-	rs, err := o.db.QueryContext(ctx, o.q.claim, now+o.o.lease.Milliseconds(), o.owner, now, o.o.batch)
+	args := []any{now, o.o.batch}
+	if o.q.postgres {
+		args = []any{now + o.o.lease.Milliseconds(), o.owner, now, o.o.batch}
+	}
+	rs, err := o.db.QueryContext(ctx, o.q.claim, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -231,19 +241,53 @@ func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
 	return rows, nil
 }
 
-func (o *Outbox[T]) deleteRows(seqs []int64) error {
-	// One statement per pass; the statement text is cached by row count.
-	q, ok := o.deleteQ[len(seqs)]
-	if !ok {
-		q = o.q.deleteDone(o.o.table, len(seqs))
-		o.deleteQ[len(seqs)] = q
+// deleteDelivered deletes the rows delivered and not yet deleted, in one
+// statement (chunks of BatchSize rows). On SQLite it waits for a transaction
+// that has written to end (the busy timeout), so it runs after the
+// deliveries of a pass, which Flush sees at once.
+func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
+	o.mu.Lock()
+	seqs := make([]int64, 0, len(o.delivered))
+	for s := range o.delivered {
+		seqs = append(seqs, s)
 	}
-	args := make([]any, len(seqs))
-	for i, s := range seqs {
-		args[i] = s
+	o.mu.Unlock()
+	for len(seqs) > 0 {
+		chunk := seqs[:min(len(seqs), o.o.batch)]
+		seqs = seqs[len(chunk):]
+		q, ok := o.deleteQ[len(chunk)]
+		if !ok {
+			q = o.q.deleteDone(o.o.table, len(chunk))
+			o.deleteQ[len(chunk)] = q
+		}
+		args := make([]any, len(chunk))
+		for i, s := range chunk {
+			args[i] = s
+		}
+		if _, err := o.db.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		o.mu.Lock()
+		for _, s := range chunk {
+			delete(o.delivered, s)
+		}
+		o.mu.Unlock()
 	}
-	_, err := o.db.ExecContext(o.life, q, args...)
-	return err
+	return nil
+}
+
+func (o *Outbox[T]) markDelivered(seq int64) {
+	o.mu.Lock()
+	o.delivered[seq] = struct{}{}
+	o.mu.Unlock()
+	o.stats.delivered.Add(1)
+}
+
+func (o *Outbox[T]) isDelivered(seq int64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.delivered[seq]
+	return ok
 }
 
 // deliver runs every listener of the event in the relay's goroutine.

@@ -102,7 +102,7 @@ func crashChild() {
 		}
 		commit := rnd.IntN(5) != 0
 		var keys []string
-		for j := range 1 + rnd.IntN(4) {
+		for j := range 1 + rnd.IntN(8) {
 			key := fmt.Sprintf("%d-%d-%d", round, i, j)
 			keys = append(keys, key)
 			if _, err := tx.Exec("INSERT INTO crash_truth (k) VALUES ("+ph+")", key); err != nil {
@@ -156,7 +156,7 @@ func TestCrash(t *testing.T) {
 			logPath := filepath.Join(t.TempDir(), "delivered.log")
 			rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 			for round := range rounds {
-				runCrashChild(t, c, logPath, round, time.Duration(rnd.IntN(400))*time.Millisecond)
+				runCrashChild(t, c, logPath, round, time.Duration(100+rnd.IntN(700))*time.Millisecond)
 			}
 			// Recovery: one more Outbox, in this process, delivers the rest.
 			f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)

@@ -77,7 +77,9 @@ type Outbox[T any] struct {
 	dl      *eventbus.Listener // the internal dead-letter listener
 	dlWait  sync.WaitGroup     // dead-letter reports not yet handled by dl
 	stats   counters
-	deleteQ map[int]string // relay goroutine only: DELETE statements by row count
+	reap     chan struct{} // buffered 1: rows were delivered, delete them
+	reapStop chan struct{} // closed by the relay's exit: the reaper stops
+	reapDone chan struct{} // closed when the reaper has stopped
 }
 
 type counters struct {
@@ -162,10 +164,13 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 	o.poke = make(chan struct{}, 1)
 	o.done = make(chan struct{})
 	o.scanned = make(chan struct{})
-	o.deleteQ = make(map[int]string)
+	o.reap = make(chan struct{}, 1)
+	o.reapStop = make(chan struct{})
+	o.reapDone = make(chan struct{})
 	o.delivered = make(map[int64]struct{})
 	o.wg.Add(1)
 	go o.run()
+	go o.reaper()
 	if postgres {
 		o.wg.Add(1)
 		go o.listen()

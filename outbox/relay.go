@@ -92,6 +92,8 @@ func (o *Outbox[T]) run() {
 // bounds its database work to a few seconds: rows left delivered but not
 // deleted are delivered again by the next relay.
 func (o *Outbox[T]) exit() {
+	close(o.reapStop)
+	<-o.reapDone
 	ctx, cancel := context.WithTimeout(o.life, 5*time.Second)
 	defer cancel()
 	if err := o.deleteDelivered(ctx); err != nil && o.life.Err() == nil {
@@ -141,8 +143,8 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		return false, false, time.Time{}
 	}
 	var (
-		blocked []failing // listeners failing on an earlier row, waiting for its retry
-		holdAll bool      // a row was held back for a listener we cannot name: every later one is too
+		blocked   []failing // listeners failing on an earlier row, waiting for its retry
+		holdAll   bool      // a row was held back for a listener we cannot name: every later one is too
 		delivered bool
 	)
 	for _, r := range rows {
@@ -207,19 +209,27 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	if delivered {
 		progress = true
 		o.changed() // Flush counts delivered rows as done, deleted or not
+		select {
+		case o.reap <- struct{}{}:
+		default:
+		}
 	}
-	if err := o.deleteDelivered(o.life); err != nil && o.life.Err() == nil {
-		// Delivered but not deleted: deleted at a later pass, or
-		// delivered again after a crash.
-		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
+	if o.undeleted() >= maxUndeleted*o.o.batch {
+		// The reaper cannot keep up (on SQLite, writers keep the lock):
+		// wait for it here rather than read ever more delivered rows.
+		if err := o.deleteDelivered(o.life); err != nil && o.life.Err() == nil {
+			o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
+		}
 	}
 	return progress, progress && len(rows) == o.o.batch, retryAt
 }
 
 func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
-	args := []any{now, o.o.batch}
+	// Rows delivered but not yet deleted come back: read that many more.
+	limit := o.o.batch + o.undeleted()
+	args := []any{now, limit}
 	if o.q.postgres {
-		args = []any{now + o.o.lease.Milliseconds(), o.owner, now, o.o.batch}
+		args = []any{now + o.o.lease.Milliseconds(), o.owner, now, limit}
 	}
 	rs, err := o.db.QueryContext(ctx, o.q.claim, args...)
 	if err != nil {
@@ -241,10 +251,45 @@ func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
 	return rows, nil
 }
 
-// deleteDelivered deletes the rows delivered and not yet deleted, in one
-// statement (chunks of BatchSize rows). On SQLite it waits for a transaction
-// that has written to end (the busy timeout), so it runs after the
-// deliveries of a pass, which Flush sees at once.
+// maxUndeleted bounds the rows delivered and not yet deleted, in batches:
+// past it the relay deletes them itself before reading more.
+const maxUndeleted = 4
+
+// reaper deletes the rows the relay delivered, apart from it: on SQLite a
+// DELETE waits for the transactions that write (the busy timeout), and the
+// relay goes on reading and delivering meanwhile. Rows delivered and not yet
+// deleted are known to the relay (it does not deliver them again) and to
+// Flush (they are done); after a crash they are delivered again.
+func (o *Outbox[T]) reaper() {
+	defer close(o.reapDone)
+	var failing time.Time // when the current streak of failures was last reported
+	for {
+		select {
+		case <-o.reapStop:
+			return
+		case <-o.reap:
+		}
+		err := o.deleteDelivered(o.life)
+		switch {
+		case err == nil:
+			failing = time.Time{}
+		case o.life.Err() != nil:
+		case failing.IsZero() || time.Since(failing) > time.Minute:
+			failing = time.Now()
+			o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s (retried at the next pass): %w", o.o.table, err))
+		}
+	}
+}
+
+func (o *Outbox[T]) undeleted() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.delivered)
+}
+
+// deleteDelivered deletes the rows delivered and not yet deleted, BatchSize
+// rows per statement. The relay and the reaper may both call it: deleting a
+// row twice does nothing.
 func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 	o.mu.Lock()
 	seqs := make([]int64, 0, len(o.delivered))
@@ -255,16 +300,11 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 	for len(seqs) > 0 {
 		chunk := seqs[:min(len(seqs), o.o.batch)]
 		seqs = seqs[len(chunk):]
-		q, ok := o.deleteQ[len(chunk)]
-		if !ok {
-			q = o.q.deleteDone(o.o.table, len(chunk))
-			o.deleteQ[len(chunk)] = q
-		}
 		args := make([]any, len(chunk))
 		for i, s := range chunk {
 			args[i] = s
 		}
-		if _, err := o.db.ExecContext(ctx, q, args...); err != nil {
+		if _, err := o.db.ExecContext(ctx, o.q.deleteDone(o.o.table, len(chunk)), args...); err != nil {
 			return err
 		}
 		o.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -116,6 +117,7 @@ func crashChild() {
 			if err := tx.Commit(); err != nil {
 				fail(err)
 			}
+			fmt.Println("committed")
 		} else {
 			if err := tx.Rollback(); err != nil {
 				fail(err)
@@ -131,7 +133,7 @@ type crashDB struct {
 }
 
 func TestCrash(t *testing.T) {
-	const rounds = 12
+	const rounds = 10
 	dbs := map[string]func(t *testing.T) crashDB{
 		"sqlite": func(t *testing.T) crashDB {
 			dsn := sqliteDSN(filepath.Join(t.TempDir(), "crash.db"))
@@ -156,7 +158,7 @@ func TestCrash(t *testing.T) {
 			logPath := filepath.Join(t.TempDir(), "delivered.log")
 			rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 			for round := range rounds {
-				runCrashChild(t, c, logPath, round, time.Duration(100+rnd.IntN(700))*time.Millisecond)
+				runCrashChild(t, c, logPath, round, 30+rnd.IntN(90), time.Duration(rnd.IntN(20))*time.Millisecond)
 			}
 			// Recovery: one more Outbox, in this process, delivers the rest.
 			f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
@@ -216,9 +218,10 @@ func TestCrash(t *testing.T) {
 	}
 }
 
-// runCrashChild starts a child, waits until it is ready, lets it run for
-// after (a random moment: the duration is the point), and kills it.
-func runCrashChild(t *testing.T, c crashDB, logPath string, round int, after time.Duration) {
+// runCrashChild starts a child, waits until it has committed commits
+// transactions, lets it run for after more (a random moment: the duration is
+// the point), and kills it.
+func runCrashChild(t *testing.T, c crashDB, logPath string, round, commits int, after time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
@@ -229,14 +232,25 @@ func runCrashChild(t *testing.T, c crashDB, logPath string, round int, after tim
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	if err != nil || line != "ready\n" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		t.Fatalf("crash child did not start: %q %v\n%s", line, err, stderr.String())
 	}
+	for range commits {
+		if line, err := out.ReadString('\n'); err != nil || line != "committed\n" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("crash child: %q %v\n%s", line, err, stderr.String())
+		}
+	}
+	drained := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, out); close(drained) }() // keep it writing
 	time.Sleep(after)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	<-drained // the pipe ends with the process
 	err = cmd.Wait()
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	require.True(t, ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, "child killed, not exited: %v\n%s", err, stderr.String())

@@ -64,19 +64,25 @@ type Outbox[T any] struct {
 	done      chan struct{} // closed when every goroutine of the Outbox has exited
 	wg        sync.WaitGroup
 
-	// mu guards scanned and delivered. scanned is closed and replaced
-	// whenever the relay has delivered rows and at the end of every pass, so
-	// that Flush can wait for progress. delivered holds the rows whose
-	// listeners all returned nil and that are not yet deleted (the relay
-	// adds and removes them; Flush counts them as done). No call is made
-	// with mu held.
-	mu        sync.Mutex
-	scanned   chan struct{}
-	delivered map[int64]struct{}
+	// mu guards scanned, delivered, undeleted and claims. scanned is closed
+	// and replaced whenever the relay has delivered rows and at the end of
+	// every pass, so that Flush can wait for progress. delivered holds the
+	// rows whose listeners all returned nil (Flush counts them as done, the
+	// relay never delivers them again): the value is 0 until the row is
+	// deleted, then the number of claims started by then. A claim already
+	// running when the DELETE ended may still return the row, so the entry
+	// stays until a claim started after it (number > value) is read.
+	// undeleted counts the entries whose value is 0. No call is made with
+	// mu held.
+	mu         sync.Mutex
+	scanned    chan struct{}
+	delivered  map[int64]uint64
+	undeletedN int
+	claims     uint64
 
-	dl      *eventbus.Listener // the internal dead-letter listener
-	dlWait  sync.WaitGroup     // dead-letter reports not yet handled by dl
-	stats   counters
+	dl       *eventbus.Listener // the internal dead-letter listener
+	dlWait   sync.WaitGroup     // dead-letter reports not yet handled by dl
+	stats    counters
 	reap     chan struct{} // buffered 1: rows were delivered, delete them
 	reapStop chan struct{} // closed by the relay's exit: the reaper stops
 	reapDone chan struct{} // closed when the reaper has stopped
@@ -95,6 +101,7 @@ type Stats struct {
 	DecodeErrors  uint64 // attempts that could not decode a row
 	Scans         uint64 // passes of the relay over the table
 	Notifications uint64 // PostgreSQL notifications received
+	Listening     bool   // a LISTEN connection is up now (PostgreSQL with pgx's stdlib)
 }
 
 // Stats returns a snapshot of the counters. It is safe for concurrent use.
@@ -107,6 +114,7 @@ func (o *Outbox[T]) Stats() Stats {
 		DecodeErrors:  o.stats.decodeErrors.Load(),
 		Scans:         o.stats.scans.Load(),
 		Notifications: o.stats.notifications.Load(),
+		Listening:     o.listening.Load(),
 	}
 }
 
@@ -167,7 +175,7 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 	o.reap = make(chan struct{}, 1)
 	o.reapStop = make(chan struct{})
 	o.reapDone = make(chan struct{})
-	o.delivered = make(map[int64]struct{})
+	o.delivered = make(map[int64]uint64)
 	o.wg.Add(1)
 	go o.run()
 	go o.reaper()

@@ -225,6 +225,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 }
 
 func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
+	o.startClaim()
 	// Rows delivered but not yet deleted come back: read that many more.
 	limit := o.o.batch + o.undeleted()
 	args := []any{now, limit}
@@ -284,7 +285,20 @@ func (o *Outbox[T]) reaper() {
 func (o *Outbox[T]) undeleted() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.delivered)
+	return o.undeletedN
+}
+
+// startClaim numbers a claim about to start, and forgets the rows deleted
+// before the previous claim started: no claim from now on returns them.
+func (o *Outbox[T]) startClaim() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.claims++
+	for s, at := range o.delivered {
+		if at != 0 && at < o.claims-1 {
+			delete(o.delivered, s)
+		}
+	}
 }
 
 // deleteDelivered deletes the rows delivered and not yet deleted, BatchSize
@@ -292,9 +306,11 @@ func (o *Outbox[T]) undeleted() int {
 // row twice does nothing.
 func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 	o.mu.Lock()
-	seqs := make([]int64, 0, len(o.delivered))
-	for s := range o.delivered {
-		seqs = append(seqs, s)
+	seqs := make([]int64, 0, o.undeletedN)
+	for s, at := range o.delivered {
+		if at == 0 {
+			seqs = append(seqs, s)
+		}
 	}
 	o.mu.Unlock()
 	for len(seqs) > 0 {
@@ -309,7 +325,10 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 		}
 		o.mu.Lock()
 		for _, s := range chunk {
-			delete(o.delivered, s)
+			if at, ok := o.delivered[s]; ok && at == 0 {
+				o.delivered[s] = o.claims
+				o.undeletedN--
+			}
 		}
 		o.mu.Unlock()
 	}
@@ -318,7 +337,8 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 
 func (o *Outbox[T]) markDelivered(seq int64) {
 	o.mu.Lock()
-	o.delivered[seq] = struct{}{}
+	o.delivered[seq] = 0
+	o.undeletedN++
 	o.mu.Unlock()
 	o.stats.delivered.Add(1)
 }

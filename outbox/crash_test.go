@@ -41,7 +41,6 @@ const (
 func crashOptions() []outbox.Option {
 	return []outbox.Option{
 		outbox.Table("crash_outbox"),
-		outbox.Lease(300 * time.Millisecond), // a killed child's rows are taken over soon
 		outbox.Backoff(time.Millisecond, 10*time.Millisecond),
 		outbox.MaxAttempts(1000),
 		outbox.PollInterval(50 * time.Millisecond),

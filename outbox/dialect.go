@@ -14,10 +14,9 @@ type queries struct {
 	postgres bool
 	insert   string // id, name, payload
 	due      string // the earliest next_at of a pending row
-	claim    string // PostgreSQL: leaseUntil, owner, now, limit; SQLite: now, limit
+	claim    string // now, limit
 	fail     string // attempts, nextAt, heldFor, lastError, seq
 	dead     string // attempts, lastError, seq
-	release  string // owner
 	maxSeq   string
 	pending  string // seq
 }
@@ -32,24 +31,21 @@ func newQueries(postgres bool, t string) queries {
 		insert:   fmt.Sprintf("INSERT INTO %s (id, name, payload) VALUES (%s, %s, %s)", t, ph(1), ph(2), ph(3)),
 		due:      fmt.Sprintf("SELECT MIN(next_at) FROM %s WHERE state = 0", t),
 		// Rows due now, and rows waiting for a retry that hold back others
-		// (held_for), in table order, that no other relay holds. SQLite
-		// has no row locks: its relay reads, it claims nothing.
+		// (held_for), in table order. SQLite has no row locks: its relay
+		// reads, it claims nothing.
 		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
 			"WHERE state = 0 AND (next_at <= %s OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
 		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, last_error = %s WHERE seq = %s",
 			t, ph(1), ph(2), ph(3), ph(4), ph(5)),
 		dead: fmt.Sprintf("UPDATE %s SET state = 2, attempts = %s, last_error = %s, held_for = '' WHERE seq = %s",
 			t, ph(1), ph(2), ph(3)),
-		release: fmt.Sprintf("UPDATE %s SET lease_until = 0, lease_owner = '' WHERE lease_owner = %s AND state = 0", t, ph(1)),
 		maxSeq:  fmt.Sprintf("SELECT COALESCE(MAX(seq), 0) FROM %s", t),
 		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
 	}
 	if postgres {
-		q.claim = fmt.Sprintf("UPDATE %[1]s SET lease_until = %[2]s, lease_owner = %[3]s WHERE seq IN ("+
-			"SELECT seq FROM %[1]s WHERE state = 0 AND (lease_until <= %[4]s OR lease_owner = %[3]s) "+
-			"AND (next_at <= %[4]s OR held_for <> '') ORDER BY seq LIMIT %[5]s FOR UPDATE SKIP LOCKED) "+
-			"RETURNING seq, id, name, payload, attempts, next_at, held_for",
-			t, ph(1), ph(2), ph(3), ph(4))
+		// Locked until the relay's transaction ends: other relays skip
+		// them; a crash ends the transaction and frees them at once.
+		q.claim += " FOR UPDATE SKIP LOCKED"
 	}
 	return q
 }
@@ -107,8 +103,6 @@ func createSchema(ctx context.Context, db *sql.DB, postgres bool, t string) erro
 	state SMALLINT NOT NULL DEFAULT 0,
 	attempts INTEGER NOT NULL DEFAULT 0,
 	next_at BIGINT NOT NULL DEFAULT 0,
-	lease_until BIGINT NOT NULL DEFAULT 0,
-	lease_owner TEXT NOT NULL DEFAULT '',
 	held_for TEXT NOT NULL DEFAULT '',
 	last_error TEXT NOT NULL DEFAULT '')`, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
@@ -126,8 +120,6 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 	state INTEGER NOT NULL DEFAULT 0,
 	attempts INTEGER NOT NULL DEFAULT 0,
 	next_at INTEGER NOT NULL DEFAULT 0,
-	lease_until INTEGER NOT NULL DEFAULT 0,
-	lease_owner TEXT NOT NULL DEFAULT '',
 	held_for TEXT NOT NULL DEFAULT '',
 	last_error TEXT NOT NULL DEFAULT '')`, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
@@ -152,7 +144,7 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 		}
 		if i == 0 {
 			// The table may have existed with another layout.
-			probe := fmt.Sprintf("SELECT seq, id, name, payload, state, attempts, next_at, lease_until, lease_owner, held_for, last_error FROM %s WHERE 1 = 0", t)
+			probe := fmt.Sprintf("SELECT seq, id, name, payload, state, attempts, next_at, held_for, last_error FROM %s WHERE 1 = 0", t)
 			rows, err := tx.QueryContext(ctx, probe)
 			if err != nil {
 				return fmt.Errorf("%w: table %s exists without the outbox's columns: %w", ErrUnsupported, t, err)

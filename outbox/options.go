@@ -14,7 +14,6 @@ const (
 	DefaultBackoffMin   = 100 * time.Millisecond // see Backoff
 	DefaultBackoffMax   = time.Minute            // see Backoff
 	DefaultPollInterval = time.Second            // see PollInterval
-	DefaultLease        = 30 * time.Second       // see Lease
 	DefaultBatchSize    = 256                    // see BatchSize
 	hotStart            = 250 * time.Microsecond // first poll after an Emit
 )
@@ -35,7 +34,6 @@ type options struct {
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	poll        time.Duration
-	lease       time.Duration
 	batch       int
 	codec       Codec
 	onError     func(error)
@@ -48,7 +46,6 @@ func defaultOptions() options {
 		backoffMin:  DefaultBackoffMin,
 		backoffMax:  DefaultBackoffMax,
 		poll:        DefaultPollInterval,
-		lease:       DefaultLease,
 		batch:       DefaultBatchSize,
 		codec:       JSON{},
 		onError: func(err error) {
@@ -117,21 +114,6 @@ func PollInterval(d time.Duration) Option {
 			return invalid("PollInterval(%v): want > 0", d)
 		}
 		o.poll = d
-		return nil
-	})
-}
-
-// Lease sets how long a relay owns the rows it has claimed (DefaultLease, 30s,
-// without it): another process relaying the same table skips them for that
-// long, and takes them over after a crash once it has passed. A relay renews
-// its lease at every pass, so only a single listener call longer than d lets
-// another process deliver the same event concurrently. d ≥ 1ms.
-func Lease(d time.Duration) Option {
-	return optionFunc(func(o *options) error {
-		if d < time.Millisecond {
-			return invalid("Lease(%v): want >= 1ms", d)
-		}
-		o.lease = d
 		return nil
 	})
 }

@@ -18,35 +18,43 @@ import (
 // concurrent use. Create one with New and stop it with Close, which stops its
 // goroutines.
 //
-// Guarantees, in short (the README has them in a table):
+// Guarantees (the module's README has them in a table):
 //   - An event whose transaction rolls back is never delivered; one whose
 //     transaction commits is delivered to every listener of its name that is
 //     registered when the relay reads it, at least once per listener, even if
 //     the process crashes at any point (the next New on the database
 //     delivers it).
 //   - Delivery is by EventManager.EmitSync, in the relay's goroutine, one
-//     event at a time in table order, which is commit order for transactions
-//     committed one after another (and within one transaction, the order of
-//     the Emit calls). The core's delivery modes (Ordered, Retry, Concurrency,
-//     Timeout, ...) govern EventManager.Emit only and do not apply; the
-//     outbox retries by itself.
+//     event at a time in table order: commit order for transactions
+//     committed one after another, and the order of the Emit calls within
+//     one transaction. Every listener, Ordered or not, gets the events in
+//     that order, except as said below for failures. The core's delivery
+//     modes (Ordered, OrderedBy, Concurrency, Retry, Timeout) govern
+//     EventManager.Emit only and do not apply here: the outbox retries by
+//     itself, and the core's error handler never sees a listener's failure
+//     except in a dead letter.
 //   - An event is deleted from the table once every listener it matched
-//     returned nil. If any of them failed (error or panic), it is attempted
-//     again after a backoff, for every listener it matches: a listener that
-//     had handled it sees it again, with the same EventID. Meanwhile the
-//     events after it that a failing listener's pattern matches are held
-//     back, and so is every event after the first one held back, so that no
-//     listener sees events out of commit order; events that no failing
-//     listener matches, before the first one held back, go on.
+//     returned nil. If any of them failed (error or panic), the whole event
+//     is attempted again after a backoff (see Backoff), for every listener
+//     it matches: a listener that had handled it sees it again, with the
+//     same EventID, possibly after later events.
+//   - While a failed event waits for its retry, the later events that a
+//     failing listener's pattern matches are held back, so that the failing
+//     listener keeps commit order. If such a held-back event also matches
+//     another listener (EventManager.ListenerCount says so), every event
+//     after it is held back too, so that listener keeps commit order as
+//     well. Other events go on: a failure does not hold back the listeners
+//     it does not concern.
 //   - After MaxAttempts attempts an event is given up: marked dead in the
-//     table, and reported as a *DeadLetter to the EventManager's error
-//     handler. The events it held back then go on.
+//     table (never delivered again), and reported as a *DeadLetter to the
+//     EventManager's error handler. The events it held back then go on.
+//   - After a crash, the events delivered shortly before it whose rows were
+//     not yet deleted (at most 5×BatchSize) are delivered again.
 type Outbox[T any] struct {
-	db    *sql.DB
-	m     *eventbus.EventManager[T]
-	o     options
-	q     queries
-	owner string // this relay's lease owner ID, random per New
+	db *sql.DB
+	m  *eventbus.EventManager[T]
+	o  options
+	q  queries
 
 	// stop is cancelled when Close starts: the relay finishes the event it
 	// is delivering and exits; LISTEN stops. life is cancelled when Close
@@ -161,7 +169,6 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 		return nil, err
 	}
 	o.q = newQueries(postgres, o.o.table)
-	o.owner = newID()
 	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)

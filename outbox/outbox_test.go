@@ -348,7 +348,7 @@ func TestBadInput(t *testing.T) {
 		assert.ErrorIs(t, err, outbox.ErrInvalidOption)
 		for _, opt := range []outbox.Option{
 			outbox.Table("x; DROP TABLE y"), outbox.Table(""), outbox.MaxAttempts(0), outbox.Backoff(0, 1),
-			outbox.Backoff(2, 1), outbox.PollInterval(0), outbox.Lease(0), outbox.BatchSize(0), outbox.WithCodec(nil),
+			outbox.Backoff(2, 1), outbox.PollInterval(0), outbox.BatchSize(0), outbox.WithCodec(nil),
 		} {
 			_, err := outbox.New(ctx, db, eventbus.New[int](), opt)
 			assert.ErrorIs(t, err, outbox.ErrInvalidOption)

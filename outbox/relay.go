@@ -86,23 +86,16 @@ func (o *Outbox[T]) run() {
 }
 
 // exit runs when the relay stops: it deletes the rows it delivered if it
-// has not yet, gives up the lease on the rows it claimed (PostgreSQL), so
-// that the next New or another process takes them at once, waits for the
-// dead-letter reports it made, and removes the dead-letter listener. It
-// bounds its database work to a few seconds: rows left delivered but not
-// deleted are delivered again by the next relay.
+// has not yet, waits for the dead-letter reports it made, and removes the
+// dead-letter listener. It bounds its database work to a few seconds: rows
+// left delivered but not deleted are delivered again by the next relay.
 func (o *Outbox[T]) exit() {
 	close(o.reapStop)
 	<-o.reapDone
 	ctx, cancel := context.WithTimeout(o.life, 5*time.Second)
 	defer cancel()
-	if err := o.deleteDelivered(ctx); err != nil && o.life.Err() == nil {
+	if err := o.deleteDelivered(ctx, o.db); err != nil && o.life.Err() == nil {
 		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
-	}
-	if o.q.postgres {
-		if _, err := o.db.ExecContext(ctx, o.q.release, o.owner); err != nil && o.life.Err() == nil {
-			o.o.onError(fmt.Errorf("outbox: releasing the lease: %w", err))
-		}
 	}
 	waited := make(chan struct{})
 	go func() { o.dlWait.Wait(); close(waited) }()
@@ -135,13 +128,30 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	if first.Int64 > now {
 		return false, false, time.UnixMilli(first.Int64) // only retries, not yet due
 	}
-	rows, err := o.claim(ctx, now)
+	// On PostgreSQL the pass runs in a transaction that holds the claimed
+	// rows locked (FOR UPDATE SKIP LOCKED) and deletes the delivered ones
+	// before it commits; on SQLite it reads, and the reaper deletes.
+	var ex execer = o.db
+	var tx *sql.Tx
+	if o.q.postgres {
+		var err error
+		if tx, err = o.db.BeginTx(ctx, nil); err != nil {
+			if ctx.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
+			}
+			return false, false, time.Time{}
+		}
+		defer func() { _ = tx.Rollback() }()
+		ex = tx
+	}
+	rows, err := o.claim(ctx, ex, now)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
 		}
 		return false, false, time.Time{}
 	}
+	var dead []func() // dead-letter reports, made once the pass is committed
 	var (
 		blocked   []failing // listeners failing on an earlier row, waiting for its retry
 		holdAll   bool      // a row was held back for a listener we cannot name: every later one is too
@@ -173,8 +183,9 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		data, err := o.decodeRow(r)
 		if err != nil {
 			o.stats.decodeErrors.Add(1)
-			if t, dead := o.failed(ctx, r, nil, err, nil); dead {
+			if t, report := o.failed(ctx, ex, r, nil, err, nil); report != nil {
 				progress = true
+				dead = append(dead, report)
 			} else if retryAt.IsZero() || t.Before(retryAt) {
 				retryAt = t
 			}
@@ -192,9 +203,10 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		default:
 			o.stats.failed.Add(1)
 			fl := failingListeners(err)
-			t, dead := o.failed(ctx, r, fl, err, &data)
-			if dead {
+			t, report := o.failed(ctx, ex, r, fl, err, &data)
+			if report != nil {
 				progress = true
+				dead = append(dead, report)
 				break
 			}
 			if retryAt.IsZero() || t.Before(retryAt) {
@@ -206,33 +218,55 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			blocked = append(blocked, fl...)
 		}
 	}
+	if tx != nil {
+		o.changed() // Flush counts delivered rows as done, deleted or not
+		err := o.deleteDelivered(ctx, tx)
+		if err == nil {
+			err = tx.Commit()
+		}
+		if err != nil {
+			// Delivered, not deleted: they will be delivered again.
+			o.forgetUndeleted()
+			if ctx.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: committing a pass over %s: %w", o.o.table, err))
+			}
+			return delivered, false, retryAt
+		}
+		o.deletedAll()
+	}
+	for _, report := range dead {
+		report()
+	}
 	if delivered {
 		progress = true
 		o.changed() // Flush counts delivered rows as done, deleted or not
-		select {
-		case o.reap <- struct{}{}:
-		default:
+		if tx == nil {
+			select {
+			case o.reap <- struct{}{}:
+			default:
+			}
 		}
 	}
 	if o.undeleted() >= maxUndeleted*o.o.batch {
 		// The reaper cannot keep up (on SQLite, writers keep the lock):
 		// wait for it here rather than read ever more delivered rows.
-		if err := o.deleteDelivered(o.life); err != nil && o.life.Err() == nil {
+		if err := o.deleteDelivered(o.life, o.db); err != nil && o.life.Err() == nil {
 			o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 		}
 	}
 	return progress, progress && len(rows) == o.o.batch, retryAt
 }
 
-func (o *Outbox[T]) claim(ctx context.Context, now int64) ([]row, error) {
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, error) {
 	o.startClaim()
 	// Rows delivered but not yet deleted come back: read that many more.
-	limit := o.o.batch + o.undeleted()
-	args := []any{now, limit}
-	if o.q.postgres {
-		args = []any{now + o.o.lease.Milliseconds(), o.owner, now, limit}
-	}
-	rs, err := o.db.QueryContext(ctx, o.q.claim, args...)
+	rs, err := ex.QueryContext(ctx, o.q.claim, now, o.o.batch+o.undeleted())
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +304,7 @@ func (o *Outbox[T]) reaper() {
 			return
 		case <-o.reap:
 		}
-		err := o.deleteDelivered(o.life)
+		err := o.deleteDelivered(o.life, o.db)
 		switch {
 		case err == nil:
 			failing = time.Time{}
@@ -304,7 +338,7 @@ func (o *Outbox[T]) startClaim() {
 // deleteDelivered deletes the rows delivered and not yet deleted, BatchSize
 // rows per statement. The relay and the reaper may both call it: deleting a
 // row twice does nothing.
-func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
+func (o *Outbox[T]) deleteDelivered(ctx context.Context, ex execer) error {
 	o.mu.Lock()
 	seqs := make([]int64, 0, o.undeletedN)
 	for s, at := range o.delivered {
@@ -320,19 +354,52 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context) error {
 		for i, s := range chunk {
 			args[i] = s
 		}
-		if _, err := o.db.ExecContext(ctx, o.q.deleteDone(o.o.table, len(chunk)), args...); err != nil {
+		if _, err := ex.ExecContext(ctx, o.q.deleteDone(o.o.table, len(chunk)), args...); err != nil {
 			return err
 		}
-		o.mu.Lock()
-		for _, s := range chunk {
-			if at, ok := o.delivered[s]; ok && at == 0 {
-				o.delivered[s] = o.claims
-				o.undeletedN--
-			}
+		if ex == execer(o.db) {
+			o.deleted(chunk)
 		}
-		o.mu.Unlock()
 	}
 	return nil
+}
+
+// deleted records rows as deleted.
+func (o *Outbox[T]) deleted(seqs []int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range seqs {
+		if at, ok := o.delivered[s]; ok && at == 0 {
+			o.delivered[s] = o.claims
+			o.undeletedN--
+		}
+	}
+}
+
+// deletedAll records every undeleted row as deleted: a PostgreSQL pass
+// committed its DELETE.
+func (o *Outbox[T]) deletedAll() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s, at := range o.delivered {
+		if at == 0 {
+			o.delivered[s] = o.claims
+		}
+	}
+	o.undeletedN = 0
+}
+
+// forgetUndeleted drops the undeleted rows: a PostgreSQL pass that could
+// not commit leaves them in the table, unlocked, to be delivered again.
+func (o *Outbox[T]) forgetUndeleted() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s, at := range o.delivered {
+		if at == 0 {
+			delete(o.delivered, s)
+		}
+	}
+	o.undeletedN = 0
 }
 
 func (o *Outbox[T]) markDelivered(seq int64) {
@@ -357,27 +424,29 @@ func (o *Outbox[T]) deliver(r row, data T) error {
 }
 
 // failed records a failed attempt: the row waits for its retry, or, at the
-// attempt limit, is marked dead and reported. data is nil for a corrupt row.
-func (o *Outbox[T]) failed(ctx context.Context, r row, fl []failing, cause error, data *T) (retryAt time.Time, dead bool) {
+// attempt limit, is marked dead; then report, to call once the pass is
+// committed, reports it. data is nil for a corrupt row.
+func (o *Outbox[T]) failed(ctx context.Context, ex execer, r row, fl []failing, cause error, data *T) (retryAt time.Time, report func()) {
 	attempts := r.attempts + 1
 	msg := cause.Error()
 	if attempts >= o.o.maxAttempts {
-		if _, err := o.db.ExecContext(ctx, o.q.dead, attempts, msg, r.seq); err != nil {
+		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, r.seq); err != nil {
 			if ctx.Err() == nil {
 				o.o.onError(fmt.Errorf("outbox: marking a dead letter in %s: %w", o.o.table, err))
 			}
-			return time.Now().Add(o.o.poll), false
+			return time.Now().Add(o.o.poll), nil
 		}
-		o.stats.dead.Add(1)
-		o.reportDead(r, attempts, cause, data)
-		return time.Time{}, true
+		return time.Time{}, func() {
+			o.stats.dead.Add(1)
+			o.reportDead(r, attempts, cause, data)
+		}
 	}
 	retryAt = time.Now().Add(o.backoff(attempts))
-	_, err := o.db.ExecContext(ctx, o.q.fail, attempts, retryAt.UnixMilli(), formatHeld(fl), msg, r.seq)
+	_, err := ex.ExecContext(ctx, o.q.fail, attempts, retryAt.UnixMilli(), formatHeld(fl), msg, r.seq)
 	if err != nil && ctx.Err() == nil {
 		o.o.onError(fmt.Errorf("outbox: recording a failed attempt in %s: %w", o.o.table, err))
 	}
-	return retryAt, false
+	return retryAt, nil
 }
 
 // backoff is the wait after the n-th failed attempt: min·2^(n-1), at most

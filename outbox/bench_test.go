@@ -126,3 +126,44 @@ func benchOutbox(b *testing.B, db *sql.DB, per int) {
 	b.StopTimer()
 	lat.report(b, elapsed)
 }
+
+// BenchmarkPlainInsert is what the database alone costs: the same
+// transactions inserting the same rows into a plain table, with no relay.
+// The gap to BenchmarkOutbox is the outbox's (relay, deletes, contention).
+func BenchmarkPlainInsert(b *testing.B) {
+	for _, be := range backends {
+		for _, per := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/events-per-tx=%d", be.name, per), func(b *testing.B) {
+				b.ReportAllocs()
+				db := be.open(b)
+				ctx := context.Background()
+				ddl := "CREATE TABLE plain (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, name TEXT, payload BLOB)"
+				ins := "INSERT INTO plain (id, name, payload) VALUES (?1, ?2, ?3)"
+				if be.name == "postgres" {
+					ddl = "CREATE TABLE plain (seq BIGSERIAL PRIMARY KEY, id TEXT, name TEXT, payload BYTEA)"
+					ins = "INSERT INTO plain (id, name, payload) VALUES ($1, $2, $3)"
+				}
+				if _, err := db.Exec(ddl); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				start := time.Now()
+				for i := 0; i < b.N; {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for first := i; i < b.N && i-first < per; i++ {
+						if _, err := tx.ExecContext(ctx, ins, "0123456789abcdef0123456789abcdef", "order.created", []byte("12345")); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			})
+		}
+	}
+}

@@ -14,7 +14,7 @@ type queries struct {
 	postgres bool
 	insert   string // id, name, payload
 	due      string // the earliest next_at of a pending row
-	claim    string // now, limit
+	claim    string // now, limit, and on SQLite low
 	fail     string // attempts, nextAt, heldFor, lastError, seq
 	dead     string // attempts, lastError, seq
 	maxSeq   string
@@ -41,6 +41,11 @@ func newQueries(postgres bool, t string) queries {
 			t, ph(1), ph(2), ph(3)),
 		maxSeq:  fmt.Sprintf("SELECT COALESCE(MAX(seq), 0) FROM %s", t),
 		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
+	}
+	if !postgres {
+		// The relay's low-water mark: every row up to it is delivered
+		// (SQLite commits in seq order, so no row below it can appear).
+		q.claim = strings.Replace(q.claim, "WHERE state = 0 AND", "WHERE state = 0 AND seq > ?3 AND", 1)
 	}
 	if postgres {
 		// Locked until the relay's transaction ends: other relays skip

@@ -49,7 +49,7 @@ import (
 //     table (never delivered again), and reported as a *DeadLetter to the
 //     EventManager's error handler. The events it held back then go on.
 //   - After a crash, the events delivered shortly before it whose rows were
-//     not yet deleted (at most 5×BatchSize) are delivered again.
+//     not yet deleted (at most 17×BatchSize) are delivered again.
 type Outbox[T any] struct {
 	db *sql.DB
 	m  *eventbus.EventManager[T]
@@ -91,6 +91,7 @@ type Outbox[T any] struct {
 	dl       *eventbus.Listener // the internal dead-letter listener
 	dlWait   sync.WaitGroup     // dead-letter reports not yet handled by dl
 	stats    counters
+	low      int64         // relay goroutine only, SQLite only: every row up to it is delivered
 	reap     chan struct{} // buffered 1: rows were delivered, delete them
 	reapStop chan struct{} // closed by the relay's exit: the reaper stops
 	reapDone chan struct{} // closed when the reaper has stopped

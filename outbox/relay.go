@@ -218,6 +218,16 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			blocked = append(blocked, fl...)
 		}
 	}
+	if !o.q.postgres {
+		// Advance the low-water mark over the delivered rows at the
+		// front. (A row dead or deleted between is not returned again.)
+		for _, r := range rows {
+			if !o.isDelivered(r.seq) {
+				break
+			}
+			o.low = r.seq
+		}
+	}
 	if tx != nil {
 		o.changed() // Flush counts delivered rows as done, deleted or not
 		err := o.deleteDelivered(ctx, tx)
@@ -265,8 +275,13 @@ type execer interface {
 
 func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, error) {
 	o.startClaim()
-	// Rows delivered but not yet deleted come back: read that many more.
-	rs, err := ex.QueryContext(ctx, o.q.claim, now, o.o.batch+o.undeleted())
+	// Rows delivered but not yet deleted come back (on SQLite, those above
+	// the low-water mark): read that many more.
+	args := []any{now, o.o.batch + o.undeletedAbove(o.low)}
+	if !o.q.postgres {
+		args = append(args, o.low)
+	}
+	rs, err := ex.QueryContext(ctx, o.q.claim, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +303,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 
 // maxUndeleted bounds the rows delivered and not yet deleted, in batches:
 // past it the relay deletes them itself before reading more.
-const maxUndeleted = 4
+const maxUndeleted = 16
 
 // reaper deletes the rows the relay delivered, apart from it: on SQLite a
 // DELETE waits for the transactions that write (the busy timeout), and the
@@ -320,6 +335,22 @@ func (o *Outbox[T]) undeleted() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.undeletedN
+}
+
+// undeletedAbove counts the undeleted rows above low.
+func (o *Outbox[T]) undeletedAbove(low int64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if low == 0 {
+		return o.undeletedN
+	}
+	n := 0
+	for s, at := range o.delivered {
+		if at == 0 && s > low {
+			n++
+		}
+	}
+	return n
 }
 
 // startClaim numbers a claim about to start, and forgets the rows deleted

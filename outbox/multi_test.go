@@ -16,7 +16,7 @@ import (
 
 // Several processes (here: two Outboxes, each with its own EventManager and
 // its own connection pool) relaying one PostgreSQL table deliver each event
-// once: rows are claimed with FOR UPDATE SKIP LOCKED and a lease.
+// once: each pass claims its rows with FOR UPDATE SKIP LOCKED.
 func TestPostgresSeveralRelaysDeliverOnce(t *testing.T) {
 	dsn := pgDatabase(t)
 	ctx := testCtx(t)

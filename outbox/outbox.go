@@ -49,7 +49,9 @@ import (
 //     table (never delivered again), and reported as a *DeadLetter to the
 //     EventManager's error handler. The events it held back then go on.
 //   - After a crash, the events delivered shortly before it whose rows were
-//     not yet deleted (at most 17×BatchSize) are delivered again.
+//     not yet deleted are delivered again: on PostgreSQL those of the
+//     relay's current pass (at most BatchSize), on SQLite at most
+//     17×BatchSize (the deletes wait for the application's writers).
 type Outbox[T any] struct {
 	db *sql.DB
 	m  *eventbus.EventManager[T]
@@ -304,9 +306,10 @@ func (o *Outbox[T]) reentrant(ctx context.Context) bool {
 	return d != nil && d.outbox == any(o)
 }
 
-// Close stops relaying: the relay finishes the event it is delivering, gives
-// up its lease on the rows it claimed, and exits, leaving every undelivered
-// event in the table for the next New. From its call on, Emit and Flush fail
+// Close stops relaying: the relay finishes the event it is delivering, ends
+// its pass (on PostgreSQL, committing what it delivered and freeing the rows
+// it had claimed), deletes the rows it delivered, and exits, leaving every
+// undelivered event in the table for the next New. From its call on, Emit and Flush fail
 // with ErrClosed. Close does not close the database or the EventManager.
 //
 // It returns nil once the relay's goroutines have exited. If ctx ends first,

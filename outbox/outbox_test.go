@@ -298,7 +298,6 @@ func TestHeldEventKeepsOrderForSharedListener(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sql.DB) {
 		ctx := testCtx(t)
 		m := eventbus.New[int]()
-		release := make(chan struct{})
 		a := recorder[int]{fail: func(e eventbus.Event[int], n int) error {
 			if e.Data == 1 && n == 1 {
 				return errors.New("first attempt fails")
@@ -309,7 +308,6 @@ func TestHeldEventKeepsOrderForSharedListener(t *testing.T) {
 		listen(t, m, "a.*", &a)
 		listen(t, m, ">", &all, eventbus.Ordered())
 		ob := newOutbox(t, db, m)
-		close(release)
 		for _, ev := range []struct {
 			name string
 			n    int

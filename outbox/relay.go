@@ -264,7 +264,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 		}
 	}
-	return progress, progress && len(rows) == o.o.batch, retryAt
+	return progress, progress && len(rows) >= o.o.batch, retryAt
 }
 
 // execer is a *sql.DB or a *sql.Tx.

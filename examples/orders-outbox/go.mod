@@ -10,7 +10,8 @@ replace (
 require (
 	github.com/eventbus-go/eventbus v0.1.0
 	github.com/eventbus-go/eventbus/outbox v0.1.0
-	modernc.org/sqlite v1.63.0
+	go.uber.org/goleak v1.3.0
+	modernc.org/sqlite v1.62.0
 )
 
 require (

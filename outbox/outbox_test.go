@@ -585,3 +585,32 @@ func TestCloseGivesUp(t *testing.T) {
 		assert.Equal(t, 1, countRows(t, db, "eventbus_outbox"), "not delivered: left in the table")
 	})
 }
+
+// A failed event waits out its backoff (between half and all of it) before
+// the next attempt. The durations are the point here.
+func TestRetryWaitsBackoff(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		m := eventbus.New[int]()
+		var mu sync.Mutex
+		var at []time.Time
+		_, err := m.RegisterListener("b.b", func(context.Context, eventbus.Event[int]) error {
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Now())
+			if len(at) < 3 {
+				return errors.New("fail")
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		ob := newOutbox(t, db, m, outbox.Backoff(60*time.Millisecond, 120*time.Millisecond))
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "b.b", 1)) })
+		require.NoError(t, ob.Flush(ctx))
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, at, 3)
+		assert.GreaterOrEqual(t, at[1].Sub(at[0]), 30*time.Millisecond, "first backoff: half of 60ms at least")
+		assert.GreaterOrEqual(t, at[2].Sub(at[1]), 60*time.Millisecond, "second backoff: half of 120ms at least")
+	})
+}

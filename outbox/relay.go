@@ -473,7 +473,9 @@ func (o *Outbox[T]) failed(ctx context.Context, ex execer, r row, fl []failing, 
 		}
 	}
 	retryAt = time.Now().Add(o.backoff(attempts))
-	_, err := ex.ExecContext(ctx, o.q.fail, attempts, retryAt.UnixMilli(), formatHeld(fl), msg, r.seq)
+	// Rounded up to the millisecond: never due before the backoff is over.
+	nextAt := (retryAt.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	_, err := ex.ExecContext(ctx, o.q.fail, attempts, nextAt, formatHeld(fl), msg, r.seq)
 	if err != nil && ctx.Err() == nil {
 		o.o.onError(fmt.Errorf("outbox: recording a failed attempt in %s: %w", o.o.table, err))
 	}

@@ -14,7 +14,7 @@ type queries struct {
 	postgres bool
 	insert   string // id, name, payload
 	due      string // the earliest next_at of a pending row
-	claim    string // now, limit, and on SQLite low
+	claim    string // PostgreSQL: now, limit; SQLite: limit, low
 	fail     string // attempts, nextAt, heldFor, lastError, seq
 	dead     string // attempts, lastError, seq
 	maxSeq   string
@@ -43,9 +43,12 @@ func newQueries(postgres bool, t string) queries {
 		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
 	}
 	if !postgres {
-		// The relay's low-water mark: every row up to it is delivered
-		// (SQLite commits in seq order, so no row below it can appear).
-		q.claim = strings.Replace(q.claim, "WHERE state = 0 AND", "WHERE state = 0 AND seq > ?3 AND", 1)
+		// Every pending row above the relay's low-water mark, those
+		// waiting for a retry included, so that the mark never passes a
+		// pending row: every row up to it is delivered, or dead. (SQLite
+		// commits in seq order, so no row can appear below it later.)
+		q.claim = fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+			"WHERE state = 0 AND seq > %s ORDER BY seq LIMIT %s", t, ph(2), ph(1))
 	}
 	if postgres {
 		// Locked until the relay's transaction ends: other relays skip

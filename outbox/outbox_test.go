@@ -614,3 +614,36 @@ func TestRetryWaitsBackoff(t *testing.T) {
 		assert.GreaterOrEqual(t, at[2].Sub(at[1]), 60*time.Millisecond, "second backoff: half of 120ms at least")
 	})
 }
+
+// A corrupt row waiting for its next attempt is not forgotten while the rows
+// after it are delivered (on SQLite, the relay reads above what it has
+// delivered): it is still given up and reported, and Flush returns.
+func TestCorruptRowNotSkippedByLaterDeliveries(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		reported := make(chan error, 10)
+		m := eventbus.New[int](eventbus.WithErrorHandler(func(err error) { reported <- err }))
+		var r recorder[int]
+		listen(t, m, "g.g", &r)
+		pre, err := outbox.New(ctx, db, eventbus.New[int](), outbox.PollInterval(time.Hour))
+		require.NoError(t, err)
+		require.NoError(t, pre.Close(ctx))
+		_, err = db.Exec("INSERT INTO eventbus_outbox (id, name, payload) VALUES ('bad', 'g.g', 'not json')")
+		require.NoError(t, err)
+		ob := newOutbox(t, db, m, outbox.MaxAttempts(3), outbox.Backoff(30*time.Millisecond, 30*time.Millisecond))
+		for i := range 20 { // many passes while the corrupt row waits
+			inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "g.g", i)) })
+			time.Sleep(time.Millisecond)
+		}
+		require.NoError(t, ob.Flush(ctx))
+		assert.Len(t, r.data(), 20)
+		require.NoError(t, m.Flush(ctx))
+		select {
+		case err := <-reported:
+			assert.ErrorIs(t, err, outbox.ErrDecode)
+		default:
+			t.Fatal("the corrupt row was not reported")
+		}
+		assert.Equal(t, uint64(1), ob.Stats().DeadLetters)
+	})
+}

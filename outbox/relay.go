@@ -277,9 +277,10 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 	o.startClaim()
 	// Rows delivered but not yet deleted come back (on SQLite, those above
 	// the low-water mark): read that many more.
-	args := []any{now, o.o.batch + o.undeletedAbove(o.low)}
+	limit := o.o.batch + o.undeletedAbove(o.low)
+	args := []any{now, limit}
 	if !o.q.postgres {
-		args = append(args, o.low)
+		args = []any{limit, o.low}
 	}
 	rs, err := ex.QueryContext(ctx, o.q.claim, args...)
 	if err != nil {

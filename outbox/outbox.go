@@ -68,6 +68,7 @@ type Outbox[T any] struct {
 	lifeCancel context.CancelFunc
 
 	closed    atomic.Bool
+	reporting atomic.Int64  // dead letters marked and not yet handed to the EventManager (Flush waits for them)
 	listening atomic.Bool   // a LISTEN connection is up (PostgreSQL with pgx)
 	wake      chan struct{} // buffered 1: scan now
 	poke      chan struct{} // buffered 1: an Emit happened, poll soon
@@ -172,7 +173,8 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 		return nil, err
 	}
 	o.q = newQueries(postgres, o.o.table)
-	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener))
+	// Ordered: dead letters reach the error handler in the order given up.
+	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener), eventbus.Ordered())
 	if err != nil {
 		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)
 	}
@@ -336,7 +338,9 @@ func (o *Outbox[T]) Close(ctx context.Context) error {
 
 // Flush waits until every event committed before the call has been delivered
 // or given up on (see MaxAttempts), by this process or another one relaying
-// the same table. Events of transactions still open are not waited for
+// the same table; for an event this process gave up on, until its dead
+// letter has been handed to the EventManager (a later EventManager.Flush
+// waits for the error handler). Events of transactions still open are not waited for
 // (on PostgreSQL, one that commits while Flush waits may be). If ctx ends
 // first, Flush returns an error matching ctx's error; after Close it returns
 // ErrClosed. Called from a listener with the context the relay gave it, it
@@ -380,8 +384,11 @@ func (o *Outbox[T]) Flush(ctx context.Context) error {
 }
 
 // flushed reports whether no row up to max is pending, but those delivered
-// and not yet deleted.
+// and not yet deleted, and no dead letter is still to be reported.
 func (o *Outbox[T]) flushed(ctx context.Context, max int64) (bool, error) {
+	if o.reporting.Load() > 0 {
+		return false, nil
+	}
 	rows, err := o.db.QueryContext(ctx, o.q.pending, max)
 	if err != nil {
 		return false, err

@@ -638,7 +638,7 @@ func TestCorruptRowNotSkippedByLaterDeliveries(t *testing.T) {
 		require.NoError(t, ob.Flush(ctx))
 		assert.Len(t, r.data(), 20)
 		require.NoError(t, m.Flush(ctx))
-		select {
+		select { // ob.Flush waited for the report to be handed over, m.Flush for the handler
 		case err := <-reported:
 			assert.ErrorIs(t, err, outbox.ErrDecode)
 		default:

@@ -235,8 +235,10 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			err = tx.Commit()
 		}
 		if err != nil {
-			// Delivered, not deleted: they will be delivered again.
+			// Delivered, not deleted: they will be delivered again; the
+			// dead marks are undone too.
 			o.forgetUndeleted()
+			o.reporting.Add(-int64(len(dead)))
 			if ctx.Err() == nil {
 				o.o.onError(fmt.Errorf("outbox: committing a pass over %s: %w", o.o.table, err))
 			}
@@ -246,6 +248,9 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	}
 	for _, report := range dead {
 		report()
+	}
+	if len(dead) > 0 {
+		o.changed()
 	}
 	if delivered {
 		progress = true
@@ -468,9 +473,11 @@ func (o *Outbox[T]) failed(ctx context.Context, ex execer, r row, fl []failing, 
 			}
 			return time.Now().Add(o.o.poll), nil
 		}
+		o.reporting.Add(1) // Flush waits until the report is handed over
 		return time.Time{}, func() {
 			o.stats.dead.Add(1)
 			o.reportDead(r, attempts, cause, data)
+			o.reporting.Add(-1)
 		}
 	}
 	retryAt = time.Now().Add(o.backoff(attempts))

@@ -13,10 +13,11 @@ test:
 	@set -e; for d in benchmarks otelbus natsbus; do out=$$(cd $$d && go test -run '^$$' -bench . -benchtime=1x ./... 2>&1) || { echo "$$out"; exit 1; }; done
 	@out=$$(cd watermillbus && go test -run '^$$' -bench . -benchtime=1x . -args -flood.messages=10000 2>&1) || { echo "$$out"; exit 1; }
 	@echo "ok   benchmark smoke run"
-	@echo "== examples: orders, orders-watermill, orders-otel"
+	@echo "== examples: orders, orders-watermill, orders-otel, orders-outbox"
 	go run ./examples/orders >/dev/null
 	cd examples/orders-watermill && go run . >/dev/null
 	cd examples/orders-otel && go run . >/dev/null
+	cd examples/orders-outbox && go run . >/dev/null
 
 lint:
 	@set -e; test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

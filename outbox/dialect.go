@@ -1,0 +1,181 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+)
+
+// queries holds the SQL of one table in one dialect, built once by New.
+type queries struct {
+	postgres bool
+	insert   string // id, name, payload
+	due      string // the earliest next_at of a pending row
+	claim    string // PostgreSQL: now, limit; SQLite: limit, low
+	fail     string // attempts, nextAt, heldFor, lastError, seq
+	dead     string // attempts, lastError, seq
+	maxSeq   string
+	pending  string // seq
+}
+
+func newQueries(postgres bool, t string) queries {
+	ph := func(i int) string { return "?" + strconv.Itoa(i) }
+	if postgres {
+		ph = func(i int) string { return "$" + strconv.Itoa(i) }
+	}
+	q := queries{
+		postgres: postgres,
+		insert:   fmt.Sprintf("INSERT INTO %s (id, name, payload) VALUES (%s, %s, %s)", t, ph(1), ph(2), ph(3)),
+		due:      fmt.Sprintf("SELECT MIN(next_at) FROM %s WHERE state = 0", t),
+		// Rows due now, and rows waiting for a retry that hold back others
+		// (held_for), in table order. SQLite has no row locks: its relay
+		// reads, it claims nothing.
+		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+			"WHERE state = 0 AND (next_at <= %s OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
+		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, last_error = %s WHERE seq = %s",
+			t, ph(1), ph(2), ph(3), ph(4), ph(5)),
+		dead: fmt.Sprintf("UPDATE %s SET state = 2, attempts = %s, last_error = %s, held_for = '' WHERE seq = %s",
+			t, ph(1), ph(2), ph(3)),
+		maxSeq:  fmt.Sprintf("SELECT COALESCE(MAX(seq), 0) FROM %s", t),
+		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
+	}
+	if !postgres {
+		// Every pending row above the relay's low-water mark, those
+		// waiting for a retry included, so that the mark never passes a
+		// pending row: every row up to it is delivered, or dead. (SQLite
+		// commits in seq order, so no row can appear below it later.)
+		q.claim = fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+			"WHERE state = 0 AND seq > %s ORDER BY seq LIMIT %s", t, ph(2), ph(1))
+	}
+	if postgres {
+		// Locked until the relay's transaction ends: other relays skip
+		// them; a crash ends the transaction and frees them at once.
+		q.claim += " FOR UPDATE SKIP LOCKED"
+	}
+	return q
+}
+
+// flushWindow: how many pending rows Flush reads at once to check them
+// against the rows delivered and not yet deleted.
+const flushWindow = 512
+
+// deleteDone returns the statement deleting n delivered rows by seq.
+func (q *queries) deleteDone(t string, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "DELETE FROM %s WHERE seq IN (", t)
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		if q.postgres {
+			b.WriteString("$" + strconv.Itoa(i))
+		} else {
+			b.WriteString("?" + strconv.Itoa(i))
+		}
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// detect tells SQLite from PostgreSQL by asking the database.
+func detect(ctx context.Context, db *sql.DB) (postgres bool, err error) {
+	var v string
+	if err := db.QueryRowContext(ctx, "SELECT sqlite_version()").Scan(&v); err == nil {
+		return false, nil
+	}
+	if err := db.QueryRowContext(ctx, "SELECT version()").Scan(&v); err == nil && strings.Contains(v, "PostgreSQL") {
+		return true, nil
+	}
+	if err := db.PingContext(ctx); err != nil {
+		return false, fmt.Errorf("outbox: cannot reach the database: %w", err)
+	}
+	return false, fmt.Errorf("%w: neither SQLite nor PostgreSQL", ErrUnsupported)
+}
+
+// createSchema creates the table, its index and, on PostgreSQL, the trigger
+// that notifies the relays of every commit that inserted rows, if missing.
+// On PostgreSQL it holds an advisory lock meanwhile, so that processes
+// starting together do not race on CREATE ... IF NOT EXISTS.
+func createSchema(ctx context.Context, db *sql.DB, postgres bool, t string) error {
+	var stmts []string
+	if postgres {
+		stmts = []string{
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	seq BIGSERIAL PRIMARY KEY,
+	id TEXT NOT NULL,
+	name TEXT NOT NULL,
+	payload BYTEA NOT NULL,
+	state SMALLINT NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_at BIGINT NOT NULL DEFAULT 0,
+	held_for TEXT NOT NULL DEFAULT '',
+	last_error TEXT NOT NULL DEFAULT '')`, t),
+			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
+			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
+			fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
+		}
+	} else {
+		stmts = []string{
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	id TEXT NOT NULL,
+	name TEXT NOT NULL,
+	payload BLOB NOT NULL,
+	state INTEGER NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_at INTEGER NOT NULL DEFAULT 0,
+	held_for TEXT NOT NULL DEFAULT '',
+	last_error TEXT NOT NULL DEFAULT '')`, t),
+			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
+			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: creating table %s: %w", t, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if postgres {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte("eventbus-outbox:" + strings.ToLower(t)))
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(h.Sum64())); err != nil {
+			return fmt.Errorf("outbox: creating table %s: %w", t, err)
+		}
+	}
+	for i, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("outbox: creating table %s: %w", t, err)
+		}
+		if i == 0 {
+			// The table may have existed with another layout.
+			probe := fmt.Sprintf("SELECT seq, id, name, payload, state, attempts, next_at, held_for, last_error FROM %s WHERE 1 = 0", t)
+			rows, err := tx.QueryContext(ctx, probe)
+			if err != nil {
+				return fmt.Errorf("%w: table %s exists without the outbox's columns: %w", ErrUnsupported, t, err)
+			}
+			_ = rows.Close()
+		}
+	}
+	if postgres {
+		var n int
+		err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
+			strings.ToLower(t)+"_notify", t).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("outbox: creating table %s: %w", t, err)
+		}
+		if n == 0 {
+			s := fmt.Sprintf("CREATE TRIGGER %[1]s_notify AFTER INSERT ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[1]s_notify()", t)
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("outbox: creating table %s: %w", t, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: creating table %s: %w", t, err)
+	}
+	return nil
+}

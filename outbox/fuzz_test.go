@@ -1,0 +1,92 @@
+package outbox
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+type fuzzOrder struct {
+	ID    int64             `json:"id"`
+	Items []string          `json:"items"`
+	Meta  map[string]string `json:"meta"`
+}
+
+// FuzzDecodeRow feeds arbitrary names and payloads, as a corrupt or hostile
+// table could hold them, to the relay's decoding: for an EventManager of a
+// struct type, and for an EventManager[any] with a topic declared. It must
+// never panic; a refusal must match ErrDecode; an accepted row must have a
+// valid name, and a decoded struct must survive encoding and decoding again.
+func FuzzDecodeRow(f *testing.F) {
+	for _, seed := range []struct {
+		name    string
+		payload string
+	}{
+		{"order.created", `{"id":1,"items":["a"],"meta":{"k":"v"}}`},
+		{"order.created", `null`},
+		{"order.created", `{"id":"x"}`},
+		{"order.created", `{"id":1e400}`},
+		{"order.created", ``},
+		{"order.created", `[`},
+		{"other.event", `{"a":[1,2,{"b":null}]}`},
+		{"order..created", `{}`},
+		{"order.*", `{}`},
+		{"", `{}`},
+		{"order created", `{}`},
+		{"ordér.créé", `"\u0000"`},
+	} {
+		f.Add(seed.name, []byte(seed.payload))
+	}
+	typed := &Outbox[fuzzOrder]{m: eventbus.New[fuzzOrder](), o: defaultOptions()}
+	m := eventbus.New[any]()
+	if _, err := eventbus.NewTopic[fuzzOrder](m, "order.created"); err != nil {
+		f.Fatal(err)
+	}
+	untyped := &Outbox[any]{m: m, o: defaultOptions()}
+	f.Fuzz(func(t *testing.T, name string, payload []byte) {
+		r := row{seq: 1, id: "id", name: name, payload: payload}
+		v, err := typed.decodeRow(r)
+		check(t, name, err)
+		if err == nil {
+			p, err := typed.encode(v)
+			if err != nil {
+				t.Fatalf("decoded %#v does not encode: %v", v, err)
+			}
+			again, err := typed.decodeRow(row{name: name, payload: p})
+			if err != nil || !reflect.DeepEqual(normal(v), normal(again)) {
+				t.Fatalf("round trip: %#v -> %s -> %#v, %v", v, p, again, err)
+			}
+		}
+		a, err := untyped.decodeRow(r)
+		check(t, name, err)
+		if err == nil && name == "order.created" && a != nil {
+			if _, ok := a.(fuzzOrder); !ok {
+				t.Fatalf("a declared topic decoded into %T", a)
+			}
+		}
+	})
+}
+
+func check(t *testing.T, name string, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, ErrDecode) {
+		t.Fatalf("error not matching ErrDecode: %v", err)
+	}
+	if err == nil && eventbus.ValidateName(name) != nil {
+		t.Fatalf("invalid name %q accepted", name)
+	}
+}
+
+// normal treats nil and empty slices and maps alike: JSON keeps the
+// difference only one way.
+func normal(o fuzzOrder) fuzzOrder {
+	if len(o.Items) == 0 {
+		o.Items = nil
+	}
+	if len(o.Meta) == 0 {
+		o.Meta = nil
+	}
+	return o
+}

@@ -1,0 +1,105 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventbus-go/eventbus"
+	"github.com/eventbus-go/eventbus/outbox"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Several processes (here: two Outboxes, each with its own EventManager and
+// its own connection pool) relaying one PostgreSQL table deliver each event
+// once: each pass claims its rows with FOR UPDATE SKIP LOCKED.
+func TestPostgresSeveralRelaysDeliverOnce(t *testing.T) {
+	dsn := pgDatabase(t)
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	count := map[int]int{}
+	by := [2]int{}
+	var obs [2]*outbox.Outbox[int]
+	var dbs [2]*sql.DB
+	for i := range 2 {
+		db, err := sql.Open("pgx", dsn)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		dbs[i] = db
+		m := eventbus.New[int]()
+		_, err = m.RegisterListener("job.>", func(_ context.Context, e eventbus.Event[int]) error {
+			mu.Lock()
+			count[e.Data]++
+			by[i]++
+			mu.Unlock()
+			return nil
+		})
+		require.NoError(t, err)
+		obs[i] = newOutbox(t, db, m, outbox.BatchSize(16))
+	}
+	const n = 600
+	for k := range n {
+		i := k % 2
+		inTx(t, dbs[i], true, func(tx *sql.Tx) { require.NoError(t, obs[i].Emit(ctx, tx, "job.run", k)) })
+	}
+	require.NoError(t, obs[0].Flush(ctx))
+	require.NoError(t, obs[1].Flush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, count, n, "every event delivered")
+	for k, c := range count {
+		if c != 1 {
+			t.Errorf("event %d delivered %d times", k, c)
+		}
+	}
+	t.Logf("relay 0 delivered %d, relay 1 delivered %d", by[0], by[1])
+}
+
+// Events written by another process reach the relay: on PostgreSQL through
+// LISTEN/NOTIFY (the relay here never polls), on SQLite by polling.
+func TestEventsOfOtherProcesses(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db := b.open(t)
+			ctx := testCtx(t)
+			m := eventbus.New[int]()
+			var r recorder[int]
+			listen(t, m, "x.>", &r)
+			poll := 20 * time.Millisecond
+			if b.name == "postgres" {
+				poll = time.Hour
+			}
+			ob := newOutbox(t, db, m, outbox.PollInterval(poll))
+			if b.name == "postgres" {
+				for !ob.Stats().Listening {
+					require.NoError(t, ctx.Err())
+					time.Sleep(time.Millisecond)
+				}
+			}
+			// Another process: a plain INSERT, no Emit of this Outbox.
+			for i := range 3 {
+				_, err := db.ExecContext(ctx, fmt.Sprintf(
+					"INSERT INTO eventbus_outbox (id, name, payload) VALUES ('other%d', 'x.y', '%d')", i, i))
+				require.NoError(t, err)
+			}
+			// No Flush: it would wake the relay itself.
+			deadline := time.After(testTimeout)
+			for len(r.all()) < 3 {
+				select {
+				case <-deadline:
+					t.Fatalf("got %v", r.data())
+				case <-time.After(time.Millisecond):
+				}
+			}
+			assert.Equal(t, []int{0, 1, 2}, r.data())
+			assert.Equal(t, "other0", r.all()[0].id)
+			if b.name == "postgres" {
+				assert.NotZero(t, ob.Stats().Notifications)
+			}
+		})
+	}
+}

@@ -1,0 +1,433 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/eventbus-go/eventbus"
+)
+
+// Outbox writes events in the caller's transactions and relays the committed
+// ones to the listeners of an EventManager. All its methods are safe for
+// concurrent use. Create one with New and stop it with Close, which stops its
+// goroutines.
+//
+// Guarantees (the module's README has them in a table):
+//   - An event whose transaction rolls back is never delivered; one whose
+//     transaction commits is delivered to every listener of its name that is
+//     registered when the relay reads it, at least once per listener, even if
+//     the process crashes at any point (the next New on the database
+//     delivers it).
+//   - Delivery is by EventManager.EmitSync, in the relay's goroutine, one
+//     event at a time in table order: commit order for transactions
+//     committed one after another, and the order of the Emit calls within
+//     one transaction. Every listener, Ordered or not, gets the events in
+//     that order, except as said below for failures. The core's delivery
+//     modes (Ordered, OrderedBy, Concurrency, Retry, Timeout) govern
+//     EventManager.Emit only and do not apply here: the outbox retries by
+//     itself, and the core's error handler never sees a listener's failure
+//     except in a dead letter.
+//   - An event is deleted from the table once every listener it matched
+//     returned nil. If any of them failed (error or panic), the whole event
+//     is attempted again after a backoff (see Backoff), for every listener
+//     it matches: a listener that had handled it sees it again, with the
+//     same EventID, possibly after later events.
+//   - While a failed event waits for its retry, the later events that a
+//     failing listener's pattern matches are held back, so that the failing
+//     listener keeps commit order. If such a held-back event also matches
+//     another listener (EventManager.ListenerCount says so), every event
+//     after it is held back too, so that listener keeps commit order as
+//     well. Other events go on: a failure does not hold back the listeners
+//     it does not concern.
+//   - After MaxAttempts attempts an event is given up: marked dead in the
+//     table (never delivered again), and reported as a *DeadLetter to the
+//     EventManager's error handler. The events it held back then go on.
+//   - After a crash, the events delivered shortly before it whose rows were
+//     not yet deleted are delivered again: on PostgreSQL those of the
+//     relay's current pass (at most BatchSize), on SQLite at most
+//     17×BatchSize (the deletes wait for the application's writers).
+type Outbox[T any] struct {
+	db *sql.DB
+	m  *eventbus.EventManager[T]
+	o  options
+	q  queries
+
+	// stop is cancelled when Close starts: the relay finishes the event it
+	// is delivering and exits; LISTEN stops. life is cancelled when Close
+	// gives up waiting (or after the relay exited): listeners' contexts and
+	// the relay's database calls derive from it.
+	stop       context.Context
+	stopCancel context.CancelFunc
+	life       context.Context
+	lifeCancel context.CancelFunc
+
+	closed    atomic.Bool
+	reporting atomic.Int64  // dead letters marked and not yet handed to the EventManager (Flush waits for them)
+	listening atomic.Bool   // a LISTEN connection is up (PostgreSQL with pgx)
+	wake      chan struct{} // buffered 1: scan now
+	poke      chan struct{} // buffered 1: an Emit happened, poll soon
+	done      chan struct{} // closed when every goroutine of the Outbox has exited
+	wg        sync.WaitGroup
+
+	// mu guards scanned, delivered, undeleted and claims. scanned is closed
+	// and replaced whenever the relay has delivered rows and at the end of
+	// every pass, so that Flush can wait for progress. delivered holds the
+	// rows whose listeners all returned nil (Flush counts them as done, the
+	// relay never delivers them again): the value is 0 until the row is
+	// deleted, then the number of claims started by then. A claim already
+	// running when the DELETE ended may still return the row, so the entry
+	// stays until a claim started after it (number > value) is read.
+	// undeleted counts the entries whose value is 0. No call is made with
+	// mu held.
+	mu         sync.Mutex
+	scanned    chan struct{}
+	delivered  map[int64]uint64
+	undeletedN int
+	claims     uint64
+
+	dl       *eventbus.Listener // the internal dead-letter listener
+	dlWait   sync.WaitGroup     // dead-letter reports not yet handled by dl
+	stats    counters
+	low      int64         // relay goroutine only, SQLite only: every row up to it is delivered
+	reap     chan struct{} // buffered 1: rows were delivered, delete them
+	reapStop chan struct{} // closed by the relay's exit: the reaper stops
+	reapDone chan struct{} // closed when the reaper has stopped
+}
+
+type counters struct {
+	emitted, delivered, failed, dead, decodeErrors, scans, notifications atomic.Uint64
+}
+
+// Stats is a snapshot of an Outbox's counters, for this process since New.
+type Stats struct {
+	Emitted       uint64 // rows written by Emit (their transactions may have rolled back)
+	Delivered     uint64 // events relayed by this process whose listeners all returned nil (their rows are deleted next)
+	Failed        uint64 // attempts in which a listener failed (each one retried or given up)
+	DeadLetters   uint64 // events given up after MaxAttempts (corrupt rows included)
+	DecodeErrors  uint64 // attempts that could not decode a row
+	Scans         uint64 // passes of the relay over the table
+	Notifications uint64 // PostgreSQL notifications received
+	Listening     bool   // a LISTEN connection is up now (PostgreSQL with pgx's stdlib)
+}
+
+// Stats returns a snapshot of the counters. It is safe for concurrent use.
+func (o *Outbox[T]) Stats() Stats {
+	return Stats{
+		Emitted:       o.stats.emitted.Load(),
+		Delivered:     o.stats.delivered.Load(),
+		Failed:        o.stats.failed.Load(),
+		DeadLetters:   o.stats.dead.Load(),
+		DecodeErrors:  o.stats.decodeErrors.Load(),
+		Scans:         o.stats.scans.Load(),
+		Notifications: o.stats.notifications.Load(),
+		Listening:     o.listening.Load(),
+	}
+}
+
+// Names of the internal listener that carries dead letters to the
+// EventManager's error handler (see DeadLetter).
+const (
+	DeadLetterEvent    = "eventbus-outbox.dead-letter"
+	DeadLetterListener = "eventbus-outbox"
+)
+
+// New creates the table if it is missing (see Table), and starts relaying:
+// events left undelivered by an earlier process (or Outbox) are delivered
+// too, as soon as New returns. Register listeners on m before New: an event
+// relayed when no listener matches it is done, and deleted.
+//
+// The database is SQLite or PostgreSQL, told apart by asking it. With SQLite
+// every connection must reach the same database (a file, not ":memory:"),
+// and a busy timeout (for modernc.org/sqlite, "_pragma=busy_timeout(5000)")
+// lets the relay wait for a writer instead of failing. New registers one
+// internal listener on m for dead letters (see DeadLetter), removed by Close.
+//
+// New fails with ErrInvalidOption for a nil db or m or a bad option, with
+// ErrUnsupported for another database or a table of another layout, and with
+// the database's error if it cannot create the table; ctx bounds that work
+// only, not the relaying.
+func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], opts ...Option) (*Outbox[T], error) {
+	if db == nil || m == nil {
+		return nil, invalid("nil *sql.DB or EventManager")
+	}
+	o := &Outbox[T]{db: db, m: m, o: defaultOptions()}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt.apply(&o.o); err != nil {
+			return nil, err
+		}
+	}
+	postgres, err := detect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if err := createSchema(ctx, db, postgres, o.o.table); err != nil {
+		return nil, err
+	}
+	o.q = newQueries(postgres, o.o.table)
+	// Ordered: dead letters reach the error handler in the order given up.
+	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener), eventbus.Ordered())
+	if err != nil {
+		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)
+	}
+	o.stop, o.stopCancel = context.WithCancel(context.Background())
+	o.life, o.lifeCancel = context.WithCancel(context.Background())
+	o.wake = make(chan struct{}, 1)
+	o.poke = make(chan struct{}, 1)
+	o.done = make(chan struct{})
+	o.scanned = make(chan struct{})
+	o.reap = make(chan struct{}, 1)
+	o.reapStop = make(chan struct{})
+	o.reapDone = make(chan struct{})
+	o.delivered = make(map[int64]uint64)
+	o.wg.Add(1)
+	go o.run()
+	go o.reaper()
+	if postgres {
+		o.wg.Add(1)
+		go o.listen()
+	}
+	go func() { o.wg.Wait(); close(o.done) }()
+	return o, nil
+}
+
+// Emit writes the event into tx, and does nothing else: if tx rolls back, no
+// listener ever sees it; once tx commits, the relay delivers it (see Outbox).
+// The data is encoded by the codec now; the listeners get what it decodes.
+//
+// Emit fails with ErrNilTx for a nil tx, with ErrClosed after Close, with an
+// error matching eventbus.ErrInvalidName for an invalid name, with
+// eventbus.ErrTypeMismatch for data not of the type declared for name by
+// eventbus.NewTopic, and with ErrEncode when the codec cannot encode data:
+// in all these cases it writes nothing and leaves tx untouched. Otherwise it
+// returns the database's error, if any (then tx is as the database left it;
+// PostgreSQL aborts the transaction). ctx bounds the INSERT.
+func (o *Outbox[T]) Emit(ctx context.Context, tx *sql.Tx, name string, data T) error {
+	if tx == nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, ErrNilTx)
+	}
+	if o.closed.Load() {
+		return fmt.Errorf("outbox: emit %q: %w", name, ErrClosed)
+	}
+	if err := eventbus.ValidateName(name); err != nil {
+		return fmt.Errorf("outbox: emit: %w", err)
+	}
+	if err := o.checkType(name, data); err != nil {
+		return err
+	}
+	payload, err := o.encode(data)
+	if err != nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, o.q.insert, newID(), name, payload); err != nil {
+		return fmt.Errorf("outbox: emit %q: %w", name, err)
+	}
+	o.stats.emitted.Add(1)
+	if !o.listening.Load() {
+		select {
+		case o.poke <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// checkType refuses, as the EventManager's Emit would, data whose dynamic
+// type is not the one NewTopic declared for name.
+func (o *Outbox[T]) checkType(name string, data T) error {
+	typ := o.m.DeclaredType(name)
+	if typ == nil {
+		return nil
+	}
+	v := any(data)
+	if v == nil {
+		return nil
+	}
+	got := reflect.TypeOf(v)
+	if got == typ || (typ.Kind() == reflect.Interface && got.Implements(typ)) {
+		return nil
+	}
+	return fmt.Errorf("outbox: emit %q: %w: data is %v, the topic's type is %v", name, eventbus.ErrTypeMismatch, got, typ)
+}
+
+func (o *Outbox[T]) encode(data T) (p []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: codec panicked: %v", ErrEncode, r)
+		}
+	}()
+	p, err = o.o.codec.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	if p == nil {
+		p = []byte{}
+	}
+	return p, nil
+}
+
+// newID returns 128 random bits in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type deliveryKey struct{}
+
+// delivery is what the context given to listeners carries.
+type delivery struct {
+	outbox any // the *Outbox[T] relaying
+	id     string
+}
+
+// EventID returns the ID of the event being delivered, from the context a
+// listener was given by an Outbox's relay: the same on every delivery of
+// that event (a retry, a redelivery after Close and New, or after a crash),
+// and different for every event Emit wrote, so that a listener can be
+// idempotent. ok is false for a context that did not come from a relay.
+func EventID(ctx context.Context) (id string, ok bool) {
+	if d, _ := ctx.Value(deliveryKey{}).(*delivery); d != nil {
+		return d.id, true
+	}
+	return "", false
+}
+
+// reentrant reports whether ctx was given by this Outbox's relay to a
+// listener: the relay's own goroutine, which Flush and Close cannot wait for.
+func (o *Outbox[T]) reentrant(ctx context.Context) bool {
+	d, _ := ctx.Value(deliveryKey{}).(*delivery)
+	return d != nil && d.outbox == any(o)
+}
+
+// Close stops relaying: the relay finishes the event it is delivering, ends
+// its pass (on PostgreSQL, committing what it delivered and freeing the rows
+// it had claimed), deletes the rows it delivered, and exits, leaving every
+// undelivered event in the table for the next New. From its call on, Emit and Flush fail
+// with ErrClosed. Close does not close the database or the EventManager.
+//
+// It returns nil once the relay's goroutines have exited. If ctx ends first,
+// it cancels the context of the listener running, and returns an error
+// matching ctx's error; the goroutines exit as soon as that listener returns.
+// Called from a listener with the context the relay gave it, it cannot wait
+// for its own caller: it stops the relay all the same and returns an error
+// matching eventbus.ErrReentrant. Close is idempotent: a later call waits
+// again.
+func (o *Outbox[T]) Close(ctx context.Context) error {
+	o.closed.Store(true)
+	o.stopCancel()
+	if o.reentrant(ctx) {
+		return fmt.Errorf("outbox: close from a listener of the relay: %w", eventbus.ErrReentrant)
+	}
+	select {
+	case <-o.done:
+		return nil
+	case <-ctx.Done():
+		o.lifeCancel()
+		return fmt.Errorf("outbox: close: %w", ctx.Err())
+	}
+}
+
+// Flush waits until every event committed before the call has been delivered
+// or given up on (see MaxAttempts), by this process or another one relaying
+// the same table; for an event this process gave up on, until its dead
+// letter has been handed to the EventManager (a later EventManager.Flush
+// waits for the error handler). Events of transactions still open are not waited for
+// (on PostgreSQL, one that commits while Flush waits may be). If ctx ends
+// first, Flush returns an error matching ctx's error; after Close it returns
+// ErrClosed. Called from a listener with the context the relay gave it, it
+// would wait for itself: it returns an error matching eventbus.ErrReentrant.
+func (o *Outbox[T]) Flush(ctx context.Context) error {
+	if o.closed.Load() {
+		return fmt.Errorf("outbox: flush: %w", ErrClosed)
+	}
+	if o.reentrant(ctx) {
+		return fmt.Errorf("outbox: flush from a listener of the relay: %w", eventbus.ErrReentrant)
+	}
+	var max int64
+	if err := o.db.QueryRowContext(ctx, o.q.maxSeq).Scan(&max); err != nil {
+		return fmt.Errorf("outbox: flush: %w", err)
+	}
+	first := true
+	for {
+		next := o.nextScan()
+		if first {
+			o.wakeNow()
+			first = false
+		}
+		select {
+		case <-next:
+		case <-o.stop.Done():
+			return fmt.Errorf("outbox: flush: %w", ErrClosed)
+		case <-ctx.Done():
+			return fmt.Errorf("outbox: flush: %w", ctx.Err())
+		}
+		done, err := o.flushed(ctx, max)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("outbox: flush: %w", ctx.Err())
+			}
+			return fmt.Errorf("outbox: flush: %w", err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// flushed reports whether no row up to max is pending, but those delivered
+// and not yet deleted, and no dead letter is still to be reported.
+func (o *Outbox[T]) flushed(ctx context.Context, max int64) (bool, error) {
+	if o.reporting.Load() > 0 {
+		return false, nil
+	}
+	rows, err := o.db.QueryContext(ctx, o.q.pending, max)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return false, err
+		}
+		n++
+		if !o.isDelivered(seq) {
+			return false, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	return n < flushWindow, nil
+}
+
+// nextScan returns a channel closed when the relay's next pass has ended.
+func (o *Outbox[T]) nextScan() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.scanned
+}
+
+func (o *Outbox[T]) changed() {
+	o.mu.Lock()
+	close(o.scanned)
+	o.scanned = make(chan struct{})
+	o.mu.Unlock()
+}
+
+func (o *Outbox[T]) wakeNow() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}

@@ -10,7 +10,7 @@ test:
 	@set -e; for d in $(MODULE_DIRS); do echo "== $$d"; (cd $$d && go test -race -count=1 ./...); done
 	@echo "== benchmark smoke run: every benchmark once (-benchtime=1x) to check that it runs; its figures mean nothing and are not shown (make bench measures)"
 	@out=$$(go test -run '^$$' -bench . -benchtime=1x . 2>&1) || { echo "$$out"; exit 1; }
-	@set -e; for d in benchmarks otelbus natsbus; do out=$$(cd $$d && go test -run '^$$' -bench . -benchtime=1x ./... 2>&1) || { echo "$$out"; exit 1; }; done
+	@set -e; for d in benchmarks otelbus natsbus outbox; do out=$$(cd $$d && go test -run '^$$' -bench . -benchtime=1x ./... 2>&1) || { echo "$$out"; exit 1; }; done
 	@out=$$(cd watermillbus && go test -run '^$$' -bench . -benchtime=1x . -args -flood.messages=10000 2>&1) || { echo "$$out"; exit 1; }
 	@echo "ok   benchmark smoke run"
 	@echo "== examples: orders, orders-watermill, orders-otel, orders-outbox"

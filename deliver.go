@@ -38,14 +38,21 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 		return e.observed(ctx, ev, attempt, accepted)
 	}
 	// The handler is called here rather than through run, to save a call
-	// on the hot path.
+	// on the hot path; recover is called only if the handler did not
+	// return (a call into the runtime on every delivery otherwise).
+	returned := false
 	defer func() {
+		if returned {
+			return
+		}
 		if r := recover(); r != nil {
 			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	if err := e.h(ctx, ev); err != nil {
-		return failed, err
+	herr := e.h(ctx, ev)
+	returned = true
+	if herr != nil {
+		return failed, herr
 	}
 	return delivered, nil
 }

@@ -277,7 +277,7 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 // listenerContext returns the context that pool listeners of an event
 // emitted with ctx receive: ctx's values, the pool's cancellation.
 func (m *EventManager[T]) listenerContext(ctx context.Context) context.Context {
-	if ctx == context.Background() || ctx == context.TODO() {
+	if isBackground(ctx) || isTODO(ctx) { // not ==, which calls runtime.ifaceeq
 		return m.pool.ctx // no values to carry: share one context
 	}
 	values := ctx

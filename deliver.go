@@ -121,8 +121,10 @@ func (e *entry[T]) failure(ev Event[T], attempt int, err error) *ListenerError {
 // otherwise it counts the outcome and returns the failure to report, if any.
 func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accepted int64, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
 	oc, err := e.call(ctx, ev, attempt, accepted)
-	if oc == delivered { // see count
-		c.deliveredTo(e.l)
+	if oc == delivered {
+		// Counted for the listener by account, once per batch rather
+		// than with an atomic add per delivery.
+		c.delivered++
 		return false, nil
 	}
 	if (oc == failed || oc == panicked) && mayRetry && e.retry != nil && e.retry.again(attempt) {

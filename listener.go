@@ -256,3 +256,9 @@ func isBackground(ctx context.Context) bool {
 	bg := context.Background()
 	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&bg))
 }
+
+// isTODO reports whether ctx is context.TODO(), as isBackground does.
+func isTODO(ctx context.Context) bool {
+	todo := context.TODO()
+	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&todo))
+}

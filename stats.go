@@ -31,7 +31,9 @@ type Stats struct {
 	Stalled   int    // workers whose handler has run long enough to be replaced (see WithWorkers)
 }
 
-// ListenerStats is a snapshot of one listener's counters.
+// ListenerStats is a snapshot of one listener's counters. A delivery made
+// by Emit is counted once its worker has accounted for the batch it was in,
+// which is before a Flush that waits for it returns.
 type ListenerStats struct {
 	Name      string // the listener's name (see Name), to tell listeners apart
 	Delivered uint64 // invocations that returned nil

@@ -242,6 +242,9 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 func (s *scheduler[T]) account(h *hand[T]) {
 	mb, in := h.mb, h.mb.in
 	s.stats.add(&h.c)
+	if h.c.delivered != 0 { // deliver leaves them to count here, for the batch
+		in.e.l.counts.add(cDelivered, h.c.delivered)
+	}
 	aborted := s.aborted.Load()
 	// What was not run goes back first, so that a retry queued at once
 	// (Retry(n, 0, 0)) lands in front of it, keeping an ordered mailbox's

@@ -84,8 +84,9 @@ func (s *scheduler[T]) retryDue(rt *retryTimer[T]) {
 		return
 	}
 	s.stats.abandoned++
-	s.complete(rt.d.ep)
+	s.complete(rt.d.rec.ep)
 	lost := s.observeLost(nil, rt.mb, rt.d)
+	s.release(&rt.d)
 	s.retire(rt.mb)
 	s.finish()
 	s.idle = 0
@@ -118,8 +119,9 @@ func (s *scheduler[T]) dropRetries(in *inbox[T]) {
 		s.endBackoff(rt)
 		s.stats.skipped++
 		in.e.l.counts.add(cSkipped, 1)
-		s.complete(rt.d.ep)
+		s.complete(rt.d.rec.ep)
 		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.release(&rt.d)
 		s.makeReady(rt.mb) // an ordered mailbox no longer waits for it
 		s.retire(rt.mb)
 	}

@@ -69,8 +69,9 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			s.queued--
 			s.shrink(mb.in, 1)
 			s.stats.abandoned++
-			s.complete(d.ep)
+			s.complete(d.rec.ep)
 			lost = s.observeLost(lost, mb, d)
+			s.release(&d)
 		}
 		if g := mb.in.gate; g != nil {
 			for g.waiting.len() > 0 {
@@ -82,8 +83,9 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 		if rt.t.Stop() {
 			s.endBackoff(rt)
 			s.stats.abandoned++
-			s.complete(rt.d.ep)
+			s.complete(rt.d.rec.ep)
 			lost = s.observeLost(lost, rt.mb, rt.d)
+			s.release(&rt.d)
 		}
 	}
 	for mb := s.busy; mb != nil; {
@@ -103,7 +105,7 @@ func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T
 	if s.obs == nil {
 		return lost
 	}
-	return append(lost, mb.in.e.describe(d.ev, d.attempt, d.at))
+	return append(lost, mb.in.e.describe(d.rec.ev, d.attempt, d.rec.at))
 }
 
 // finish closes done, once, when Close has been called and nothing is left:

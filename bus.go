@@ -235,7 +235,7 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
 	var keyBuf [4]string // keeps the keys of a few keyed listeners off the heap
-	if err == nil {
+	if err == nil && rt.keyed {
 		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {

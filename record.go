@@ -56,7 +56,15 @@ func (s *scheduler[T]) release(d *delivery[T]) {
 	s.refs--
 	if r.refs == 0 {
 		s.recycle(r)
-	} else if r.refs < 0 && s.check {
+	} else if r.refs < 0 {
+		s.overReleased()
+	}
+}
+
+// overReleased reports a record released more times than it was delivered
+// (tests only: a broken invariant).
+func (s *scheduler[T]) overReleased() {
+	if s.check {
 		panic(fmt.Errorf("eventbus: invariant: record released more times than it was delivered"))
 	}
 }

@@ -313,3 +313,9 @@ func (ls *entryList[T]) remove(e *entry[T]) {
 	}
 	e.prev, e.next = nil, nil
 }
+
+// isTODO reports whether ctx is context.TODO(), as isBackground does.
+func isTODO(ctx context.Context) bool {
+	todo := context.TODO()
+	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&todo))
+}

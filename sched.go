@@ -75,7 +75,8 @@ import (
 //     is its place in the heap, and the heap is ordered by due time;
 //     inbox.backlog = Σ over its mailboxes of len(q) + backoffs.
 //   - s.running = Σ over workers' hands of hand.held.
-//   - the epochs' pending counts add up to queued + running + backoff.
+//   - the epochs' pending counts add up to queued + running + backoff, and
+//     so do the records' refs (s.refs).
 //   - inbox.active = Σ mailbox.active ≤ inbox.limit; a key mailbox runs at
 //     most one batch.
 //   - a listener is in the ready list at most once, marked queued, and
@@ -137,6 +138,8 @@ type scheduler[T any] struct {
 	running int // deliveries in workers' hands
 	backoff int // deliveries waiting out a retry backoff
 	stats   counters
+	refs    int          // Σ records' refs: deliveries queued, running or backing off
+	free    []*record[T] // recycled records (record.go)
 
 	// Flush epochs (flush.go).
 	cur    *epoch
@@ -148,13 +151,21 @@ type scheduler[T any] struct {
 	finished bool          // done is closed
 }
 
-// delivery is one queued invocation of one listener.
+// delivery is one queued invocation of one listener: its share of an
+// accepted event's record (record.go).
 type delivery[T any] struct {
-	ctx     context.Context
-	ev      Event[T]
-	ep      *epoch
-	attempt int   // attempts that already failed (Retry)
-	at      int64 // when accepted, in Unix nanoseconds, if observed (else 0)
+	rec     *record[T]
+	named   *nameCtx // the listener's context when the emit's carries values; nil: the pool's
+	attempt int      // attempts that already failed (Retry)
+}
+
+// context returns the context d's handler gets (before naming, see
+// entry.named).
+func (d *delivery[T]) context(s *scheduler[T]) context.Context {
+	if d.named != nil {
+		return d.named
+	}
+	return s.ctx
 }
 
 const (

@@ -95,7 +95,16 @@ func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accep
 	if err != nil {
 		return oc, err
 	}
+	returned := false
+	if accepted != 0 && done != nil { // a pool delivery (see acceptedAt)
+		defer func() {
+			if !returned { // run recovers panics: this is runtime.Goexit
+				done(OutcomeFailed, errGoexit)
+			}
+		}()
+	}
 	oc, err = e.run(ctx, ev)
+	returned = true
 	if done != nil {
 		defer observerPanic("done", &oc, &err)
 		done(Outcome(oc), err)

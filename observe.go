@@ -13,8 +13,11 @@ import (
 // callers and workers, never with a lock of the EventManager held. They must
 // be fast and must not block; a panic in them is a panic of the caller
 // (Emit's caller, or the handler's, recovered and reported as the
-// listener's). The functions they return are called exactly once, except
-// that a handler that calls runtime.Goexit never returns to its done.
+// listener's). The functions they return are called exactly once, also for
+// a pool handler that calls runtime.Goexit (its done gets OutcomeFailed, as
+// Stats count it), except that an EmitSync listener that calls
+// runtime.Goexit ends its caller's goroutine: neither its done nor the
+// emit's is called, and Stats do not count it.
 type Observer interface {
 	// Emit is called when Emit, TryEmit or EmitSync starts, with the
 	// caller's context. The context it returns is used in place of ctx, so

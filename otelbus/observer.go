@@ -25,8 +25,12 @@ const ScopeName = "github.com/eventbus-go/eventbus/otelbus"
 // Spans: an emit is a producer span "publish <event>" whose parent is the
 // span in the emitter's context (none: a new trace), ended when the emit
 // returns; a handler attempt is a consumer span "process <event>", a child
-// of the emit's span, ended when the handler returns. A handler that calls
-// runtime.Goexit never ends its span. Deliveries that never run (skipped,
+// of the emit's span, ended when the handler returns. A pool attempt that
+// ends in runtime.Goexit (t.FailNow in a test listener) is a failed attempt,
+// in its span and in every metric, as in Stats (the EventManager reports it
+// to done as OutcomeFailed); an EmitSync listener that calls it ends the
+// caller's goroutine, and neither its span nor the emit's ends, nor is it
+// counted, as Stats do not count it. Deliveries that never run (skipped,
 // dropped, abandoned) have no span: they are counted in eventbus.deliveries.
 type Observer struct {
 	cfg    config
@@ -192,9 +196,8 @@ func (p *processing) finish(oc eventbus.Outcome, err error) {
 }
 
 // Lost counts a delivery that does not run; see eventbus.Observer.
-func (o *Observer) Lost(d eventbus.Delivery, oc eventbus.Outcome) {
+func (o *Observer) Lost(ctx context.Context, d eventbus.Delivery, oc eventbus.Outcome) {
 	a := o.cache.pair(o.cfg.events(d.Event), o.cfg.listeners(listenerName(d.Listener)))
-	ctx := context.Background()
 	if d.Attempt > 0 {
 		o.in.retries.Add(ctx, 1, a.add...)
 	}

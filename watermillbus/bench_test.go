@@ -46,6 +46,21 @@ var implementations = []struct {
 	}},
 }
 
+// persistent is the PubSub with persistence (a log of 1,024 messages), for
+// BenchmarkPublishAck: what keeping the log costs per message.
+var persistent = implementations[0]
+
+func init() {
+	persistent.name = "eventbus-persist"
+	persistent.new = func(tb testing.TB) pubSub {
+		ps, err := watermillbus.New(watermillbus.WithPersistence(1024))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return ps
+	}
+}
+
 // consume starts n subscriptions of topic that each ack want messages,
 // after spin rounds of busy work each, sampling peaks every 256, and
 // returns a function that waits for them.
@@ -79,7 +94,7 @@ func consume(b *testing.B, ps pubSub, n, want, spinRounds int, p *peaks) (wait f
 // ns/op is per message, all subscriptions included.
 func BenchmarkPublishAck(b *testing.B) {
 	for _, subs := range []int{1, 10} {
-		for _, impl := range implementations {
+		for _, impl := range append(implementations[:len(implementations):len(implementations)], persistent) {
 			b.Run(fmt.Sprintf("subs=%d/%s", subs, impl.name), func(b *testing.B) {
 				b.ReportAllocs()
 				ps := impl.new(b)

@@ -13,7 +13,9 @@
 //
 // With WithPersistence, a PubSub also keeps the last messages of each topic
 // and replays them, in order, to every new subscription before any live
-// one, as gochannel's Persistent option does.
+// one, with no gap and no duplicate between the two, as gochannel's
+// Persistent option does. Subscribe never waits, not even for a Publish
+// that is waiting for room; no call holds a lock while it waits.
 //
 // Topics are arbitrary strings; see EventName for how they map to event
 // names.

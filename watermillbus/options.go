@@ -47,7 +47,8 @@ func WithPreserveContext() Option {
 // subscribed; the equivalent of gochannel's Persistent option, with a
 // bound. When a topic's log is full, publishing drops its oldest message
 // from the log (live subscriptions still get every message), counted in
-// Stats.Evicted. Memory grows with the number of topics published to:
+// Stats.Evicted; a message whose Publish fails is not kept. See Subscribe
+// for what a replay waits for. Memory grows with the number of topics published to:
 // up to perTopic messages each, kept until Close.
 func WithPersistence(perTopic int) Option {
 	return optionFunc(func(c *config) {

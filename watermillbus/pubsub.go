@@ -35,14 +35,20 @@ type PubSub struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// nowait is a context that is already done: EmitTo with it never waits
+	// for room (see subscription.poke).
+	nowait context.Context
+
 	stats counters
 }
 
 // envelope is the data of an event on the PubSub's EventManager.
 type envelope struct {
-	// msg is the published message; nil for the event that makes a new
-	// subscription's listener replay the topic's log.
+	// msg is the published message; nil for an event that only runs a
+	// subscription's listener, to start or resume its replay (poke).
 	msg *message.Message
+	// seq is msg's number in its topic's log (WithPersistence; 0 without).
+	seq uint64
 }
 
 var (
@@ -63,10 +69,13 @@ func New(opts ...Option) (*PubSub, error) {
 	if cfg.err != nil {
 		return nil, fmt.Errorf("watermillbus.New: %w", cfg.err)
 	}
+	nowait, cancel := context.WithCancel(context.Background())
+	cancel()
 	p := &PubSub{
-		cfg:  cfg,
-		bus:  eventbus.New[envelope](cfg.busOpts...),
-		subs: map[*subscription]struct{}{},
+		cfg:    cfg,
+		bus:    eventbus.New[envelope](cfg.busOpts...),
+		subs:   map[*subscription]struct{}{},
+		nowait: nowait,
 	}
 	if cfg.persist > 0 {
 		p.logs = map[string]*topicLog{}
@@ -78,12 +87,15 @@ func New(opts ...Option) (*PubSub, error) {
 // (with its context under WithPreserveContext), so the caller may reuse it
 // once Publish returns; its acks are not affected by any subscriber's.
 // Publish returns once the messages are queued for the subscriptions of
-// topic, without waiting for them to be handled. When the EventManager's
-// queue is full (see eventbus.WithQueueSize) it waits for room, until the
+// topic, without waiting for them to be handled. When the backlog of one of
+// them is full (see eventbus.WithQueueSize) it waits for room, until the
 // message's context is done (an error matching eventbus.ErrQueueFull and
-// the context's error) or Close is called; called from an eventbus handler
-// (of any EventManager), it does not wait and fails with
+// the context's error; the message is delivered to no subscription and
+// kept in no log) or Close is called (ErrClosed); called from an eventbus
+// handler (of any EventManager), it does not wait and fails with
 // eventbus.ErrQueueFull instead once the backlog and its reserve are full.
+// While it waits it holds no lock: other Publish and Subscribe calls, on
+// this topic or any other, go on.
 //
 // It fails with ErrClosed after Close and ErrNilMessage for a nil message;
 // the messages before the failing one are published.
@@ -121,19 +133,33 @@ func (p *PubSub) publish(name string, msg *message.Message, log *topicLog) error
 	if mctx := msg.Context(); mctx.Done() != nil {
 		ctx = mctx
 	}
-	if log != nil {
-		// The log and the emit change together, so that a subscription
-		// gets each message either from the log or live, never both.
-		log.mu.Lock()
-		defer log.mu.Unlock()
+	if log == nil {
+		if err := p.bus.Emit(ctx, name, envelope{msg: cp}); err != nil {
+			return busError(err)
+		}
+		p.stats.published.Add(1)
+		return nil
 	}
-	if err := p.bus.Emit(ctx, name, envelope{msg: cp}); err != nil {
-		return busError(err)
-	}
-	if log != nil && log.add(cp, p.cfg.persist) {
+	// The entry is in the log, pending, before the emit and settled after
+	// it, with no lock held in between (see persist.go).
+	e, evicted := log.take(cp, p.cfg.persist)
+	if evicted {
 		p.stats.evicted.Add(1)
 	}
-	p.stats.published.Add(1)
+	err := p.bus.Emit(ctx, name, envelope{msg: cp, seq: e.seq})
+	waiters, evicted := log.settle(e, err == nil)
+	if evicted {
+		p.stats.evicted.Add(1)
+	}
+	if err == nil {
+		p.stats.published.Add(1)
+	}
+	for _, s := range waiters {
+		s.settled(e)
+	}
+	if err != nil {
+		return busError(err)
+	}
 	return nil
 }
 
@@ -168,19 +194,29 @@ func (p *PubSub) topicLog(name string) (*topicLog, error) {
 // acked. Each subscription is one eventbus listener with Ordered
 // delivery; while a message waits to be read or acked, that listener keeps
 // a worker goroutine, which the EventManager counts as stalled and replaces
-// (up to eventbus.WithMaxWorkers goroutines). With a replay to start,
-// Subscribe emits one event to the topic's listeners and may wait for room
-// as Publish does, until ctx is done.
+// (up to eventbus.WithMaxWorkers goroutines).
+//
+// Subscribe never waits for room, for a Publish or for the subscription's
+// reader: it returns at once, whatever is being published meanwhile. The
+// replay is sent by the subscription's listener once Subscribe has
+// returned; it waits for nothing but the reader's acks and, for a message
+// whose Publish had not returned when Subscribe was called, for that
+// Publish to settle (a message whose Publish fails is skipped).
 //
 // The channel is closed when ctx is done or Close is called; a message
 // being read or not yet acked then is dropped from this subscription. It
-// fails with ErrNilContext for a nil ctx and ErrClosed after Close.
+// fails with ErrNilContext for a nil ctx, ErrClosed after Close, and, if
+// ctx is done by the time it would return, with an error matching ctx's
+// error (and no subscription).
 func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("subscribe to %q: %w", topic, ErrNilContext)
 	}
 	if p.closed.Load() {
 		return nil, fmt.Errorf("subscribe to %q: %w", topic, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, err)
 	}
 	s := newSubscription(p, ctx)
 	name := EventName(topic)
@@ -197,38 +233,36 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	p.subs[s] = struct{}{}
 	p.mu.Unlock()
 	s.watch(ctx)
+	if err := ctx.Err(); err != nil {
+		s.close()
+		return nil, fmt.Errorf("subscribe to %q: %w", topic, err)
+	}
 	if replay > 0 {
-		// Any event runs the listener, which replays the log first; this
-		// one carries no message, and goes to s's listener only.
-		if err := eventbus.EmitTo(ctx, p.bus, s.listener, name, envelope{}); err != nil {
-			s.close()
-			return nil, fmt.Errorf("subscribe to %q: replay: %w", topic, busError(err))
-		}
+		// Any event runs the listener, which replays first; this one
+		// carries no message, and goes to s's listener only.
+		s.poke()
 	}
 	return s.out, nil
 }
 
 // register registers s's listener for name and, with persistence, takes
-// the topic's log as s's replay, atomically with respect to Publish. It
-// returns the length of the replay: once registered, s.replay belongs to
-// the listener.
+// the topic's log as s's replay, atomically with respect to the log's
+// bookkeeping (see persist.go): s.from and s.replay are set before the
+// listener exists, and belong to it from then on. It returns the length of
+// the replay.
 func (p *PubSub) register(s *subscription, name string) (replay int, err error) {
-	if p.cfg.persist > 0 {
-		log, err := p.topicLog(name)
-		if err != nil {
-			return 0, err
-		}
-		log.mu.Lock()
-		defer log.mu.Unlock()
-		s.replay = log.snapshot()
-		replay = len(s.replay)
+	s.name = name
+	if p.cfg.persist == 0 {
+		return 0, s.register()
 	}
-	l, err := p.bus.RegisterListener(name, s.handle, p.cfg.listenerOptions()...)
+	log, err := p.topicLog(name)
 	if err != nil {
-		return 0, busError(err)
+		return 0, err
 	}
-	s.listener = l
-	return replay, nil
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	s.replay, s.from = log.snapshot(s)
+	return len(s.replay), s.register()
 }
 
 // closeBus closes the EventManager once every subscription is closed. Their

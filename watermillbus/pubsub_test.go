@@ -181,15 +181,6 @@ func TestSubscribeContextEndsOnlyThatSubscription(t *testing.T) {
 	assert.Equal(t, 1, ps.Stats().Subscriptions, "one subscription left")
 }
 
-func TestSubscribeWithDoneContext(t *testing.T) {
-	ps := newPubSub(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	ch, err := ps.Subscribe(ctx, "t")
-	require.NoError(t, err)
-	requireClosed(t, ch)
-}
-
 func TestCloseIsIdempotentAndLeavesNothing(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ps, err := watermillbus.New(watermillbus.WithPersistence(10))

@@ -3,6 +3,7 @@ package watermillbus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventbus-go/eventbus"
@@ -13,6 +14,7 @@ import (
 // ack.
 type subscription struct {
 	p        *PubSub
+	name     string // the topic's event name
 	out      chan *message.Message
 	closing  chan struct{} // closed when the subscription starts closing
 	done     chan struct{} // closed once out is closed
@@ -23,10 +25,24 @@ type subscription struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// Set before the listener is registered, then owned by the handler
+	// (Ordered: one run at a time, each run synchronized after the last):
+	//
 	// replay is what the log held when the subscription was made, less
-	// what has been acked: the first runs of the handler send it. Only the
-	// handler touches it after registration (Ordered: one run at a time).
-	replay []*message.Message
+	// what has been acked or skipped: the first runs of the handler send
+	// it. from is the sequence number of the first message that comes
+	// live: a live event numbered below it is in replay, or was dropped
+	// from the log before, and is ignored. held are live messages that
+	// came while the replay waited for a pending entry, in order.
+	replay []*logEntry
+	from   uint64
+	held   []*message.Message
+
+	// stuck is the pending entry the replay stopped at, while the handler
+	// waits for the poke that its Publish sends once it settles; nil
+	// otherwise. Whoever swaps it from the entry to nil, the handler or
+	// that Publish, decides whether a poke is needed (see handle).
+	stuck atomic.Pointer[logEntry]
 
 	mu      sync.Mutex
 	closed  bool
@@ -59,29 +75,96 @@ func (s *subscription) watch(ctx context.Context) {
 	}
 }
 
-// handle is the listener: it sends what is left of the replay, if any,
-// then the event's message, each until acked. A nacked message is sent
-// again at once, in this run, or, with WithNackDelay, the run returns
-// errNacked and the listener's Retry policy runs handle again with the same
-// event once the delay is over (the worker is free meanwhile): the replay
-// resumes at the nacked message, and the messages behind it wait. It
-// returns nil early, dropping the message, when the subscription closes.
+// register registers the subscription's listener.
+func (s *subscription) register() error {
+	l, err := s.p.bus.RegisterListener(s.name, s.handle, s.p.cfg.listenerOptions()...)
+	if err != nil {
+		return busError(err)
+	}
+	s.listener = l
+	return nil
+}
+
+// settled is called by the Publish of e, once e's state is stored: it pokes
+// the listener if its replay stopped at e.
+func (s *subscription) settled(e *logEntry) {
+	if s.stuck.CompareAndSwap(e, nil) {
+		s.poke()
+	}
+}
+
+// poke makes the listener run, to start or resume the replay, with an
+// event for it alone that carries no message. It never waits: when the
+// listener's backlog is full, the deliveries in it will run the listener
+// anyway, so the poke is not needed (nor is it after Close, or once the
+// subscription is closed: the listener is unregistered and skips it).
+func (s *subscription) poke() {
+	if s.listener == nil { // its registration failed
+		return
+	}
+	_ = s.p.bus.EmitTo(s.p.nowait, s.listener, s.name, envelope{})
+}
+
+// handle is the listener. It sends what is left of the replay, then the
+// messages held, then the event's message if it is live (numbered from
+// s.from on), each until acked. A nacked message is sent again at once, in
+// this run, or, with WithNackDelay, the run returns errNacked and the
+// listener's Retry policy runs handle again with the same event once the
+// delay is over (the worker is free meanwhile): the replay, or the held
+// messages, resume at the nacked message, and the messages behind it wait.
+//
+// When the replay reaches an entry whose Publish has not settled, the run
+// does not wait for it: it holds the event's live message, if any, and
+// returns; the Publish pokes the listener once it settles (settled). Waiting here
+// could deadlock: that Publish may be waiting for room in this listener's
+// backlog, which only this listener's runs free.
+//
+// It returns nil early, dropping the message, when the subscription closes.
 func (s *subscription) handle(ctx context.Context, ev eventbus.Event[envelope]) error {
 	if !s.enter() {
 		return nil
 	}
 	defer s.running.Done()
+	live := ev.Data.msg
+	if live != nil && ev.Data.seq < s.from {
+		live = nil // in the replay, or dropped from the log before it
+	}
 	for len(s.replay) > 0 {
-		if r := s.deliverUntilAcked(ctx, s.replay[0]); r != acked {
-			return r.err()
+		e := s.replay[0]
+		switch e.state.Load() {
+		case pending:
+			// Either the Publish sees stuck set after its state store and
+			// pokes, or this run sees the state settled and goes on: both
+			// are sequentially consistent atomics, so one of the two
+			// sees the other's store, and the swap of stuck decides.
+			s.stuck.Store(e)
+			if e.state.Load() != pending && s.stuck.CompareAndSwap(e, nil) {
+				continue // settled meanwhile, and no poke is coming
+			}
+			if live != nil {
+				s.held = append(s.held, live)
+			}
+			return nil
+		case published:
+			if r := s.deliverUntilAcked(ctx, e.msg); r != acked {
+				return r.err()
+			}
+			s.p.stats.replayed.Add(1)
 		}
 		s.replay[0] = nil
 		s.replay = s.replay[1:]
-		s.p.stats.replayed.Add(1)
 	}
 	s.replay = nil
-	if msg := ev.Data.msg; msg != nil {
-		return s.deliverUntilAcked(ctx, msg).err()
+	for len(s.held) > 0 {
+		if r := s.deliverUntilAcked(ctx, s.held[0]); r != acked {
+			return r.err()
+		}
+		s.held[0] = nil
+		s.held = s.held[1:]
+	}
+	s.held = nil
+	if live != nil {
+		return s.deliverUntilAcked(ctx, live).err()
 	}
 	return nil
 }

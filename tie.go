@@ -22,8 +22,9 @@ import "context"
 // other listeners. An emitter's context that cannot be
 // cancelled (context.Background(), TryEmit) gives nothing to tie. EmitSync
 // passes the caller's context as it is, so the option changes nothing
-// there. A bridge that emits with a context it cancels on Close (as natsbus
-// core mode can) lets listeners with this option stop with it.
+// there. A bridge that emits with a context it cancels on Close lets
+// listeners with this option stop with it: natsbus core mode does, its
+// Bridge.Close cancels them with the cause natsbus.ErrClosed.
 func CancelWithEmitter() ListenerOption {
 	return listenerOptionFunc(func(c *listenerConfig) { c.tied = true })
 }

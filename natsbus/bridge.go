@@ -34,8 +34,10 @@ type Bridge[T any] struct {
 
 	headers sync.Pool // of nats.Header, for core-mode publishes
 
-	life   context.Context // parent of inbound event contexts; cancelled by Close
-	cancel context.CancelFunc
+	// life is the parent of every inbound event's context; endLife cancels
+	// it, with ErrClosed as its cause (see Close and Drain for when).
+	life   context.Context
+	cancel context.CancelCauseFunc
 
 	listeners []*eventbus.Listener
 	subs      []*coreSub
@@ -56,6 +58,10 @@ type Bridge[T any] struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// afterInbound, if set (tests only, before Close or Drain), is called
+	// by the shutdown once the inbound side has stopped.
+	afterInbound func()
 
 	st counters
 }
@@ -111,7 +117,7 @@ func New[T any](ctx context.Context, m *eventbus.EventManager[T], nc *nats.Conn,
 		}
 	}
 	b.headers.New = func() any { return make(nats.Header, 4) }
-	b.life, b.cancel = context.WithCancel(context.Background())
+	b.life, b.cancel = context.WithCancelCause(context.Background())
 
 	if err := b.start(ctx); err != nil {
 		b.teardown()
@@ -170,7 +176,7 @@ func (b *Bridge[T]) teardown() {
 		b.pub.abort()
 		b.pub.close()
 	}
-	b.cancel()
+	b.endLife()
 	b.inActive.Wait()
 	close(b.stopMon)
 	b.monitors.Wait()

@@ -36,6 +36,9 @@
 // random, so they cannot be guessed from the ones seen.
 // [Bridge.Drain] publishes every outbound event the EventManager accepted
 // before it; [Bridge.Close] reports each one it no longer publishes.
+// Close also cancels the contexts of inbound events: listeners running in
+// the bridge's callbacks (JetStream, [WithSyncInbound]) all see it; in core
+// mode only listeners registered with [eventbus.CancelWithEmitter] do.
 //
 // The wire format (subjects, headers, payload) is documented in the module's
 // README so that services written in other languages can take part.

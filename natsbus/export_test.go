@@ -30,3 +30,8 @@ func FlushWaiters[T any](b *Bridge[T]) int {
 // SetAckHook makes the publisher pass every ack through f first; f may
 // return another message, or nil to drop it.
 func SetAckHook[T any](b *Bridge[T], f func(*nats.Msg) *nats.Msg) { b.pub.ackHook.Store(&f) }
+
+// SetAfterInboundStopped makes Close or Drain call f once the inbound side
+// has stopped (subscriptions drained or unsubscribed, callbacks returned),
+// before the outbound side. Set it before calling Close or Drain.
+func SetAfterInboundStopped[T any](b *Bridge[T], f func()) { b.afterInbound = f }

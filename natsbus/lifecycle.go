@@ -9,11 +9,32 @@ import (
 
 // Close stops the bridge now. Inbound subscriptions stop: messages buffered
 // in the client are discarded (in JetStream mode they are redelivered
-// later, in core mode they are lost). In JetStream mode (and in core mode
-// with WithSyncInbound) the context of inbound listeners still running is
-// cancelled and Close waits for them; otherwise, in core mode, inbound
-// events already handed to the EventManager belong to it: they still run,
-// with its contexts, which Close cannot cancel.
+// later, in core mode they are lost).
+//
+// Once the subscriptions (or the JetStream consumer) are stopped, Close
+// cancels the context of every inbound event: its Err is context.Canceled
+// and context.Cause reports ErrClosed. Which listeners see it depends on
+// where they run:
+//
+//   - JetStream mode, and core mode with WithSyncInbound: listeners run in
+//     the bridge's callbacks, through EmitSync, which passes that context
+//     as it is: every listener still running sees the cancellation, and
+//     Close waits for them (until ctx ends). In JetStream mode the message
+//     being handled is then acknowledged if every listener returned nil,
+//     and otherwise handed back (Nak, no delay) for redelivery, counted in
+//     Stats.Naked and not as a listener error.
+//   - Core mode: inbound events are handed to the EventManager with Emit
+//     and run on its workers. A listener registered with
+//     eventbus.CancelWithEmitter sees the cancellation, in the invocation
+//     running and in those not started yet (they start with a context
+//     already done). A listener without it does not: its context ends
+//     only when the EventManager's own Close gives up. Close does not wait
+//     for these listeners, except through the Flush of the EventManager
+//     described below, which bridges with Outbound patterns make and which
+//     waits for every listener of every event the EventManager holds.
+//
+// The cancellation reaches the listeners only through the context each
+// Propagator's Extract derives from the one it is given.
 //
 // Outbound, Close publishes nothing new: every event that reaches the
 // outbound listeners from now on, including those the EventManager had
@@ -50,6 +71,13 @@ func (b *Bridge[T]) Close(ctx context.Context) error {
 // does the outbound side close and behave as in Close: publishes in flight
 // are flushed (in JetStream mode, until acknowledged).
 //
+// Inbound events keep their contexts while Drain works: Drain cancels them
+// (as Close does, with ErrClosed as the cause) when ctx ends, and when it
+// returns. In core mode it waits before returning, as part of its Flush of
+// the EventManager, for the inbound events it handed over to be handled,
+// so that listeners with eventbus.CancelWithEmitter finish them with live
+// contexts; that Flush waits for every listener of the EventManager.
+//
 // Drain returns ctx's error if ctx ended first, and then behaves as Close:
 // what it could not publish is reported (ErrClosed) or, once the listeners
 // are removed, counted by the EventManager as skipped.
@@ -65,10 +93,30 @@ func (b *Bridge[T]) shutdown(ctx context.Context, drain bool) error {
 			errs = append(errs, err)
 		}
 	}
+	// The contexts of inbound events end (endLife) for Close as soon as
+	// the inbound side has stopped taking messages (stopInbound); for
+	// Drain when ctx ends, or when Drain returns, so that what it delivers
+	// is handled with live contexts.
+	if drain {
+		stop := context.AfterFunc(ctx, b.endLife)
+		defer stop()
+	}
+	defer b.endLife()
 	// Inbound first, so that events triggered by buffered inbound messages
 	// can still go out.
 	b.stopInbound(ctx, drain, keep)
+	if b.afterInbound != nil {
+		b.afterInbound()
+	}
 	b.stopOutbound(ctx, drain, keep)
+	if drain && b.emitsInbound() && len(b.listeners) == 0 {
+		// Without outbound listeners nothing above flushed the
+		// EventManager: wait for it to handle the inbound events handed
+		// over, before their contexts end.
+		if err := b.m.Flush(ctx); err != nil {
+			keep(fmt.Errorf("natsbus: inbound events still queued in the EventManager: %w", err))
+		}
+	}
 	close(b.stopMon)
 	b.monitors.Wait()
 	if b.closedEv != nil {
@@ -80,9 +128,6 @@ func (b *Bridge[T]) shutdown(ctx context.Context, drain bool) error {
 func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error)) {
 	for _, s := range b.subs {
 		b.checkDropped(s)
-	}
-	if !drain {
-		b.cancel()
 	}
 	switch {
 	case b.consumer != nil && drain:
@@ -112,7 +157,17 @@ func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error
 		}
 	}
 	b.setInClosed()
-	b.cancel()
+	// Only now, with the consumer and the subscriptions stopped: a message
+	// that a cancelled listener makes the bridge hand back (JetStream Nak)
+	// must not come back to this bridge's pull, spending its deliveries
+	// (the unsubscription reaches the server before the Nak). After a
+	// drain, listeners still running in the bridge's callbacks (JetStream,
+	// WithSyncInbound) do so because ctx ended or the connection is closed
+	// for good; those on the EventManager's workers (core mode) are left
+	// to finish what Drain delivered.
+	if !drain || !b.emitsInbound() {
+		b.endLife()
+	}
 	keep(waitGroup(ctx, &b.inActive))
 	if b.consumer != nil {
 		keep(b.waitOrConnClosed(ctx, b.consumer.Closed()))
@@ -175,6 +230,18 @@ func (b *Bridge[T]) outboundCalls() (n uint64) {
 		n += s.Delivered + s.Failed + s.Panicked + s.Skipped
 	}
 	return n
+}
+
+// endLife cancels the context of every inbound event, with ErrClosed as
+// its cause. It may be called any number of times, from any goroutine.
+func (b *Bridge[T]) endLife() { b.cancel(ErrClosed) }
+
+// emitsInbound reports whether inbound events are handed to the
+// EventManager with Emit (core mode without WithSyncInbound), so that
+// their listeners run on its workers rather than in the bridge's
+// callbacks.
+func (b *Bridge[T]) emitsInbound() bool {
+	return b.o.js == nil && !b.o.syncInbound && len(b.o.inbound) > 0
 }
 
 func (b *Bridge[T]) setInClosed() {

@@ -180,7 +180,9 @@ func WithPendingLimits(msgs, bytes int) Option {
 // nats.go's goroutine for its subscription, and the listeners' delivery
 // modes (Ordered, Concurrency, Retry, ...) do not apply, as with any
 // EmitSync; a listener's error is reported as a *MessageError wrapping
-// ErrEmit and counted in Stats.ListenerErrors. It has no effect in
+// ErrEmit and counted in Stats.ListenerErrors. Close cancels the context of
+// every listener still running, with or without
+// eventbus.CancelWithEmitter, and waits for them. It has no effect in
 // JetStream mode, which always works this way, within PullMaxBytes.
 func WithSyncInbound() Option {
 	return optionFunc(func(o *options) error {
@@ -332,7 +334,10 @@ func (c *JetStreamConfig) setDefaults() error {
 // A Propagator copies values between contexts and message headers, for
 // correlation IDs or trace context. Inject is called for each outbound
 // event with the emitter's context; Extract for each inbound message, and
-// its result is the context local listeners receive. Header keys are
+// its result is the context local listeners receive. Extract must return
+// a context derived from the one it is given (context.WithValue and the
+// like), or that context itself: the bridge cancels it on Close (see
+// Bridge.Close), and a context made afresh would not end. Header keys are
 // case-sensitive; keys starting with "Eventbus-" or "Nats-" are reserved.
 type Propagator interface {
 	Inject(ctx context.Context, h nats.Header)

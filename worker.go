@@ -244,7 +244,10 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				s.tellLostOne(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
+				func() {
+					defer s.recoverLost(d.ev.Name, e.l)
+					s.obs.Lost(e.describe(d.ev, d.attempt, d.at), OutcomeAbandoned)
+				}()
 			}
 			continue
 		}

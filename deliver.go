@@ -215,10 +215,14 @@ func (s *scheduler[T]) tellLostOne(d Delivery, o Outcome) {
 	if s.obs == nil {
 		return
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.report(fmt.Errorf("eventbus: observer Lost panicked for a delivery of %q to listener %q: %w", d.Event, d.Listener.Name(), &PanicError{Value: r, Stack: debug.Stack()}))
-		}
-	}()
+	defer s.recoverLost(d.Event, d.Listener)
 	s.obs.Lost(d.ctx, d, o)
+}
+
+// recoverLost, deferred around a call to Observer.Lost on the pool, reports
+// its panic to the error handler.
+func (s *scheduler[T]) recoverLost(event string, l *Listener) {
+	if r := recover(); r != nil {
+		s.report(fmt.Errorf("eventbus: observer Lost panicked for a delivery of %q to listener %q: %w", event, l.Name(), &PanicError{Value: r, Stack: debug.Stack()}))
+	}
 }

@@ -48,10 +48,11 @@ import (
 // are not replaced (at most maxLive compute at once, one more while a
 // replacement starts), and at most maxWorkers worker goroutines exist.
 //
-// Idle. A worker with nothing to do for idleAfter exits (watchdog.go), so
-// an idle bus holds no goroutine. Retry backoffs wait in one min-heap with
-// one timer (retry.go). So the pool's goroutines are its workers plus, at
-// moments, the callbacks of its three timers (watchdog, retries, idle).
+// Idle. A worker with nothing to do for idleAfter (to twice that) exits
+// (watchdog.go), so an idle bus holds no goroutine. Retry backoffs wait in
+// one min-heap with one timer (retry.go). So the pool's goroutines are its
+// workers plus, at moments, the callbacks of its three timers (watchdog,
+// retries, idle).
 //
 // Re-entrancy. A worker never waits for backlog room (admit.go): an Emit
 // from any EventManager's worker goroutine (see goid.go) may use a reserve
@@ -122,16 +123,17 @@ type scheduler[T any] struct {
 	retryT  *time.Timer
 
 	// Workers.
-	hands    []*hand[T] // one per worker goroutine
-	workers  int        // worker goroutines started and not yet exited
-	stalled  int        // workers whose handler has run past stallAfter
-	idle     int        // workers waiting on work and not yet signalled
-	watching bool       // the watchdog timer is armed
-	watchdog *time.Timer
-	suspects []*hand[T]       // the watchdog's scratch list
-	probe    []metrics.Sample // the watchdog's runtime metrics
-	reaping  bool             // the idle timer is armed (watchdog.go)
-	reaper   *time.Timer      // retires workers parked for idleAfter
+	hands     []*hand[T] // one per worker goroutine
+	workers   int        // worker goroutines started and not yet exited
+	stalled   int        // workers whose handler has run past stallAfter
+	idle      int        // workers waiting on work and not yet signalled
+	watching  bool       // the watchdog timer is armed
+	watchdog  *time.Timer
+	suspects  []*hand[T]       // the watchdog's scratch list
+	probe     []metrics.Sample // the watchdog's runtime metrics
+	reaping   bool             // the idle timer is armed (watchdog.go)
+	reapTicks uint64           // times the idle timer fired
+	reaper    *time.Timer      // retires workers parked for idleAfter
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
@@ -176,8 +178,8 @@ const (
 	// returned may be taken for computing, and its worker not replaced,
 	// while the process has no CPU to spare (watchdog.go).
 	_computeLimit = 200
-	// _idleAfter is how long a worker with nothing to do waits for work
-	// before it exits.
+	// _idleAfter is how long (to twice that) a worker with nothing to do
+	// waits for work before it exits.
 	_idleAfter = time.Second
 	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
 	// when WithMaxWorkers is not given (or WithWorkers is larger).

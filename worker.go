@@ -40,8 +40,8 @@ type hand[T any] struct {
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
 	stuck     time.Duration // since when (s.now) the watchdog finds this batch with no progress; -1: it progresses
-	parked    bool          // idle since idleSince, with nothing taken since
-	idleSince time.Duration // on s.now's clock
+	parked    bool          // idle, with nothing taken since it parked
+	parkedAt  uint64        // s.reapTicks when it parked
 	retire    bool          // idle for idleAfter: exits unless work is ready
 
 	// Owner only, while running: where it is and what it ran, accounted
@@ -95,7 +95,7 @@ func (s *scheduler[T]) run(h *hand[T]) {
 				return
 			}
 			if !h.parked {
-				h.parked, h.idleSince = true, s.now()
+				h.parked, h.parkedAt = true, s.reapTicks
 				s.armReaper()
 			}
 			s.idle++

@@ -161,13 +161,13 @@ type delivery[T any] struct {
 	attempt int      // attempts that already failed (Retry)
 }
 
-// context returns the context d's handler gets (before naming, see
-// entry.named).
-func (d *delivery[T]) context(s *scheduler[T]) context.Context {
+// context returns the context d's handler gets: its own, or the pool's
+// context named for e (made once, at registration).
+func (d *delivery[T]) context(e *entry[T]) context.Context {
 	if d.named != nil {
 		return d.named
 	}
-	return s.ctx
+	return e.poolCtx
 }
 
 const (

@@ -248,7 +248,7 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			}
 			continue
 		}
-		retry, lerr := e.deliver(d.context(s), d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load(), &h.c)
+		retry, lerr := e.deliver(d.context(e), d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load(), &h.c)
 		h.called = true
 		h.ran = i + 1
 		if lerr != nil {

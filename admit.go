@@ -206,7 +206,7 @@ func (s *scheduler[T]) drop(ctx context.Context, in *inbox[T], key string, ev Ev
 		}
 		if mb != nil && mb.q.len() > 0 {
 			d := mb.q.pop()
-			victim, attempt, at, ctx = d.rec.ev, d.attempt, d.rec.at, d.context(s)
+			victim, attempt, at, ctx = d.rec.ev, d.attempt, d.rec.at, d.context(in.e)
 			s.queued--
 			s.shrink(in, 1)
 			s.complete(d.rec.ep)

@@ -105,7 +105,7 @@ func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T
 	if s.obs == nil {
 		return lost
 	}
-	return append(lost, mb.in.e.describe(d.context(s), d.rec.ev, d.attempt, d.rec.at))
+	return append(lost, mb.in.e.describe(d.context(mb.in.e), d.rec.ev, d.attempt, d.rec.at))
 }
 
 // finish closes done, once, when Close has been called and nothing is left:

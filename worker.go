@@ -244,7 +244,7 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				s.tellLostOne(e.describe(d.context(s), d.rec.ev, d.attempt, d.rec.at), OutcomeAbandoned)
+				s.tellLostOne(e.describe(d.context(e), d.rec.ev, d.attempt, d.rec.at), OutcomeAbandoned)
 			}
 			continue
 		}
@@ -351,7 +351,7 @@ func (s *scheduler[T]) goexit(h *hand[T]) {
 		e := h.mb.in.e
 		h.c.failed++
 		e.l.counts.add(cFailed, 1)
-		s.report(e.failureIn(d.context(s), d.rec.ev, d.attempt, errGoexit))
+		s.report(e.failureIn(d.context(e), d.rec.ev, d.attempt, errGoexit))
 	}
 }
 

@@ -114,7 +114,8 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 			}
 		}
 	}
-	ep := s.cur
+	rec := s.newRecord()
+	rec.ev, rec.ep, rec.at = ev, s.cur, at
 	var drops []*ListenerError
 	var lost []Delivery
 	for i, e := range to {
@@ -135,14 +136,19 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 			}
 		}
 		mb := s.mailboxFor(in, key)
-		dctx := lctx
+		var named *nameCtx
 		if names != nil {
 			names[i] = nameCtx{Context: lctx, l: e.l}
-			dctx = &names[i]
+			named = &names[i]
 		}
-		s.push(mb, delivery[T]{ctx: dctx, ev: ev, ep: ep, at: at}, false)
-		ep.pending++
+		s.push(mb, delivery[T]{rec: rec, named: named}, false)
+		rec.refs++
+		s.refs++
+		rec.ep.pending++
 		s.makeReady(mb)
+	}
+	if rec.refs == 0 { // every listener dropped it
+		s.recycle(rec)
 	}
 	s.stats.emitted++
 	s.stats.matched += uint64(len(to))
@@ -200,10 +206,11 @@ func (s *scheduler[T]) drop(ctx context.Context, in *inbox[T], key string, ev Ev
 		}
 		if mb != nil && mb.q.len() > 0 {
 			d := mb.q.pop()
-			victim, attempt, at, ctx = d.ev, d.attempt, d.at, d.ctx
+			victim, attempt, at, ctx = d.rec.ev, d.attempt, d.rec.at, d.context(in.e)
 			s.queued--
 			s.shrink(in, 1)
-			s.complete(d.ep)
+			s.complete(d.rec.ep)
+			s.release(&d)
 			s.retire(mb)
 		}
 	}

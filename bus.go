@@ -34,9 +34,11 @@ type EventManager[T any] struct {
 	// counted, so a Topic that saw a version has a route as new as it.
 	version atomic.Uint64
 	topics  topics // names declared by NewTopic (EventManager[any] only)
+	memo    routeMemo[T]
 
-	pool *scheduler[T] // Emit's deliveries; its closed flag is the manager's
-	sync tallies       // EmitSync, and emits that matched nothing
+	pool  *scheduler[T] // Emit's deliveries; its closed flag is the manager's
+	sync  tallies       // EmitSync's failures and refusals, and emits that matched nothing
+	calls callTally     // EmitSync calls that ran, and their deliveries
 }
 
 // New returns an EventManager configured by opts; see WithWorkers,
@@ -53,8 +55,15 @@ func New[T any](opts ...Option) *EventManager[T] {
 
 // route finds the listeners of name, validating it unless it is known.
 func (m *EventManager[T]) route(name string) (*route[T], error) {
+	if rt := m.memo.find(name, &m.version); rt != nil {
+		return rt, nil
+	}
+	v := m.version.Load() // before the lookup: see routeMemo
 	r := m.reg.Load()
 	if rt, ok := r.lookup(name); ok {
+		if rt != nil {
+			m.memo.put(name, v, rt)
+		}
 		return rt, nil
 	}
 	if err := ValidateName(name); err != nil {
@@ -112,15 +121,17 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q: %w", name, err)
 	}
-	var c counters
+	var c counters   // the outcomes other than delivered
 	var buf [1]error // the common failure: one listener's
 	errs := buf[:0]
+	n := 0
 	if rt != nil {
+		n = len(rt.all)
 		ev := Event[T]{Name: name, Data: data}
 		for _, e := range rt.all {
 			oc, err := e.call(ctx, ev, 0, 0, true)
 			if oc == delivered { // see count
-				c.deliveredTo(e.l)
+				e.l.counts.add(cDelivered, 1)
 				continue
 			}
 			if lerr := e.count(ev, oc, err, 0, &c); lerr != nil {
@@ -128,7 +139,12 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 			}
 		}
 	}
-	m.sync.addCall(&c)
+	// The call and its deliveries in one atomic add; the deliveries that
+	// were not delivered are counted apart, after them (see Stats).
+	m.calls.add(uint64(n))
+	if c.failed|c.panicked|c.skipped != 0 {
+		m.sync.addFailures(&c)
+	}
 	switch len(errs) {
 	case 0:
 		return nil
@@ -224,7 +240,7 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
 	var keyBuf [4]string // keeps the keys of a few keyed listeners off the heap
-	if err == nil {
+	if err == nil && rt.keyed {
 		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {
@@ -266,7 +282,7 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 // listenerContext returns the context that pool listeners of an event
 // emitted with ctx receive: ctx's values, the pool's cancellation.
 func (m *EventManager[T]) listenerContext(ctx context.Context) context.Context {
-	if ctx == context.Background() || ctx == context.TODO() {
+	if isBackground(ctx) || isTODO(ctx) { // not ==, which calls runtime.ifaceeq
 		return m.pool.ctx // no values to carry: share one context
 	}
 	if ctx.Done() == nil {
@@ -361,13 +377,15 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 // how they add up.
 func (m *EventManager[T]) Stats() Stats {
 	s := m.pool.snapshot()
+	calls, matched := m.calls.sum() // before the failures they include: see runSync
 	c, rejected := m.sync.sum()
-	s.Emitted += c.emitted
-	s.Delivered += c.delivered
+	undelivered := c.failed + c.panicked + c.skipped
+	s.Emitted += c.emitted + calls
+	s.Delivered += matched - min(undelivered, matched) // min: an EmitSync in progress
 	s.Failed += c.failed
 	s.Panicked += c.panicked
 	s.Skipped += c.skipped
-	s.Matched += c.delivered + c.failed + c.panicked + c.skipped
+	s.Matched += matched
 	s.Rejected += rejected
 	s.Listeners = int(m.listeners.Load())
 	s.Workers, s.Stalled = m.pool.workersNow()

@@ -12,7 +12,7 @@ type deque[E any] struct {
 }
 
 // _dequeKeep is the largest ring a deque keeps once empty.
-const _dequeKeep = 256
+const _dequeKeep = 4096
 
 func (d *deque[E]) len() int { return d.n }
 

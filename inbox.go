@@ -194,7 +194,7 @@ func (s *scheduler[T]) retire(mb *mailbox[T]) {
 	if !mb.keyed {
 		return
 	}
-	if len(mb.q.buf) > 4 {
+	if len(mb.q.buf) > 8 {
 		mb.q = deque[delivery[T]]{} // do not keep a burst's buffer
 	}
 	in := mb.in

@@ -79,6 +79,9 @@ func (s *scheduler[T]) checkInvariants() error {
 	for i := range s.sealed.len() {
 		pending += s.sealed.buf[(s.sealed.head+i)&(len(s.sealed.buf)-1)].pending
 	}
+	if s.refs != s.queued+s.running+s.backoff {
+		return fmt.Errorf("eventbus: invariant: records referenced %d times, queued+running+backoff %d", s.refs, s.queued+s.running+s.backoff)
+	}
 	if pending != s.queued+s.running+s.backoff {
 		return fmt.Errorf("eventbus: invariant: epochs pending %d, queued+running+backoff %d", pending, s.queued+s.running+s.backoff)
 	}

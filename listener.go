@@ -236,14 +236,16 @@ func (c *nameCtx) Value(key any) any {
 // one made at registration when ctx carries nothing else (an emit with
 // context.Background(), TryEmit), otherwise a new one.
 func (e *entry[T]) named(ctx context.Context) context.Context {
+	// Already named: a pool delivery (e.poolCtx, or named by accept with
+	// the others of its event). Checked first: it is one type-word compare.
+	if c, ok := ctx.(*nameCtx); ok && c.l == e.l {
+		return c
+	}
 	switch {
 	case isBackground(ctx):
 		return e.bgCtx
 	case sameContext(ctx, e.poolCtx.Context):
 		return e.poolCtx
-	}
-	if c, ok := ctx.(*nameCtx); ok && c.l == e.l {
-		return c // named by accept, with the others of its event
 	}
 	return &nameCtx{Context: ctx, l: e.l}
 }
@@ -312,4 +314,10 @@ func (ls *entryList[T]) remove(e *entry[T]) {
 		ls.last = e.prev
 	}
 	e.prev, e.next = nil, nil
+}
+
+// isTODO reports whether ctx is context.TODO(), as isBackground does.
+func isTODO(ctx context.Context) bool {
+	todo := context.TODO()
+	return *(*unsafe.Pointer)(unsafe.Pointer(&ctx)) == *(*unsafe.Pointer)(unsafe.Pointer(&todo))
 }

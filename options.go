@@ -74,8 +74,8 @@ func buildOptions(opts []Option) options {
 // WithWorkers sets how many worker goroutines may run handlers at once for
 // Emit, not counting stalled ones (below). The default is
 // runtime.GOMAXPROCS(0); n < 1 keeps the default. Workers are started as
-// work arrives, each exits after 1 s with nothing to do (so an idle bus
-// holds no goroutine), and all of them exit in Close.
+// work arrives, each exits after 1 to 2 s with nothing to do (so an idle
+// bus holds no goroutine), and all of them exit in Close.
 //
 // n is also each listener's default limit of invocations at once, stalled
 // ones included: a plain listener (no Ordered, OrderedBy or Concurrency

@@ -45,6 +45,7 @@ type slot[T any] struct {
 type route[T any] struct {
 	all   []*entry[T] // priority order: EmitSync calls them in it, Emit queues in it
 	topic *topicDecl  // the name's declared type (NewTopic), or nil
+	keyed bool        // some listener is OrderedBy: Emit computes keys
 }
 
 // lookup returns the route for name, or nil when nothing matches. It does not
@@ -157,7 +158,8 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	return &route[T]{all: list}
+	keyed := slices.ContainsFunc(list, func(e *entry[T]) bool { return e.in.keyFn != nil })
+	return &route[T]{all: list, keyed: keyed}
 }
 
 func appendCopy[E any](s []E, v E) []E {

@@ -174,8 +174,9 @@ func (s *scheduler[T]) retriesDue() {
 			continue
 		}
 		s.stats.abandoned++
-		s.complete(rt.d.ep)
+		s.complete(rt.d.rec.ep)
 		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.release(&rt.d)
 		s.retire(rt.mb)
 	}
 	if !s.finished {
@@ -218,8 +219,9 @@ func (s *scheduler[T]) dropRetries(in *inbox[T]) {
 		s.endBackoff(rt)
 		s.stats.skipped++
 		in.e.l.counts.add(cSkipped, 1)
-		s.complete(rt.d.ep)
+		s.complete(rt.d.rec.ep)
 		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.release(&rt.d)
 		s.makeReady(rt.mb) // an ordered mailbox no longer waits for it
 		s.retire(rt.mb)
 	}

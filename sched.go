@@ -48,10 +48,11 @@ import (
 // are not replaced (at most maxLive compute at once, one more while a
 // replacement starts), and at most maxWorkers worker goroutines exist.
 //
-// Idle. A worker with nothing to do for idleAfter exits (watchdog.go), so
-// an idle bus holds no goroutine. Retry backoffs wait in one min-heap with
-// one timer (retry.go). So the pool's goroutines are its workers plus, at
-// moments, the callbacks of its three timers (watchdog, retries, idle).
+// Idle. A worker with nothing to do for idleAfter (to twice that) exits
+// (watchdog.go), so an idle bus holds no goroutine. Retry backoffs wait in
+// one min-heap with one timer (retry.go). So the pool's goroutines are its
+// workers plus, at moments, the callbacks of its three timers (watchdog,
+// retries, idle).
 //
 // Re-entrancy. A worker never waits for backlog room (admit.go): an Emit
 // from any EventManager's worker goroutine (see goid.go) may use a reserve
@@ -75,7 +76,8 @@ import (
 //     is its place in the heap, and the heap is ordered by due time;
 //     inbox.backlog = Σ over its mailboxes of len(q) + backoffs.
 //   - s.running = Σ over workers' hands of hand.held.
-//   - the epochs' pending counts add up to queued + running + backoff.
+//   - the epochs' pending counts add up to queued + running + backoff, and
+//     so do the records' refs (s.refs).
 //   - inbox.active = Σ mailbox.active ≤ inbox.limit; a key mailbox runs at
 //     most one batch.
 //   - a listener is in the ready list at most once, marked queued, and
@@ -121,22 +123,25 @@ type scheduler[T any] struct {
 	retryT  *time.Timer
 
 	// Workers.
-	hands    []*hand[T] // one per worker goroutine
-	workers  int        // worker goroutines started and not yet exited
-	stalled  int        // workers whose handler has run past stallAfter
-	idle     int        // workers waiting on work and not yet signalled
-	watching bool       // the watchdog timer is armed
-	watchdog *time.Timer
-	suspects []*hand[T]       // the watchdog's scratch list
-	probe    []metrics.Sample // the watchdog's runtime metrics
-	reaping  bool             // the idle timer is armed (watchdog.go)
-	reaper   *time.Timer      // retires workers parked for idleAfter
+	hands     []*hand[T] // one per worker goroutine
+	workers   int        // worker goroutines started and not yet exited
+	stalled   int        // workers whose handler has run past stallAfter
+	idle      int        // workers waiting on work and not yet signalled
+	watching  bool       // the watchdog timer is armed
+	watchdog  *time.Timer
+	suspects  []*hand[T]       // the watchdog's scratch list
+	probe     []metrics.Sample // the watchdog's runtime metrics
+	reaping   bool             // the idle timer is armed (watchdog.go)
+	reapTicks uint64           // times the idle timer fired
+	reaper    *time.Timer      // retires workers parked for idleAfter
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
 	running int // deliveries in workers' hands
 	backoff int // deliveries waiting out a retry backoff
 	stats   counters
+	refs    int          // Σ records' refs: deliveries queued, running or backing off
+	free    []*record[T] // recycled records (record.go)
 
 	// Flush epochs (flush.go).
 	cur    *epoch
@@ -148,13 +153,21 @@ type scheduler[T any] struct {
 	finished bool          // done is closed
 }
 
-// delivery is one queued invocation of one listener.
+// delivery is one queued invocation of one listener: its share of an
+// accepted event's record (record.go).
 type delivery[T any] struct {
-	ctx     context.Context
-	ev      Event[T]
-	ep      *epoch
-	attempt int   // attempts that already failed (Retry)
-	at      int64 // when accepted, in Unix nanoseconds, if observed (else 0)
+	rec     *record[T]
+	named   *nameCtx // the listener's context when the emit's carries values; nil: the pool's
+	attempt int      // attempts that already failed (Retry)
+}
+
+// context returns the context d's handler gets: its own, or the pool's
+// context named for e (made once, at registration).
+func (d *delivery[T]) context(e *entry[T]) context.Context {
+	if d.named != nil {
+		return d.named
+	}
+	return e.poolCtx
 }
 
 const (
@@ -165,8 +178,8 @@ const (
 	// returned may be taken for computing, and its worker not replaced,
 	// while the process has no CPU to spare (watchdog.go).
 	_computeLimit = 200
-	// _idleAfter is how long a worker with nothing to do waits for work
-	// before it exits.
+	// _idleAfter is how long (to twice that) a worker with nothing to do
+	// waits for work before it exits.
 	_idleAfter = time.Second
 	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
 	// when WithMaxWorkers is not given (or WithWorkers is larger).

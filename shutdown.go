@@ -74,16 +74,18 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			s.queued--
 			s.shrink(mb.in, 1)
 			s.stats.abandoned++
-			s.complete(d.ep)
+			s.complete(d.rec.ep)
 			lost = s.observeLost(lost, mb, d)
+			s.release(&d)
 		}
 	}
 	for len(s.retries) > 0 {
 		rt := s.retries.remove(len(s.retries) - 1)
 		s.endBackoff(rt)
 		s.stats.abandoned++
-		s.complete(rt.d.ep)
+		s.complete(rt.d.rec.ep)
 		lost = s.observeLost(lost, rt.mb, rt.d)
+		s.release(&rt.d)
 	}
 	s.armRetries() // stops the timer
 	for mb := s.busy; mb != nil; {
@@ -103,7 +105,7 @@ func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T
 	if s.obs == nil {
 		return lost
 	}
-	return append(lost, mb.in.e.describe(d.ctx, d.ev, d.attempt, d.at))
+	return append(lost, mb.in.e.describe(d.context(mb.in.e), d.rec.ev, d.attempt, d.rec.at))
 }
 
 // finish closes done, once, when Close has been called and nothing is left:

@@ -31,7 +31,9 @@ type Stats struct {
 	Stalled   int    // workers whose handler has run long enough to be replaced (see WithWorkers)
 }
 
-// ListenerStats is a snapshot of one listener's counters.
+// ListenerStats is a snapshot of one listener's counters. A delivery made
+// by Emit is counted once its worker has accounted for the batch it was in,
+// which is before a Flush that waits for it returns.
 type ListenerStats struct {
 	Name      string // the listener's name (see Name), to tell listeners apart
 	Delivered uint64 // invocations that returned nil
@@ -130,12 +132,9 @@ func (t *tallies) addStriped(i counter, n uint64) {
 	s[h>>(64-_stripeBits)].n[i].Add(n)
 }
 
-// addCall counts an EmitSync call and what its deliveries became.
-func (t *tallies) addCall(c *counters) {
-	t.add(cEmitted, 1)
-	if c.delivered != 0 {
-		t.add(cDelivered, c.delivered)
-	}
+// addFailures counts what became of the deliveries of an EmitSync call
+// that were not delivered (callTally counts the call and its deliveries).
+func (t *tallies) addFailures(c *counters) {
 	if c.failed != 0 {
 		t.add(cFailed, c.failed)
 	}
@@ -164,4 +163,63 @@ func (t *tallies) sum() (c counters, rejected uint64) {
 	c = counters{emitted: n[cEmitted], delivered: n[cDelivered], failed: n[cFailed],
 		panicked: n[cPanicked], skipped: n[cSkipped], retried: n[cRetried], dropped: n[cDropped]}
 	return c, n[cRejected]
+}
+
+// callTally counts EmitSync calls and the deliveries they made (one per
+// matching listener) with one atomic add per call, where two counters would
+// take two: each stripe holds both in one word, calls in the high half and
+// deliveries in the low half, and a stripe is folded into the wide counters
+// by the add that takes either half past 2³¹, long before it could carry
+// into the other. A goroutine adds to the stripe its stack address picks
+// (as tallies do once contended), so emitters on different cores rarely
+// share a line. A reader sums the wide counters and the stripes; a fold in
+// progress (between its swap and its adds) can hide or double a stripe's
+// counts from that reader, which only an EmitSync in progress does, and Stats
+// promises its identity only while none is.
+type callTally struct {
+	calls, matched atomic.Uint64 // folded
+	_              [48]byte
+	stripes        [_stripes]struct {
+		v atomic.Uint64
+		_ [56]byte
+	}
+}
+
+const _foldAt = 1 << 31
+
+// add counts one call that made n deliveries.
+func (t *callTally) add(n uint64) {
+	var probe byte
+	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15
+	s := &t.stripes[h>>(64-_stripeBits)].v
+	if v := s.Add(1<<32 | n); v>>32 >= _foldAt || uint32(v) >= _foldAt {
+		t.fold(s)
+	}
+}
+
+// fold moves a stripe's counts to the wide counters, unless another add
+// already has.
+func (t *callTally) fold(s *atomic.Uint64) {
+	for {
+		v := s.Load()
+		if v>>32 < _foldAt && uint32(v) < _foldAt {
+			return
+		}
+		if s.CompareAndSwap(v, 0) {
+			t.calls.Add(v >> 32)
+			t.matched.Add(uint64(uint32(v)))
+			return
+		}
+	}
+}
+
+// sum returns the calls and deliveries counted.
+func (t *callTally) sum() (calls, matched uint64) {
+	calls, matched = t.calls.Load(), t.matched.Load()
+	for i := range t.stripes {
+		v := t.stripes[i].v.Load()
+		calls += v >> 32
+		matched += uint64(uint32(v))
+	}
+	return calls, matched
 }

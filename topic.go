@@ -114,6 +114,7 @@ func NewTopic[T any](m *EventManager[any], name string) (*Topic[T], error) {
 	}
 	m.topics.add(t.decl)
 	m.reg.Load().declared(name)
+	m.version.Add(1) // routes of name changed: emits must not use remembered ones (routeMemo)
 	return t, nil
 }
 

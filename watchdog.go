@@ -145,12 +145,12 @@ func (s *scheduler[T]) stall(h *hand[T]) {
 	s.handBack(h)
 }
 
-// Idle workers. A worker that has found nothing to do for idleAfter exits,
-// so an idle bus holds no goroutine; workers start again as work arrives.
-// This is a timer too (s.reaper), armed while a worker is parked: when it
-// fires it marks the workers parked for idleAfter (retire) and wakes them;
-// a marked worker exits unless work is ready by then. It re-arms itself for
-// the next parked worker's deadline.
+// Idle workers. A worker that has found nothing to do for idleAfter (to
+// 2·idleAfter) exits, so an idle bus holds no goroutine; workers start again
+// as work arrives. This is a timer too (s.reaper), armed while a worker is
+// parked, that ticks every idleAfter: a worker parked before the previous
+// tick has been idle for a whole period, and is marked to retire and woken;
+// it exits unless work is ready by then. Parking costs no clock read.
 
 // armReaper arms the idle timer unless it is armed, with s.mu held.
 func (s *scheduler[T]) armReaper() {
@@ -173,27 +173,22 @@ func (s *scheduler[T]) reap() {
 	if s.finished {
 		return
 	}
-	now := s.now()
-	next := time.Duration(-1)
-	retired := false
+	s.reapTicks++
+	retired, parked := false, false
 	for _, h := range s.hands {
-		if !h.parked || h.retire {
-			continue
+		switch {
+		case !h.parked || h.retire:
+		case h.parkedAt+1 < s.reapTicks:
+			h.retire, retired = true, true
+		default:
+			parked = true
 		}
-		if left := h.idleSince + s.idleAfter - now; left > 0 {
-			if next < 0 || left < next {
-				next = left
-			}
-			continue
-		}
-		h.retire, retired = true, true
 	}
 	if retired {
 		s.idle = 0
 		s.work.Broadcast()
 	}
-	if next >= 0 {
-		s.reaping = true
-		s.reaper.Reset(next)
+	if parked {
+		s.armReaper()
 	}
 }

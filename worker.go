@@ -40,8 +40,8 @@ type hand[T any] struct {
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
 	stuck     time.Duration // since when (s.now) the watchdog finds this batch with no progress; -1: it progresses
-	parked    bool          // idle since idleSince, with nothing taken since
-	idleSince time.Duration // on s.now's clock
+	parked    bool          // idle, with nothing taken since it parked
+	parkedAt  uint64        // s.reapTicks when it parked
 	retire    bool          // idle for idleAfter: exits unless work is ready
 
 	// Owner only, while running: where it is and what it ran, accounted
@@ -95,7 +95,7 @@ func (s *scheduler[T]) run(h *hand[T]) {
 				return
 			}
 			if !h.parked {
-				h.parked, h.idleSince = true, s.now()
+				h.parked, h.parkedAt = true, s.reapTicks
 				s.armReaper()
 			}
 			s.idle++
@@ -244,11 +244,11 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 			h.c.abandoned++
 			h.ran = i + 1
 			if s.obs != nil {
-				s.tellLostOne(e.describe(d.ctx, d.ev, d.attempt, d.at), OutcomeAbandoned)
+				s.tellLostOne(e.describe(d.context(e), d.rec.ev, d.attempt, d.rec.at), OutcomeAbandoned)
 			}
 			continue
 		}
-		retry, lerr := e.deliver(d.ctx, d.ev, d.attempt, d.at, !s.aborted.Load(), &h.c)
+		retry, lerr := e.deliver(d.context(e), d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load(), &h.c)
 		h.called = true
 		h.ran = i + 1
 		if lerr != nil {
@@ -271,6 +271,9 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 func (s *scheduler[T]) account(h *hand[T]) {
 	mb, in := h.mb, h.mb.in
 	s.stats.add(&h.c)
+	if h.c.delivered != 0 { // deliver leaves them to count here, for the batch
+		in.e.l.counts.add(cDelivered, h.c.delivered)
+	}
 	aborted := s.aborted.Load()
 	// What was not run goes back first, so that a retry queued at once
 	// (Retry(n, 0, 0)) lands in front of it, keeping an ordered mailbox's
@@ -279,8 +282,9 @@ func (s *scheduler[T]) account(h *hand[T]) {
 		d := h.batch[i]
 		if aborted {
 			s.stats.abandoned++
-			s.complete(d.ep)
+			s.complete(d.rec.ep)
 			h.lost = s.observeLost(h.lost, mb, d)
+			s.release(&d)
 			continue
 		}
 		s.push(mb, d, true)
@@ -301,13 +305,14 @@ func (s *scheduler[T]) account(h *hand[T]) {
 			s.stats.abandoned++ // Close gave up while it ran: no retry
 			h.lost = s.observeLost(h.lost, mb, *d)
 		}
-		if d.ep != ep {
+		if d.rec.ep != ep {
 			if done > 0 {
 				s.completeN(ep, done)
 			}
-			ep, done = d.ep, 0
+			ep, done = d.rec.ep, 0
 		}
 		done++
+		s.release(d)
 	}
 	if done > 0 {
 		s.completeN(ep, done)
@@ -346,7 +351,7 @@ func (s *scheduler[T]) goexit(h *hand[T]) {
 		e := h.mb.in.e
 		h.c.failed++
 		e.l.counts.add(cFailed, 1)
-		s.report(e.failureIn(d.ctx, d.ev, d.attempt, errGoexit))
+		s.report(e.failureIn(d.context(e), d.rec.ev, d.attempt, errGoexit))
 	}
 }
 

@@ -15,10 +15,12 @@ const (
 	System = "eventbus"
 	// OutcomeKey is the eventbus.deliveries attribute that says what became
 	// of a delivery: eventbus.Outcome's String ("delivered", "failed", ...).
-	// Consumer spans of failed attempts carry it too.
+	// Consumer spans of failed attempts carry it too, and so do "discard"
+	// spans (deliveries that did not run).
 	OutcomeKey = attribute.Key("eventbus.outcome")
-	// AttemptKey is the consumer span attribute numbering the attempt,
-	// from 1 (eventbus.Delivery.Attempt + 1).
+	// AttemptKey is the consumer and "discard" span attribute numbering the
+	// attempt, from 1 (eventbus.Delivery.Attempt + 1); on a discard span, the
+	// attempt that did not run.
 	AttemptKey = attribute.Key("eventbus.delivery.attempt")
 	// ManagerKey names the EventManager on its gauges (see ManagerName).
 	ManagerKey = attribute.Key("eventbus.manager.name")

@@ -202,10 +202,10 @@ func (p *processing) finish(oc eventbus.Outcome, err error) {
 }
 
 // Lost records a delivery that does not run (see eventbus.Observer): a
-// "discard <event>" span, a child of the span in ctx (the emit's), that
-// starts and ends at once, and the delivery in eventbus.deliveries (and
-// eventbus.retries when an earlier attempt failed), measured with the
-// span's context.
+// "discard <event>" span, a child of the span in ctx (the emit's, so in the
+// emit's trace; a new trace if ctx has none), that starts and ends at once,
+// and the delivery in eventbus.deliveries (and eventbus.retries when an
+// earlier attempt failed), measured with the span's context.
 func (o *Observer) Lost(ctx context.Context, d eventbus.Delivery, oc eventbus.Outcome) {
 	lname := listenerName(d.Listener)
 	event, listener := o.cfg.events(d.Event), o.cfg.listeners(lname)

@@ -15,13 +15,23 @@ const (
 	System = "eventbus"
 	// OutcomeKey is the eventbus.deliveries attribute that says what became
 	// of a delivery: eventbus.Outcome's String ("delivered", "failed", ...).
-	// Consumer spans of failed attempts carry it too.
+	// Consumer spans of failed attempts carry it too, and so do "discard"
+	// spans (deliveries that did not run).
 	OutcomeKey = attribute.Key("eventbus.outcome")
-	// AttemptKey is the consumer span attribute numbering the attempt,
-	// from 1 (eventbus.Delivery.Attempt + 1).
+	// AttemptKey is the consumer and "discard" span attribute numbering the
+	// attempt, from 1 (eventbus.Delivery.Attempt + 1); on a discard span, the
+	// attempt that did not run.
 	AttemptKey = attribute.Key("eventbus.delivery.attempt")
 	// ManagerKey names the EventManager on its gauges (see ManagerName).
 	ManagerKey = attribute.Key("eventbus.manager.name")
+	// FinalKey tells a final failure from one that will be retried
+	// (eventbus.Delivery.Final): true when no retry follows, so the failure
+	// reaches the error handler (a dead letter); false when the delivery
+	// will be attempted again (or lost while waiting to be). The
+	// eventbus.deliveries points of failed and panicked attempts carry it,
+	// and so does every consumer span (whether a failure of that attempt
+	// would be final).
+	FinalKey = attribute.Key("eventbus.delivery.final")
 )
 
 // _maxCached bounds the cached attribute sets of each kind; past it, sets
@@ -35,6 +45,8 @@ var (
 	opProcess     = semconv.MessagingOperationName("process")
 	opTypeSend    = semconv.MessagingOperationTypeKey.String("send")
 	opTypeProcess = semconv.MessagingOperationTypeKey.String("process")
+	opTypeSettle  = semconv.MessagingOperationTypeKey.String("settle")
+	opDiscard     = semconv.MessagingOperationName("discard")
 )
 
 // _outcomes is how many Outcome values have a cached attribute set.
@@ -56,10 +68,15 @@ type pairAttrs struct {
 	kvs             []attribute.KeyValue // messaging.process.duration's attributes
 	names           []attribute.KeyValue // the eventbus.* metrics' attributes
 	start           []trace.SpanStartOption
+	discardName     string // the span name of a delivery that does not run
+	discard         []trace.SpanStartOption
 	add             []metric.AddOption    // eventbus.retries
 	wait            []metric.RecordOption // eventbus.delivery.wait
 	duration        []metric.RecordOption // messaging.process.duration
-	outcome         [_outcomes][]metric.AddOption
+	// outcome holds eventbus.deliveries' options by outcome: [0] for an
+	// attempt that is not final, [1] for a final one or a lost delivery.
+	// Only failed and panicked differ between the two (FinalKey).
+	outcome [2][_outcomes][]metric.AddOption
 }
 
 type pairKey struct{ event, listener string }
@@ -108,12 +125,22 @@ func (c *cache) pair(event, listener string) *pairAttrs {
 		names:    names,
 		start: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(consumerKVs(event, listener)...)},
+		discardName: "discard " + event,
+		discard: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(discardKVs(event, listener)...)},
 		add:      []metric.AddOption{short},
 		wait:     []metric.RecordOption{short},
 		duration: []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))},
 	}
-	for i := range a.outcome {
-		a.outcome[i] = []metric.AddOption{with(names, OutcomeKey.String(eventbus.Outcome(i).String()))}
+	for i := range _outcomes {
+		oc := eventbus.Outcome(i)
+		if failure(oc) {
+			a.outcome[0][i] = []metric.AddOption{with(names, OutcomeKey.String(oc.String()), FinalKey.Bool(false))}
+			a.outcome[1][i] = []metric.AddOption{with(names, OutcomeKey.String(oc.String()), FinalKey.Bool(true))}
+			continue
+		}
+		a.outcome[0][i] = []metric.AddOption{with(names, OutcomeKey.String(oc.String()))}
+		a.outcome[1][i] = a.outcome[0][i]
 	}
 	a, _ = c.pairs.store(k, a, _maxCached)
 	return a
@@ -125,10 +152,29 @@ func consumerKVs(event, listener string) []attribute.KeyValue {
 		semconv.MessagingDestinationSubscriptionName(listener)}
 }
 
-// outcomeOpts returns the attribute options of a delivery with outcome o.
-func (a *pairAttrs) outcomeOpts(o eventbus.Outcome) []metric.AddOption {
-	if int(o) < len(a.outcome) {
-		return a.outcome[o]
+// discardKVs are the attributes a span of a delivery that does not run
+// starts with.
+func discardKVs(event, listener string) []attribute.KeyValue {
+	return []attribute.KeyValue{systemKV, opTypeSettle, opDiscard, semconv.MessagingDestinationName(event),
+		semconv.MessagingDestinationSubscriptionName(listener)}
+}
+
+// failure reports whether o is a failed attempt, the outcomes that carry
+// FinalKey.
+func failure(o eventbus.Outcome) bool {
+	return o == eventbus.OutcomeFailed || o == eventbus.OutcomePanicked
+}
+
+// outcomeOpts returns the attribute options of a delivery with outcome o;
+// final is the attempt's eventbus.Delivery.Final (ignored unless o is a
+// failure).
+func (a *pairAttrs) outcomeOpts(o eventbus.Outcome, final bool) []metric.AddOption {
+	f := 0
+	if final {
+		f = 1
+	}
+	if int(o) < _outcomes {
+		return a.outcome[f][o]
 	}
 	return []metric.AddOption{with(a.names, OutcomeKey.String(o.String()))}
 }

@@ -16,15 +16,20 @@
 // emit's span (listeners receive the emitter's context values), so an HTTP
 // request's trace continues into every listener and into the events those
 // listeners emit. Failed attempts set the span's status to Error and record
-// the error; a panic is recorded with its stack.
+// the error; a panic is recorded with its stack. A delivery that never runs
+// (skipped, dropped, abandoned) is a "discard <event>" span in the emit's
+// trace.
 //
 // Metrics: emits (messaging.client.sent.messages), deliveries by outcome
 // (eventbus.deliveries), retries (eventbus.retries), handler duration
 // (messaging.process.duration), time waited in the backlog
 // (eventbus.delivery.wait), and, for managers passed to Instrument, the
-// backlog of tracked listeners and the pool's workers, queued and running
-// deliveries. Event and listener names reach metric attributes and span
-// names through bounded mappings (see [WithEventNames]).
+// backlog of every listener and the pool's workers, queued and running
+// deliveries. Failed attempts say whether they are final
+// (eventbus.delivery.final, [FinalKey]): a final failure is a dead letter,
+// one that is not will be retried. Event and listener names reach metric
+// attributes and span names through bounded mappings (see
+// [WithEventNames]).
 //
 // [LogHandler] adds the trace and span IDs of a record's context to log
 // lines, so that what listeners log joins their spans. Package otelnats

@@ -125,6 +125,22 @@ func sum(rm metricdata.ResourceMetrics, name string, want ...attribute.KeyValue)
 	return n
 }
 
+// points counts the int64 sum points of metric name whose attributes
+// match.
+func points(rm metricdata.ResourceMetrics, name string, want ...attribute.KeyValue) int {
+	m := find(rm, name)
+	if m == nil {
+		return 0
+	}
+	n := 0
+	for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		if matches(p.Attributes, want) {
+			n++
+		}
+	}
+	return n
+}
+
 // count adds up the counts of the histogram points of metric name whose
 // attributes match.
 func count(rm metricdata.ResourceMetrics, name string, want ...attribute.KeyValue) uint64 {

@@ -13,9 +13,18 @@ import (
 )
 
 // StatsSource is what Instrument reads: an *eventbus.EventManager[T] of
-// any T.
+// any T. If it is also a [ListenerSource], as an EventManager is, the
+// backlog of each of its listeners is reported.
 type StatsSource interface {
 	Stats() eventbus.Stats
+}
+
+// ListenerSource lists listeners whose backlogs Instrument reports: an
+// *eventbus.EventManager[T] of any T (EventManager.Listeners). Listeners
+// must return a snapshot of the listeners registered now and be safe to call
+// from the meter's goroutine.
+type ListenerSource interface {
+	Listeners() []*eventbus.Listener
 }
 
 // An InstrumentOption configures [Observer.Instrument].
@@ -46,27 +55,32 @@ func ManagerName(name string) InstrumentOption {
 	})
 }
 
-// Registration reports an EventManager's gauges, and the backlogs of the
-// listeners tracked with Track, each time the meter collects, until
-// Unregister. Its methods are safe for concurrent use.
+// Registration reports an EventManager's gauges, and the backlogs of its
+// listeners, each time the meter collects, until Unregister. Its methods
+// are safe for concurrent use.
 type Registration struct {
 	o     *Observer
 	src   StatsSource
+	ls    ListenerSource       // src, if it lists its listeners; else nil
 	kvs   []attribute.KeyValue // the manager's name, if any
 	attrs metric.MeasurementOption
 
-	mu        sync.Mutex
-	listeners map[*eventbus.Listener]struct{}
-	reg       metric.Registration // nil once unregistered
+	mu        sync.Mutex                      // guards listeners and reg
+	listeners map[*eventbus.Listener]struct{} // tracked with Track
+	reg       metric.Registration             // nil once unregistered
 }
 
 // Instrument reports m's gauges each time the meter collects:
 // eventbus.workers (Stats.Workers), eventbus.workers.stalled (Stalled),
 // eventbus.deliveries.queued (Queued) and eventbus.deliveries.running
-// (Running), and eventbus.listener.backlog for the listeners tracked with
-// the Registration's Track. They are observable up-down counters: counts
-// that add up across EventManagers. m is read (Stats) only during
-// collection, by the meter's goroutine.
+// (Running), and eventbus.listener.backlog (Listener.Stats().Pending) for
+// every listener registered on m at the time of collection
+// (EventManager.Listeners, see [ListenerSource]), under its mapped name (see
+// WithListenerNames: listeners that map to the same name are summed, so the
+// gauge has at most as many series as the mapping has values). A listener
+// leaves the gauge once unregistered. They are observable up-down counters:
+// counts that add up across EventManagers. m is read (Stats, Listeners and
+// each listener's Stats) only during collection, by the meter's goroutine.
 //
 // Instrument fails with ErrNilManager for a nil m, ErrInvalidOption for a
 // bad option, or the meter's error. m need not have been created with this
@@ -89,6 +103,7 @@ func (o *Observer) Instrument(m StatsSource, opts ...InstrumentOption) (*Registr
 		}
 	}
 	r := &Registration{o: o, src: m, listeners: map[*eventbus.Listener]struct{}{}}
+	r.ls, _ = m.(ListenerSource)
 	if cfg.name != "" {
 		r.kvs = []attribute.KeyValue{ManagerKey.String(cfg.name)}
 	}
@@ -107,9 +122,16 @@ func (o *Observer) Instrument(m StatsSource, opts ...InstrumentOption) (*Registr
 // WithListenerNames; listeners that map to the same name are summed). A
 // listener stays tracked until Untrack or Unregister, even once it is
 // unregistered from its EventManager: untrack it then, or its memory is
-// kept. Tracking a listener twice is tracking it once. It fails with
+// kept. Tracking a listener twice, or one that the instrumented
+// EventManager lists anyway, is counting it once. It fails with
 // ErrNilListener (tracking none of ls) or, after Unregister,
 // ErrUnregistered.
+//
+// Deprecated: Instrument reports the backlog of every listener of an
+// EventManager without Track; remove the calls. Track is still needed only
+// for a StatsSource that is not a ListenerSource, or for a listener of
+// another EventManager (whose backlog is then reported under this one's
+// manager name).
 func (r *Registration) Track(ls ...*eventbus.Listener) error {
 	for _, l := range ls {
 		if l == nil {
@@ -127,8 +149,11 @@ func (r *Registration) Track(ls ...*eventbus.Listener) error {
 	return nil
 }
 
-// Untrack stops reporting the listeners' backlogs. Listeners not tracked
+// Untrack stops reporting the listeners' backlogs as tracked ones (a
+// listener the EventManager lists is still reported). Listeners not tracked
 // are ignored; a nil one fails with ErrNilListener (untracking none of ls).
+//
+// Deprecated: needed only with Track.
 func (r *Registration) Untrack(ls ...*eventbus.Listener) error {
 	for _, l := range ls {
 		if l == nil {
@@ -165,11 +190,26 @@ func (r *Registration) observe(_ context.Context, ob metric.Observer) error {
 		r.mu.Unlock()
 		return nil
 	}
-	ls := make([]*eventbus.Listener, 0, len(r.listeners))
+	tracked := make([]*eventbus.Listener, 0, len(r.listeners))
 	for l := range r.listeners {
-		ls = append(ls, l)
+		tracked = append(tracked, l)
 	}
 	r.mu.Unlock()
+	var ls []*eventbus.Listener
+	if r.ls != nil {
+		ls = r.ls.Listeners() // a new slice, ours to append to
+	}
+	if len(tracked) > 0 { // a listener both listed and tracked counts once
+		seen := make(map[*eventbus.Listener]struct{}, len(ls))
+		for _, l := range ls {
+			seen[l] = struct{}{}
+		}
+		for _, l := range tracked {
+			if _, ok := seen[l]; !ok {
+				ls = append(ls, l)
+			}
+		}
+	}
 
 	in := &r.o.in
 	s := r.src.Stats()

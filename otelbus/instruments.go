@@ -10,11 +10,11 @@ import (
 // eventbus.* ones have no convention.
 const (
 	MetricSent       = "messaging.client.sent.messages" // counter: emits, rejected ones with error.type
-	MetricDeliveries = "eventbus.deliveries"            // counter: handler attempts and lost deliveries, by eventbus.outcome
+	MetricDeliveries = "eventbus.deliveries"            // counter: handler attempts and lost deliveries, by eventbus.outcome (and eventbus.delivery.final)
 	MetricRetries    = "eventbus.retries"               // counter: deliveries run (or lost) again after a failed attempt
 	MetricDuration   = "messaging.process.duration"     // histogram, seconds: handler attempts
 	MetricWait       = "eventbus.delivery.wait"         // histogram, seconds: accept to first attempt, pool only
-	MetricBacklog    = "eventbus.listener.backlog"      // up-down counter: tracked listeners' Pending
+	MetricBacklog    = "eventbus.listener.backlog"      // up-down counter: each listener's Pending
 	MetricWorkers    = "eventbus.workers"               // up-down counter: Stats.Workers
 	MetricStalled    = "eventbus.workers.stalled"       // up-down counter: Stats.Stalled
 	MetricQueued     = "eventbus.deliveries.queued"     // up-down counter: Stats.Queued
@@ -54,7 +54,7 @@ func newInstruments(m metric.Meter) (instruments, error) {
 		metric.WithExplicitBucketBoundaries(_durationBuckets...))
 	err = errors.Join(err, e)
 	in.backlog, e = m.Int64ObservableUpDownCounter(MetricBacklog, metric.WithUnit("{delivery}"),
-		metric.WithDescription("Deliveries waiting for a tracked listener, retries waiting out a backoff included."))
+		metric.WithDescription("Deliveries waiting for a listener, retries waiting out a backoff included."))
 	err = errors.Join(err, e)
 	in.workers, e = m.Int64ObservableUpDownCounter(MetricWorkers, metric.WithUnit("{worker}"),
 		metric.WithDescription("Worker goroutines, stalled ones included."))

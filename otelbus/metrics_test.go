@@ -19,6 +19,11 @@ import (
 
 func outcome(o eventbus.Outcome) attribute.KeyValue { return otelbus.OutcomeKey.String(o.String()) }
 
+var (
+	final    = otelbus.FinalKey.Bool(true)
+	notFinal = otelbus.FinalKey.Bool(false)
+)
+
 func sub(l *eventbus.Listener) attribute.KeyValue {
 	return semconv.MessagingDestinationSubscriptionName(otelbus.ListenerName(l))
 }
@@ -35,6 +40,31 @@ func checkListener(t *testing.T, rm metricdata.ResourceMetrics, l *eventbus.List
 	assert.Equal(t, int64(s.Retried), sum(rm, otelbus.MetricRetries, sub(l)), "%s: retries", name)
 	assert.Equal(t, int64(s.Failed+s.Panicked+s.Retried), d(eventbus.OutcomeFailed)+d(eventbus.OutcomePanicked),
 		"%s: failed and panicked attempts are the failed and panicked deliveries plus the attempts retried", name)
+	df := func(o eventbus.Outcome, f attribute.KeyValue) int64 {
+		return sum(rm, otelbus.MetricDeliveries, sub(l), outcome(o), f)
+	}
+	assert.Equal(t, int64(s.Failed), df(eventbus.OutcomeFailed, final), "%s: final failures", name)
+	assert.Equal(t, int64(s.Panicked), df(eventbus.OutcomePanicked, final), "%s: final panics", name)
+	assert.Equal(t, int64(s.Retried), df(eventbus.OutcomeFailed, notFinal)+df(eventbus.OutcomePanicked, notFinal),
+		"%s: the attempts that failed and were retried", name)
+	for _, o := range []eventbus.Outcome{eventbus.OutcomeDelivered, eventbus.OutcomeSkipped, eventbus.OutcomeDropped, eventbus.OutcomeAbandoned} {
+		assert.Equal(t, d(o), sum(rm, otelbus.MetricDeliveries, sub(l), outcome(o), absent(otelbus.FinalKey)), "%s: %s has no %s", name, o, otelbus.FinalKey)
+	}
+}
+
+// checkBacklogs checks that the backlog gauge reports every listener m
+// lists, without Track, and nothing else.
+func checkBacklogs(t *testing.T, rm metricdata.ResourceMetrics, m *eventbus.EventManager[int], mgr attribute.KeyValue) {
+	t.Helper()
+	var total int64
+	for _, l := range m.Listeners() {
+		n := int64(l.Stats().Pending)
+		total += n
+		assert.Equal(t, n, sum(rm, otelbus.MetricBacklog, mgr, sub(l)), "backlog of %s", otelbus.ListenerName(l))
+		assert.Equal(t, 1, points(rm, otelbus.MetricBacklog, mgr, sub(l)), "one series for %s", otelbus.ListenerName(l))
+	}
+	assert.Equal(t, total, sum(rm, otelbus.MetricBacklog, mgr), "no other backlog")
+	assert.Equal(t, len(m.Listeners()), points(rm, otelbus.MetricBacklog, mgr), "one series per listener")
 }
 
 // TestMetricsMatchStats drives every outcome and checks each metric against
@@ -92,7 +122,6 @@ func TestMetricsMatchStats(t *testing.T) {
 	skip, err := m.RegisterListener("skip", skipBlock.Handle, eventbus.Ordered())
 	require.NoError(t, err)
 	all = append(all, drop, skip)
-	require.NoError(t, reg.Track(all...))
 	require.NoError(t, m.Emit(ctx, "drop", 0))
 	dropBlock.WaitEntered(ctx, 1)
 	require.NoError(t, m.Emit(ctx, "drop", 1)) // queued
@@ -110,17 +139,17 @@ func TestMetricsMatchStats(t *testing.T) {
 	assert.Equal(t, int64(s.Stalled), sum(rm, otelbus.MetricStalled, mgr), "stalled workers")
 	assert.Equal(t, int64(s.Running), sum(rm, otelbus.MetricRunning, mgr), "running")
 	assert.Equal(t, int64(s.Queued), sum(rm, otelbus.MetricQueued, mgr), "queued")
-	for _, l := range all {
-		assert.Equal(t, int64(l.Stats().Pending), sum(rm, otelbus.MetricBacklog, mgr, sub(l)), "backlog of %s", otelbus.ListenerName(l))
-	}
+	checkBacklogs(t, rm, m, mgr)
 	assert.Equal(t, int64(1), sum(rm, otelbus.MetricBacklog, sub(drop)))
 	assert.Equal(t, int64(2), sum(rm, otelbus.MetricBacklog, sub(skip)))
 
 	skip.Unregister() // its two queued deliveries are skipped
+	rm = f.collect()
+	assert.Zero(t, points(rm, otelbus.MetricBacklog, sub(skip)), "an unregistered listener leaves the gauge")
+	checkBacklogs(t, rm, m, mgr)
 	releaseSkip()
 	releaseDrop()
 	require.NoError(t, m.Flush(ctx))
-	require.NoError(t, reg.Untrack(skip))
 
 	// Phase 3: Close gives up on a blocked listener and abandons its
 	// backlog.
@@ -156,6 +185,9 @@ func TestMetricsMatchStats(t *testing.T) {
 	assert.Equal(t, int64(s.Retried), sum(rm, otelbus.MetricRetries), "retries")
 	assert.Equal(t, int64(s.Panicked), d(eventbus.OutcomePanicked), "panicked: no panic was retried")
 	assert.Equal(t, int64(s.Failed+s.Retried), d(eventbus.OutcomeFailed), "failed attempts: failed deliveries plus the attempts retried")
+	assert.Equal(t, int64(s.Failed), sum(rm, otelbus.MetricDeliveries, outcome(eventbus.OutcomeFailed), final), "final failures")
+	assert.Equal(t, int64(s.Panicked), sum(rm, otelbus.MetricDeliveries, outcome(eventbus.OutcomePanicked), final), "final panics")
+	assert.Equal(t, int64(s.Retried), sum(rm, otelbus.MetricDeliveries, notFinal), "attempts retried")
 	assert.Equal(t, int64(s.Matched), d(eventbus.OutcomeDelivered)+d(eventbus.OutcomeFailed)+d(eventbus.OutcomePanicked)+
 		d(eventbus.OutcomeSkipped)+d(eventbus.OutcomeDropped)+d(eventbus.OutcomeAbandoned)-int64(s.Retried), "every delivery is counted once, besides its retries")
 	attempts := s.Delivered + s.Failed + s.Panicked + s.Retried

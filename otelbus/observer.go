@@ -30,8 +30,16 @@ const ScopeName = "github.com/eventbus-go/eventbus/otelbus"
 // in its span and in every metric, as in Stats (the EventManager reports it
 // to done as OutcomeFailed); an EmitSync listener that calls it ends the
 // caller's goroutine, and neither its span nor the emit's ends, nor is it
-// counted, as Stats do not count it. Deliveries that never run (skipped,
-// dropped, abandoned) have no span: they are counted in eventbus.deliveries.
+// counted, as Stats do not count it. A delivery that never runs (skipped,
+// dropped, abandoned; see eventbus.Observer.Lost) is an internal span
+// "discard <event>", a child of the emit's span (so in the emit's trace),
+// that starts and ends when the delivery is given up, with status Error for
+// dropped and abandoned ones.
+//
+// Consumer spans carry eventbus.delivery.final ([FinalKey]), and so do the
+// eventbus.deliveries points of failed and panicked attempts, so that final
+// failures (dead letters) are told from retried ones. Measurements of a
+// delivery are made with its span's context, so that exemplars point at it.
 type Observer struct {
 	cfg    config
 	tracer trace.Tracer
@@ -139,6 +147,7 @@ type processing struct {
 	span  trace.Span
 	a     *pairAttrs
 	start time.Time
+	final bool                          // eventbus.Delivery.Final
 	done  func(eventbus.Outcome, error) // finish
 }
 
@@ -149,34 +158,31 @@ func (o *Observer) Start(ctx context.Context, d eventbus.Delivery) (context.Cont
 	lname := listenerName(d.Listener)
 	event, listener := o.cfg.events(d.Event), o.cfg.listeners(lname)
 	a := o.cache.pair(event, listener)
-	if d.Attempt > 0 {
-		o.in.retries.Add(ctx, 1, a.add...)
-	} else if !d.Accepted.IsZero() {
-		o.in.wait.Record(ctx, start.Sub(d.Accepted).Seconds(), a.wait...)
-	}
 	opts := a.start
 	if event != d.Event || listener != lname {
 		opts = []trace.SpanStartOption{opts[0], trace.WithAttributes(consumerKVs(d.Event, lname)...)}
 	}
 	ctx, span := o.tracer.Start(ctx, a.spanName, opts...)
 	if span.IsRecording() {
-		pattern := ""
-		if d.Listener != nil {
-			pattern = d.Listener.Pattern()
-		}
-		span.SetAttributes(semconv.MessagingDestinationTemplate(pattern), AttemptKey.Int(d.Attempt+1))
+		span.SetAttributes(semconv.MessagingDestinationTemplate(pattern(d.Listener)), AttemptKey.Int(d.Attempt+1), FinalKey.Bool(d.Final))
+	}
+	// Measured with the span's context, so that exemplars point at it.
+	if d.Attempt > 0 {
+		o.in.retries.Add(ctx, 1, a.add...)
+	} else if !d.Accepted.IsZero() {
+		o.in.wait.Record(ctx, start.Sub(d.Accepted).Seconds(), a.wait...)
 	}
 	p := o.starts.Get().(*processing)
-	p.ctx, p.span, p.a, p.start = ctx, span, a, start
+	p.ctx, p.span, p.a, p.start, p.final = ctx, span, a, start, d.Final
 	return ctx, p.done
 }
 
 func (p *processing) finish(oc eventbus.Outcome, err error) {
-	o, ctx, span, a, start := p.o, p.ctx, p.span, p.a, p.start
+	o, ctx, span, a, start, final := p.o, p.ctx, p.span, p.a, p.start, p.final
 	p.ctx, p.span, p.a = nil, nil, nil
 	o.starts.Put(p)
 	took := time.Since(start).Seconds()
-	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc)...)
+	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc, final)...)
 	if err == nil {
 		o.in.duration.Record(ctx, took, a.duration...)
 		span.End()
@@ -195,11 +201,40 @@ func (p *processing) finish(oc eventbus.Outcome, err error) {
 	span.End()
 }
 
-// Lost counts a delivery that does not run; see eventbus.Observer.
+// Lost records a delivery that does not run (see eventbus.Observer): a
+// "discard <event>" span, a child of the span in ctx (the emit's, so in the
+// emit's trace; a new trace if ctx has none), that starts and ends at once,
+// and the delivery in eventbus.deliveries (and eventbus.retries when an
+// earlier attempt failed), measured with the span's context.
 func (o *Observer) Lost(ctx context.Context, d eventbus.Delivery, oc eventbus.Outcome) {
-	a := o.cache.pair(o.cfg.events(d.Event), o.cfg.listeners(listenerName(d.Listener)))
+	lname := listenerName(d.Listener)
+	event, listener := o.cfg.events(d.Event), o.cfg.listeners(lname)
+	a := o.cache.pair(event, listener)
+	opts := a.discard
+	if event != d.Event || listener != lname {
+		opts = []trace.SpanStartOption{opts[0], trace.WithAttributes(discardKVs(d.Event, lname)...)}
+	}
+	ctx, span := o.tracer.Start(ctx, a.discardName, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingDestinationTemplate(pattern(d.Listener)), AttemptKey.Int(d.Attempt+1), OutcomeKey.String(oc.String()))
+		if oc != eventbus.OutcomeSkipped {
+			// Dropped and abandoned deliveries are losses; skipped ones
+			// (Unregister, a Once listener that had fired) are by design.
+			span.SetAttributes(semconv.ErrorTypeKey.String(oc.String()))
+			span.SetStatus(codes.Error, "delivery "+oc.String())
+		}
+	}
+	span.End()
 	if d.Attempt > 0 {
 		o.in.retries.Add(ctx, 1, a.add...)
 	}
-	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc)...)
+	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc, true)...)
+}
+
+// pattern is the pattern l was registered with ("" for nil).
+func pattern(l *eventbus.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Pattern()
 }

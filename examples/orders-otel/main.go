@@ -1,12 +1,13 @@
 // Command orders-otel is the orders flow instrumented with OpenTelemetry
 // through otelbus: an HTTP-like request creates an order, billing charges it
 // and emits order.paid, shipping ships it and emits order.shipped, inventory
-// reserves stock, a flaky notifier fails its first attempt and is retried,
+// reserves stock, a flaky notifier fails its first attempt for the first
+// order and is retried, fails every attempt for the third (a dead letter),
 // and an audit listener sees every order event. It prints one order's trace
 // as a tree (from the SDK's in-memory exporter), the log lines the
-// listeners wrote (with trace_id and span_id from otelbus.LogHandler), and
-// the metrics next to the EventManager's Stats. It needs no collector and
-// exits by itself.
+// listeners wrote (with trace_id and span_id from otelbus.LogHandler), the
+// dead letter's log line (in the trace of its order), and the metrics next
+// to the EventManager's Stats. It needs no collector and exits by itself.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -74,9 +76,13 @@ func run(w io.Writer, n int) error {
 			return a
 		},
 	})))
-	m := eventbus.New[Order](eventbus.WithObserver(obs), eventbus.WithErrorHandler(func(err error) {
-		log.Error("delivery failed", "err", err)
+	// The error handler gets every final failure with the delivery's
+	// context, so its log line carries the trace of the order's request.
+	m := eventbus.New[Order](eventbus.WithObserver(obs), eventbus.WithErrorHandler(func(ctx context.Context, lerr *eventbus.ListenerError) {
+		log.WarnContext(ctx, "dead letter", "event", lerr.Event, "listener", lerr.Listener,
+			"order", lerr.Data.(Order).ID, "attempts", lerr.Attempts, "err", lerr.Err)
 	}))
+	// The gauges, and the backlog of every listener of m.
 	reg, err := obs.Instrument(m, otelbus.ManagerName("orders"))
 	if err != nil {
 		return err
@@ -99,8 +105,11 @@ func run(w io.Writer, n int) error {
 			return nil
 		}, nil},
 		{"order.created", "notifier", func(ctx context.Context, e eventbus.Event[Order]) error {
-			if e.Data.ID == 1001 && notifyCalls.Add(1) == 1 {
+			switch {
+			case e.Data.ID == 1001 && notifyCalls.Add(1) == 1:
 				return errors.New("mail server busy") // the first attempt fails; Retry runs it again
+			case e.Data.ID == 1003:
+				return errors.New("address bounced") // every attempt fails: a dead letter
 			}
 			log.InfoContext(ctx, "mailed confirmation", "order", e.Data.ID)
 			return nil
@@ -115,33 +124,29 @@ func run(w io.Writer, n int) error {
 		}, nil},
 	}
 	for _, l := range listeners {
-		lis, err := m.RegisterListener(l.pattern, l.h, append(l.opts, eventbus.Name(l.name))...)
-		if err != nil {
-			return err
-		}
-		if err := reg.Track(lis); err != nil {
+		if _, err := m.RegisterListener(l.pattern, l.h, append(l.opts, eventbus.Name(l.name))...); err != nil {
 			return err
 		}
 	}
 
 	// The "HTTP request": its span is the root of the order's trace.
-	var first trace.TraceID
+	traces := make([]trace.TraceID, n) // by order
 	for i := range n {
 		order := Order{ID: 1001 + i, Item: "Coffee", Total: 4.5}
 		rctx, req := tp.Tracer("orders-otel/http").Start(ctx, "POST /orders", trace.WithSpanKind(trace.SpanKindServer))
-		if i == 0 {
-			first = req.SpanContext().TraceID()
-		}
+		traces[i] = req.SpanContext().TraceID()
 		err := m.Emit(rctx, "order.created", order)
 		req.End()
 		if err != nil {
 			return err
 		}
 	}
-	// Close delivers everything, the follow-up events and the retry included.
+	// Close delivers everything, the follow-up events and the retries
+	// included.
 	if err := m.Close(ctx); err != nil {
 		return err
 	}
+	first := traces[0]
 
 	fmt.Fprintf(w, "Trace %s of order #1001 (%d spans in all for %d orders):\n\n", first, len(spans.GetSpans()), n)
 	printTree(w, spans.GetSpans(), first)
@@ -151,6 +156,20 @@ func run(w io.Writer, n int) error {
 		if strings.Contains(line, first.String()) {
 			fmt.Fprintln(w, "  "+line)
 		}
+	}
+
+	fmt.Fprintf(w, "\nDead letters, logged by the error handler in the trace of their order's request:\n\n")
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.Contains(line, `msg="dead letter"`) {
+			continue
+		}
+		order := "another order"
+		for i, id := range traces {
+			if strings.Contains(line, "trace_id="+id.String()) {
+				order = fmt.Sprintf("order #%d", 1001+i)
+			}
+		}
+		fmt.Fprintf(w, "  %s\n    (trace_id of %s)\n", line, order)
 	}
 
 	var rm metricdata.ResourceMetrics
@@ -222,12 +241,14 @@ func value(kvs []attribute.KeyValue, key attribute.Key) (attribute.Value, bool) 
 	return attribute.Value{}, false
 }
 
-// printMetrics prints the delivery counters by listener and outcome, the
-// emits, and the histograms' counts, with the Stats they match.
+// printMetrics prints the delivery counters by listener, outcome and
+// finality, the emits, the histograms' counts and the backlogs, with the
+// Stats they match.
 func printMetrics(w io.Writer, rm metricdata.ResourceMetrics, s eventbus.Stats) {
-	type row struct{ listener, outcome string }
+	type row struct{ listener, outcome, final string }
 	deliveries := map[row]int64{}
-	var sent, retries int64
+	backlog := map[string]int64{}
+	var sent, retries, finalFailures, retriedFailures int64
 	var handled, waited uint64
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
@@ -236,7 +257,16 @@ func printMetrics(w io.Writer, rm metricdata.ResourceMetrics, s eventbus.Stats) 
 				for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
 					l, _ := p.Attributes.Value(semconv.MessagingDestinationSubscriptionNameKey)
 					o, _ := p.Attributes.Value(otelbus.OutcomeKey)
-					deliveries[row{l.AsString(), o.AsString()}] += p.Value
+					r := row{listener: l.AsString(), outcome: o.AsString()}
+					if f, ok := p.Attributes.Value(otelbus.FinalKey); ok { // failed and panicked attempts only
+						r.final = strconv.FormatBool(f.AsBool())
+						if f.AsBool() {
+							finalFailures += p.Value
+						} else {
+							retriedFailures += p.Value
+						}
+					}
+					deliveries[r] += p.Value
 				}
 			case otelbus.MetricSent:
 				for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
@@ -254,6 +284,11 @@ func printMetrics(w io.Writer, rm metricdata.ResourceMetrics, s eventbus.Stats) 
 				for _, p := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 					waited += p.Count
 				}
+			case otelbus.MetricBacklog:
+				for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					l, _ := p.Attributes.Value(semconv.MessagingDestinationSubscriptionNameKey)
+					backlog[l.AsString()] += p.Value
+				}
 			}
 		}
 	}
@@ -262,17 +297,37 @@ func printMetrics(w io.Writer, rm metricdata.ResourceMetrics, s eventbus.Stats) 
 		rows = append(rows, r)
 	}
 	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].listener != rows[j].listener {
-			return rows[i].listener < rows[j].listener
+		a, b := rows[i], rows[j]
+		if a.listener != b.listener {
+			return a.listener < b.listener
 		}
-		return rows[i].outcome < rows[j].outcome
+		if a.outcome != b.outcome {
+			return a.outcome < b.outcome
+		}
+		return a.final < b.final
 	})
 	for _, r := range rows {
-		fmt.Fprintf(w, "  %s{listener=%s, outcome=%s} = %d\n", otelbus.MetricDeliveries, r.listener, r.outcome, deliveries[r])
+		final := ""
+		if r.final != "" {
+			final = ", final=" + r.final
+		}
+		fmt.Fprintf(w, "  %s{listener=%s, outcome=%s%s} = %d\n", otelbus.MetricDeliveries, r.listener, r.outcome, final, deliveries[r])
 	}
+	fmt.Fprintf(w, "  failed attempts: %d final (dead letters; Stats.Failed %d + Panicked %d), %d retried (Stats.Retried %d)\n",
+		finalFailures, s.Failed, s.Panicked, retriedFailures, s.Retried)
 	fmt.Fprintf(w, "  %s = %d   (Stats.Emitted %d)\n", otelbus.MetricSent, sent, s.Emitted)
 	fmt.Fprintf(w, "  %s = %d   (Stats.Retried %d)\n", otelbus.MetricRetries, retries, s.Retried)
 	fmt.Fprintf(w, "  %s: %d attempts   (Delivered %d + Failed %d + Panicked %d + Retried %d)\n",
 		otelbus.MetricDuration, handled, s.Delivered, s.Failed, s.Panicked, s.Retried)
 	fmt.Fprintf(w, "  %s: %d first attempts waited in a backlog\n", otelbus.MetricWait, waited)
+	names := make([]string, 0, len(backlog))
+	for l := range backlog {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, l := range names {
+		parts = append(parts, fmt.Sprintf("%s=%d", l, backlog[l]))
+	}
+	fmt.Fprintf(w, "  %s, every listener, no Track (all drained by Close): %s\n", otelbus.MetricBacklog, strings.Join(parts, " "))
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // The example prints the first order's trace through every listener, its
-// log lines with trace IDs, and metrics that match Stats.
+// log lines with trace IDs, the third order's dead letter in that order's
+// trace, and metrics that match Stats.
 func TestRunPrintsTheTrace(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, run(&out, 3))
@@ -27,9 +28,15 @@ func TestRunPrintsTheTrace(t *testing.T) {
 		"process order.shipped → audit",
 		"trace_id=",
 		"messaging.client.sent.messages = 9   (Stats.Emitted 9)",
-		"eventbus.retries = 1   (Stats.Retried 1)",
+		`msg="dead letter" event=order.created listener=notifier order=1003 attempts=3 err="address bounced" trace_id=`,
+		"(trace_id of order #1003)",
+		"eventbus.deliveries{listener=notifier, outcome=failed, final=false} = 3",
+		"eventbus.deliveries{listener=notifier, outcome=failed, final=true} = 1",
+		"failed attempts: 1 final (dead letters; Stats.Failed 1 + Panicked 0), 3 retried (Stats.Retried 3)",
+		"eventbus.retries = 3   (Stats.Retried 3)",
+		"eventbus.listener.backlog, every listener, no Track (all drained by Close): audit=0 billing=0 inventory=0 notifier=0 shipping=0",
 	} {
 		assert.Contains(t, s, want)
 	}
-	assert.Equal(t, 7, strings.Count(s, "span_id="), "one log line per listener call of order #1001:\n%s", s)
+	assert.Equal(t, 7+1, strings.Count(s, "span_id="), "one log line per listener call of order #1001, and the dead letter:\n%s", s)
 }

@@ -586,7 +586,7 @@ func (o *Outbox[T]) reportDead(r row, attempts int, cause error, data *T) {
 	}
 	o.dlWait.Add(1)
 	ctx := context.WithValue(o.life, deadKey{}, dl)
-	if err := eventbus.EmitTo(ctx, o.m, o.dl, DeadLetterEvent, v); err != nil {
+	if err := o.m.EmitTo(ctx, o.dl, DeadLetterEvent, v); err != nil {
 		o.dlWait.Done()
 		o.o.onError(fmt.Errorf("outbox: cannot report to the EventManager (%w): %w", err, dl))
 	}

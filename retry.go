@@ -123,7 +123,11 @@ func (s *scheduler[T]) now() time.Duration { return time.Since(s.born) }
 // held. d.attempt counts the attempts that failed.
 func (s *scheduler[T]) startBackoff(mb *mailbox[T], d delivery[T]) {
 	wait := mb.in.e.retry.backoff(d.attempt)
-	if wait == 0 { // at once: straight back to the front of the mailbox
+	// A listener unregistered while this attempt ran skips its next one:
+	// queue it at once, so that Flush and Close need not wait out a
+	// backoff. (Unregister sets removed before dropRetries takes s.mu, so a
+	// retry is either seen here or found in the heap by dropRetries.)
+	if wait == 0 || mb.in.e.l.removed.Load() { // straight back to the front of the mailbox
 		s.push(mb, d, true)
 		return
 	}

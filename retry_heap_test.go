@@ -77,3 +77,33 @@ func TestRetryBackoffsCostNoGoroutineEach(t *testing.T) {
 	assert.Equal(t, uint64(listeners*events), s.Skipped, "every delivery ends skipped at Unregister")
 	checkAccounting(t, s)
 }
+
+// A listener unregistered while its failing attempt runs does not leave a
+// retry waiting out its backoff: the next attempt is skipped at once, so
+// Flush returns (Retry's doc: "until Unregister, which skips its next
+// attempt"). Before the fix the retry was scheduled an hour out and Flush
+// waited for it.
+func TestUnregisterDuringAFailingAttemptSkipsItsRetryAtOnce(t *testing.T) {
+	m := eventbus.New[int](eventbus.WithWorkers(2))
+	defer func() { // bounded: on failure, Close would wait out the backoff
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	}()
+	var l *eventbus.Listener
+	var calls atomic.Int32
+	l, err := m.RegisterListener("job", func(ctx context.Context, e eventbus.Event[int]) error {
+		calls.Add(1)
+		l.Unregister() // unregistered while this attempt runs
+		return errors.New("fails")
+	}, eventbus.Retry(1, time.Hour, time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(context.Background(), "job", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, m.Flush(ctx), "Flush waited for the backoff of a retry whose listener is gone")
+	assert.Equal(t, int32(1), calls.Load())
+	st := l.Stats()
+	assert.Equal(t, uint64(1), st.Skipped)
+	assert.Equal(t, 0, st.Pending)
+}

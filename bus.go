@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/eventbus-go/eventbus/internal/registry"
 )
 
 // EventManager routes events of type T to the listeners registered for
@@ -28,7 +30,7 @@ type EventManager[T any] struct {
 	mu        sync.RWMutex
 	seq       uint64
 	live      entryList[T] // every registered listener, for Listeners; guarded by mu
-	reg       atomic.Pointer[registry[T]]
+	reg       registry.Registry[*entry[T], route[T]]
 	listeners atomic.Int64
 	// version counts registry changes; each is published before it is
 	// counted, so a Topic that saw a version has a route as new as it.
@@ -48,7 +50,7 @@ func New[T any](opts ...Option) *EventManager[T] {
 	m := &EventManager[T]{
 		opts: buildOptions(opts),
 	}
-	m.reg.Store(&registry[T]{topics: &m.topics})
+	m.reg.Init(routes[T]{topics: &m.topics})
 	m.pool = newScheduler[T](&m.opts, m.report)
 	return m
 }
@@ -60,7 +62,7 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 	}
 	v := m.version.Load() // before the lookup: see routeMemo
 	r := m.reg.Load()
-	if rt, ok := r.lookup(name); ok {
+	if rt, ok := r.Lookup(name); ok {
 		if rt != nil {
 			m.memo.put(name, v, rt)
 		}
@@ -69,7 +71,7 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	return r.resolve(name), nil
+	return r.Resolve(name), nil
 }
 
 // EmitSync runs every listener whose pattern matches name in the calling

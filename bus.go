@@ -36,7 +36,7 @@ type EventManager[T any] struct {
 	// counted, so a Topic that saw a version has a route as new as it.
 	version atomic.Uint64
 	topics  topics // names declared by NewTopic (EventManager[any] only)
-	memo    routeMemo[T]
+	memo    registry.Memo[route[T]]
 
 	pool  *scheduler[T] // Emit's deliveries; its closed flag is the manager's
 	sync  tallies       // EmitSync's failures and refusals, and emits that matched nothing
@@ -57,14 +57,14 @@ func New[T any](opts ...Option) *EventManager[T] {
 
 // route finds the listeners of name, validating it unless it is known.
 func (m *EventManager[T]) route(name string) (*route[T], error) {
-	if rt := m.memo.find(name, &m.version); rt != nil {
+	if rt := m.memo.Find(name, &m.version); rt != nil {
 		return rt, nil
 	}
-	v := m.version.Load() // before the lookup: see routeMemo
+	v := m.version.Load() // before the lookup: see registry.Memo
 	r := m.reg.Load()
 	if rt, ok := r.Lookup(name); ok {
 		if rt != nil {
-			m.memo.put(name, v, rt)
+			m.memo.Put(name, v, rt)
 		}
 		return rt, nil
 	}

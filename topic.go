@@ -114,7 +114,7 @@ func NewTopic[T any](m *EventManager[any], name string) (*Topic[T], error) {
 	}
 	m.topics.add(t.decl)
 	m.reg.Rebuild(name) // routes of name point to the declaration
-	m.version.Add(1)    // routes of name changed: emits must not use remembered ones (routeMemo)
+	m.version.Add(1)    // routes of name changed: emits must not use remembered ones (registry.Memo)
 	return t, nil
 }
 

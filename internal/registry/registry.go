@@ -50,7 +50,8 @@ type Routes[E, R any] interface {
 // name there (see Index). Init must be called before any other method, and
 // a Registry must not be copied after.
 type Registry[E, R any] struct {
-	cur atomic.Pointer[Index[E, R]] // stored by Init and by writers only
+	cur    atomic.Pointer[Index[E, R]] // stored by Init and by writers only
+	routes Routes[E, R]                // set by Init, then only read
 }
 
 // Index is what emitters look names up in:
@@ -68,10 +69,10 @@ type Registry[E, R any] struct {
 // wildcard pattern comes or the last one goes; the tries it points to
 // outlive it, changed in place.
 type Index[E, R any] struct {
-	exact  *hashTrie[slot[R]] // nil until the first registration
-	wild   *wnode[E]          // nil when no wildcard pattern is registered
-	cache  *routeCache[E, R]  // set exactly when wild is
-	routes Routes[E, R]       // makes the routes of names; set by Init
+	exact *hashTrie[slot[R]] // nil until the first registration
+	wild  *wnode[E]          // nil when no wildcard pattern is registered
+	cache *routeCache[E, R]  // set exactly when wild is
+	reg   *Registry[E, R]    // the Registry it belongs to, whose routes it makes
 }
 
 // slot is the value of a name in exact or in a routeCache.
@@ -81,7 +82,8 @@ type slot[R any] struct {
 
 // Init readies g, which makes its routes with routes.
 func (g *Registry[E, R]) Init(routes Routes[E, R]) {
-	g.cur.Store(&Index[E, R]{routes: routes})
+	g.routes = routes
+	g.cur.Store(&Index[E, R]{reg: g})
 }
 
 // Load returns the Index to look names up in. It takes no lock.
@@ -120,7 +122,7 @@ func (r *Index[E, R]) route(name string, list []E) *R {
 	if len(list) == 0 {
 		return nil
 	}
-	return r.routes.Route(name, list)
+	return r.reg.routes.Route(name, list)
 }
 
 // merge computes the route of a valid name from exact and wild.
@@ -128,7 +130,7 @@ func (r *Index[E, R]) merge(name string) *R {
 	var list []E
 	if s := r.exact.find(name); s != nil {
 		if rt := s.val.route.Load(); rt != nil {
-			list = append(list, r.routes.Entries(rt)...)
+			list = append(list, r.reg.routes.Entries(rt)...)
 		}
 	}
 	return r.route(name, r.wild.match(name, list))
@@ -235,7 +237,7 @@ func literal(pattern string) bool {
 func (g *Registry[E, R]) Update(pattern string, change func([]E) []E) {
 	r := g.cur.Load()
 	if r.exact == nil {
-		r = &Index[E, R]{exact: newHashTrie[slot[R]](newSeed()), wild: r.wild, cache: r.cache, routes: r.routes}
+		r = &Index[E, R]{exact: newHashTrie[slot[R]](newSeed()), wild: r.wild, cache: r.cache, reg: g}
 		g.cur.Store(r)
 	}
 	if !literal(pattern) {
@@ -246,7 +248,7 @@ func (g *Registry[E, R]) Update(pattern string, change func([]E) []E) {
 	s := r.exact.find(name)
 	var list []E
 	if s != nil {
-		list = r.routes.Entries(s.val.route.Load())
+		list = g.routes.Entries(s.val.route.Load())
 	}
 	list = change(list) // a new slice: Routes.Route may sort it
 	switch {
@@ -277,9 +279,9 @@ func (g *Registry[E, R]) updateWild(r *Index[E, R], pattern string, change func(
 	wild.set(r.exact.seed, pattern, change)
 	switch {
 	case wild.empty():
-		g.cur.Store(&Index[E, R]{exact: r.exact, routes: r.routes})
+		g.cur.Store(&Index[E, R]{exact: r.exact, reg: g})
 	case r.wild == nil:
-		g.cur.Store(&Index[E, R]{exact: r.exact, wild: wild, cache: newRouteCache[E, R](r.exact.seed), routes: r.routes})
+		g.cur.Store(&Index[E, R]{exact: r.exact, wild: wild, cache: newRouteCache[E, R](r.exact.seed), reg: g})
 	default:
 		r.cache.clear()
 	}
@@ -292,7 +294,7 @@ func (g *Registry[E, R]) Rebuild(name string) {
 	r := g.cur.Load()
 	if s := r.exact.find(name); s != nil {
 		if rt := s.val.route.Load(); rt != nil {
-			s.val.route.Store(r.route(name, slices.Clone(r.routes.Entries(rt))))
+			s.val.route.Store(r.route(name, slices.Clone(g.routes.Entries(rt))))
 		}
 	}
 	if r.wild != nil {

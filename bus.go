@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/eventbus-go/eventbus/internal/registry"
 )
 
 // EventManager routes events of type T to the listeners registered for
@@ -28,13 +30,13 @@ type EventManager[T any] struct {
 	mu        sync.RWMutex
 	seq       uint64
 	live      entryList[T] // every registered listener, for Listeners; guarded by mu
-	reg       atomic.Pointer[registry[T]]
+	reg       registry.Registry[*entry[T], route[T]]
 	listeners atomic.Int64
 	// version counts registry changes; each is published before it is
 	// counted, so a Topic that saw a version has a route as new as it.
 	version atomic.Uint64
 	topics  topics // names declared by NewTopic (EventManager[any] only)
-	memo    routeMemo[T]
+	memo    registry.Memo[route[T]]
 
 	pool  *scheduler[T] // Emit's deliveries; its closed flag is the manager's
 	sync  tallies       // EmitSync's failures and refusals, and emits that matched nothing
@@ -48,28 +50,28 @@ func New[T any](opts ...Option) *EventManager[T] {
 	m := &EventManager[T]{
 		opts: buildOptions(opts),
 	}
-	m.reg.Store(&registry[T]{topics: &m.topics})
+	m.reg.Init(routes[T]{topics: &m.topics})
 	m.pool = newScheduler[T](&m.opts, m.report)
 	return m
 }
 
 // route finds the listeners of name, validating it unless it is known.
 func (m *EventManager[T]) route(name string) (*route[T], error) {
-	if rt := m.memo.find(name, &m.version); rt != nil {
+	if rt := m.memo.Find(name, &m.version); rt != nil {
 		return rt, nil
 	}
-	v := m.version.Load() // before the lookup: see routeMemo
+	v := m.version.Load() // before the lookup: see registry.Memo
 	r := m.reg.Load()
-	if rt, ok := r.lookup(name); ok {
+	if rt, ok := r.Lookup(name); ok {
 		if rt != nil {
-			m.memo.put(name, v, rt)
+			m.memo.Put(name, v, rt)
 		}
 		return rt, nil
 	}
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	return r.resolve(name), nil
+	return r.Resolve(name), nil
 }
 
 // EmitSync runs every listener whose pattern matches name in the calling

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/eventbus-go/eventbus/internal/registry"
 )
 
 // Event is what a listener receives: the name it was emitted under and its
@@ -34,8 +36,8 @@ type Handler[T any] func(ctx context.Context, e Event[T]) error
 // Wildcard tokens in patterns; they follow NATS subject rules.
 const (
 	tokenSep  = '.'
-	anyToken  = "*" // matches exactly one token
-	restToken = ">" // last token only: matches one or more tokens
+	anyToken  = registry.AnyToken  // matches exactly one token
+	restToken = registry.RestToken // last token only: matches one or more tokens
 )
 
 // ValidateName reports whether name can be emitted: one or more non-empty
@@ -111,11 +113,6 @@ func checkToken(tok string, wild bool) string {
 		i += size
 	}
 	return ""
-}
-
-// isLiteral reports whether a valid pattern has no wildcard token.
-func isLiteral(pattern string) bool {
-	return !strings.ContainsAny(pattern, "*>")
 }
 
 // MatchPattern reports whether the event name is matched by pattern. Both

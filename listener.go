@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/eventbus-go/eventbus/internal/registry"
 )
 
 // Listener is a registered handler, returned by RegisterListener. Its
@@ -172,7 +174,7 @@ func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerCo
 	if l.name == "" {
 		l.name = pattern + "#" + strconv.FormatUint(e.seq, 10)
 	}
-	m.update(e, func(list []*entry[T]) []*entry[T] { return appendCopy(list, e) })
+	m.reg.Update(e.pattern, func(list []*entry[T]) []*entry[T] { return registry.AppendCopy(list, e) })
 	m.live.add(e)
 	m.listeners.Add(1)
 	m.version.Add(1) // after the change is published; see Topic.rebind

@@ -17,9 +17,6 @@ const (
 	// _batchSize is how many queued deliveries of one listener a worker
 	// takes at once.
 	_batchSize = 64
-	// _routeCacheSize bounds how many distinct event names have their
-	// wildcard matches cached; names past it are matched on every emit.
-	_routeCacheSize = 8192
 
 	// _idleKeys bounds how many idle key mailboxes an OrderedBy listener
 	// keeps, and how many retired ones a pool keeps for reuse.

@@ -16,7 +16,7 @@ package eventbus
 // route is cached (the first emit or ListenerCount of a name caches it).
 func (m *EventManager[T]) ListenerCount(name string) int {
 	r := m.reg.Load()
-	if rt, ok := r.lookup(name); ok {
+	if rt, ok := r.Lookup(name); ok {
 		if rt == nil {
 			return 0
 		}
@@ -25,7 +25,7 @@ func (m *EventManager[T]) ListenerCount(name string) int {
 	if ValidateName(name) != nil {
 		return 0
 	}
-	if rt := r.resolve(name); rt != nil {
+	if rt := r.Resolve(name); rt != nil {
 		return len(rt.all)
 	}
 	return 0

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/eventbus-go/eventbus/internal/registry"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +24,7 @@ func TestRouteMemoFollowsTheRegistry(t *testing.T) {
 	la, err := m.RegisterListener(name, func(context.Context, Event[any]) error { a.Add(1); return nil })
 	require.NoError(t, err)
 	require.NoError(t, m.EmitSync(context.Background(), name, 1))
-	require.NotNil(t, m.memo.find(name, &m.version), "the route is remembered")
+	require.NotNil(t, m.memo.Find(name, &m.version), "the route is remembered")
 
 	lb, err := m.RegisterListener(name, func(context.Context, Event[any]) error { b.Add(1); return nil })
 	require.NoError(t, err)
@@ -52,7 +53,7 @@ func TestRouteMemoFollowsTheRegistry(t *testing.T) {
 	require.NoError(t, m.EmitSync(context.Background(), other, 5))
 	assert.Equal(t, int64(3), b.Load(), "another name of the same length matches nothing")
 	lb.Unregister()
-	assert.Nil(t, m.memo.find(name, &m.version), "no remembered route survives a registry change")
+	assert.Nil(t, m.memo.Find(name, &m.version), "no remembered route survives a registry change")
 }
 
 // Emitters racing with registrations, on names sharing memo slots, never
@@ -61,7 +62,7 @@ func TestRouteMemoFollowsTheRegistry(t *testing.T) {
 func TestRouteMemoRace(t *testing.T) {
 	m := New[int]()
 	defer m.Close(context.Background())
-	names := make([]string, 3*_memoSlots) // more names than slots: they collide
+	names := make([]string, 3*registry.MemoSlots) // more names than slots: they collide
 	for i := range names {
 		names[i] = "race.n" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
 	}

@@ -113,8 +113,8 @@ func NewTopic[T any](m *EventManager[any], name string) (*Topic[T], error) {
 		t.decl.concrete = typ
 	}
 	m.topics.add(t.decl)
-	m.reg.Load().declared(name)
-	m.version.Add(1) // routes of name changed: emits must not use remembered ones (routeMemo)
+	m.reg.Rebuild(name) // routes of name point to the declaration
+	m.version.Add(1)    // routes of name changed: emits must not use remembered ones (registry.Memo)
 	return t, nil
 }
 
@@ -176,28 +176,6 @@ func (m *EventManager[T]) checkType(name string, rt *route[T], data T) error {
 	return d.mismatch(any(data))
 }
 
-// withTopic points rt, a new route of name, to name's declaration.
-func (r *registry[T]) withTopic(name string, rt *route[T]) *route[T] {
-	if rt != nil {
-		rt.topic = r.topics.find(name)
-	}
-	return rt
-}
-
-// declared points the routes of name, now declared, to its declaration.
-// The EventManager's mu must be held.
-func (r *registry[T]) declared(name string) {
-	if s := r.exact.find(name); s != nil {
-		if rt := s.val.route.Load(); rt != nil {
-			marked := *rt
-			s.val.route.Store(r.withTopic(name, &marked))
-		}
-	}
-	if r.wild != nil {
-		r.cache.refresh(r, name)
-	}
-}
-
 // Name returns the event name the Topic emits and listens to.
 func (t *Topic[T]) Name() string { return t.decl.name }
 
@@ -216,9 +194,9 @@ func (t *Topic[T]) route() *route[any] {
 // so a route read after loading v is at least as new as v.
 func (t *Topic[T]) rebind(v uint64) *route[any] {
 	r := t.m.reg.Load()
-	rt, ok := r.lookup(t.decl.name)
+	rt, ok := r.Lookup(t.decl.name)
 	if !ok {
-		rt = r.resolve(t.decl.name)
+		rt = r.Resolve(t.decl.name)
 	}
 	t.bound.Store(&boundRoute{version: v, rt: rt})
 	return rt

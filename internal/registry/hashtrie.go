@@ -1,4 +1,4 @@
-package eventbus
+package registry
 
 import "sync/atomic"
 

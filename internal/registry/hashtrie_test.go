@@ -1,10 +1,8 @@
-package eventbus
+package registry
 
 import (
 	"math/rand/v2"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,59 +160,4 @@ func TestHashTrieReadersDuringWrites(t *testing.T) {
 	}
 	done.Store(true)
 	readers.Wait()
-}
-
-func TestWildcardTriePrunesEmptyNodes(t *testing.T) {
-	seed := newSeed()
-	root := &wnode[int]{}
-	entries := map[string]*entry[int]{}
-	for _, p := range []string{"a.b.c", "a.*.c", "a.>", "a.b.>", "*.b", ">", "x.y.z.>"} {
-		e := &entry[int]{pattern: p}
-		entries[p] = e
-		root.set(seed, p, func(l []*entry[int]) []*entry[int] { return appendCopy(l, e) })
-	}
-	got := root.match("a.b.c", nil)
-	assert.ElementsMatch(t, []*entry[int]{entries["a.b.c"], entries["a.*.c"], entries["a.>"], entries["a.b.>"], entries[">"]}, got)
-	for p, e := range entries {
-		root.set(seed, p, func(l []*entry[int]) []*entry[int] { return deleteCopy(l, e) })
-	}
-	assert.True(t, root.empty(), "no pattern left")
-	assert.Nil(t, root.next.Load(), "no child left")
-	assert.Nil(t, root.star.Load(), "no '*' child left")
-}
-
-func TestStrhashSeesEveryByte(t *testing.T) {
-	seed := newSeed()
-	for n := range 70 {
-		base := []byte(strings.Repeat("x", n))
-		h := strhash(string(base), seed)
-		for i := range n {
-			changed := slices.Clone(base)
-			changed[i] = 'y'
-			assert.NotEqual(t, h, strhash(string(changed), seed), "length %d: byte %d changed", n, i)
-		}
-		assert.NotEqual(t, h, strhash(string(base)+"\x00", seed), "length %d: a byte appended", n)
-	}
-	assert.NotEqual(t, strhash("order.created", seed), strhash("order.created", seed+1), "the seed matters")
-}
-
-func TestStrhashSpreadsEventNames(t *testing.T) {
-	// Names that differ only in a counter, as per-connection names do, must
-	// not collide and must spread over the root's digits.
-	seed := newSeed()
-	const names = 200_000
-	seen := make(map[uint64]string, names)
-	var digits [1 << rootBits]int
-	for i := range names {
-		name := "chat.room." + strconv.Itoa(i)
-		h := strhash(name, seed)
-		if prev, ok := seen[h]; ok {
-			require.Failf(t, "hash collision", "%q and %q", prev, name)
-		}
-		seen[h] = name
-		digits[h>>rootShift]++
-	}
-	for d, c := range digits {
-		assert.InDelta(t, names/len(digits), c, float64(names/len(digits)/10), "names whose hash starts with digit %x", d)
-	}
 }

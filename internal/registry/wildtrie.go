@@ -1,33 +1,34 @@
-package eventbus
+package registry
 
 import (
 	"strings"
 	"sync/atomic"
 )
 
-// wnode is a node of the trie of wildcard patterns, keyed by pattern token.
-// Writers (who hold EventManager.mu) change it in place, each change one
-// atomic store; emitters walk it without locking. A node's children are in
+// wnode is a node of the trie of wildcard patterns, keyed by pattern token,
+// that holds the entries registered under each pattern. Writers (serialised
+// by the Registry's caller) change it in place, each change one atomic
+// store; emitters walk it without locking. A node's children are in
 // a hashTrie, so a node with many children costs no more to change than one
 // with a few, and a node left empty is taken out of its parent.
-type wnode[T any] struct {
-	next atomic.Pointer[hashTrie[*wnode[T]]] // literal tokens; nil when none
-	star atomic.Pointer[wnode[T]]            // '*'
-	end  atomic.Pointer[[]*entry[T]]         // patterns that end at this node
-	rest atomic.Pointer[[]*entry[T]]         // patterns that end with '>' after it
+type wnode[E any] struct {
+	next atomic.Pointer[hashTrie[*wnode[E]]] // literal tokens; nil when none
+	star atomic.Pointer[wnode[E]]            // '*'
+	end  atomic.Pointer[[]E]                 // patterns that end at this node
+	rest atomic.Pointer[[]E]                 // patterns that end with '>' after it
 }
 
-func (n *wnode[T]) empty() bool {
+func (n *wnode[E]) empty() bool {
 	next := n.next.Load()
 	return (next == nil || next.size == 0) && n.star.Load() == nil && n.end.Load() == nil && n.rest.Load() == nil
 }
 
-// set applies change to the listeners registered under the wildcard pattern
+// set applies change to the entries registered under the wildcard pattern
 // p (creating its nodes first) and prunes the nodes that are left empty.
 // Writers only.
-func (n *wnode[T]) set(seed uint64, p string, change func([]*entry[T]) []*entry[T]) {
+func (n *wnode[E]) set(seed uint64, p string, change func([]E) []E) {
 	type step struct {
-		parent *wnode[T]
+		parent *wnode[E]
 		tok    string
 	}
 	var buf [8]step
@@ -36,7 +37,7 @@ func (n *wnode[T]) set(seed uint64, p string, change func([]*entry[T]) []*entry[
 	for more := true; more; {
 		var tok string
 		tok, p, more = strings.Cut(p, ".")
-		if tok == restToken { // always the last token
+		if tok == RestToken { // always the last token
 			list = &n.rest
 			break
 		}
@@ -44,7 +45,7 @@ func (n *wnode[T]) set(seed uint64, p string, change func([]*entry[T]) []*entry[
 		n = n.child(seed, tok)
 		list = &n.end
 	}
-	var old []*entry[T]
+	var old []E
 	if cur := list.Load(); cur != nil {
 		old = *cur
 	}
@@ -60,31 +61,31 @@ func (n *wnode[T]) set(seed uint64, p string, change func([]*entry[T]) []*entry[
 }
 
 // child returns n's child for tok, adding an empty one if there is none.
-func (n *wnode[T]) child(seed uint64, tok string) *wnode[T] {
-	if tok == anyToken {
+func (n *wnode[E]) child(seed uint64, tok string) *wnode[E] {
+	if tok == AnyToken {
 		c := n.star.Load()
 		if c == nil {
-			c = &wnode[T]{}
+			c = &wnode[E]{}
 			n.star.Store(c)
 		}
 		return c
 	}
 	next := n.next.Load()
 	if next == nil {
-		next = newHashTrie[*wnode[T]](seed)
+		next = newHashTrie[*wnode[E]](seed)
 		n.next.Store(next)
 	}
 	if leaf := next.find(tok); leaf != nil {
 		return leaf.val
 	}
-	c := &wnode[T]{}
-	next.insert(tok, func(v **wnode[T]) { *v = c })
+	c := &wnode[E]{}
+	next.insert(tok, func(v **wnode[E]) { *v = c })
 	return c
 }
 
 // drop takes n's child for tok out.
-func (n *wnode[T]) drop(tok string) {
-	if tok == anyToken {
+func (n *wnode[E]) drop(tok string) {
+	if tok == AnyToken {
 		n.star.Store(nil)
 		return
 	}
@@ -95,9 +96,9 @@ func (n *wnode[T]) drop(tok string) {
 	}
 }
 
-// match appends the listeners whose patterns match name (a valid, non-empty
+// match appends the entries whose patterns match name (a valid, non-empty
 // name relative to n) to out.
-func (n *wnode[T]) match(name string, out []*entry[T]) []*entry[T] {
+func (n *wnode[E]) match(name string, out []E) []E {
 	if r := n.rest.Load(); r != nil {
 		out = append(out, *r...) // '>' matches the one or more tokens left
 	}
@@ -111,7 +112,7 @@ func (n *wnode[T]) match(name string, out []*entry[T]) []*entry[T] {
 	return out
 }
 
-func (n *wnode[T]) matchAfter(rest string, more bool, out []*entry[T]) []*entry[T] {
+func (n *wnode[E]) matchAfter(rest string, more bool, out []E) []E {
 	if !more {
 		if e := n.end.Load(); e != nil {
 			out = append(out, *e...)
@@ -121,7 +122,7 @@ func (n *wnode[T]) matchAfter(rest string, more bool, out []*entry[T]) []*entry[
 	return n.match(rest, out)
 }
 
-func (n *wnode[T]) literal(tok string) *wnode[T] {
+func (n *wnode[E]) literal(tok string) *wnode[E] {
 	if leaf := n.next.Load().find(tok); leaf != nil {
 		return leaf.val
 	}

@@ -91,8 +91,6 @@ type Outbox[T any] struct {
 	undeletedN int
 	claims     uint64
 
-	dl       *eventbus.Listener // the internal dead-letter listener
-	dlWait   sync.WaitGroup     // dead-letter reports not yet handled by dl
 	stats    counters
 	low      int64         // relay goroutine only, SQLite only: every row up to it is delivered
 	reap     chan struct{} // buffered 1: rows were delivered, delete them
@@ -130,12 +128,10 @@ func (o *Outbox[T]) Stats() Stats {
 	}
 }
 
-// Names of the internal listener that carries dead letters to the
-// EventManager's error handler (see DeadLetter).
-const (
-	DeadLetterEvent    = "eventbus-outbox.dead-letter"
-	DeadLetterListener = "eventbus-outbox"
-)
+// DeadLetterListener is the Listener name of the *eventbus.ListenerError
+// that reports a corrupt row (see DeadLetter): no listener of the
+// EventManager was called for it.
+const DeadLetterListener = "eventbus-outbox"
 
 // New creates the table if it is missing (see Table), and starts relaying:
 // events left undelivered by an earlier process (or Outbox) are delivered
@@ -145,8 +141,8 @@ const (
 // The database is SQLite or PostgreSQL, told apart by asking it. With SQLite
 // every connection must reach the same database (a file, not ":memory:"),
 // and a busy timeout (for modernc.org/sqlite, "_pragma=busy_timeout(5000)")
-// lets the relay wait for a writer instead of failing. New registers one
-// internal listener on m for dead letters (see DeadLetter), removed by Close.
+// lets the relay wait for a writer instead of failing. New registers nothing
+// on m.
 //
 // New fails with ErrInvalidOption for a nil db or m or a bad option, with
 // ErrUnsupported for another database or a table of another layout, and with
@@ -173,11 +169,6 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 		return nil, err
 	}
 	o.q = newQueries(postgres, o.o.table)
-	// Ordered: dead letters reach the error handler in the order given up.
-	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener), eventbus.Ordered())
-	if err != nil {
-		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)
-	}
 	o.stop, o.stopCancel = context.WithCancel(context.Background())
 	o.life, o.lifeCancel = context.WithCancel(context.Background())
 	o.wake = make(chan struct{}, 1)

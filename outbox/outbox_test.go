@@ -787,3 +787,44 @@ func TestCorruptRowNotSkippedByLaterDeliveries(t *testing.T) {
 		assert.Equal(t, uint64(1), ob.Stats().DeadLetters)
 	})
 }
+
+// A table made by the previous version (no column handled) is migrated by
+// New: the column is added, and its pending rows count as handled by
+// nobody, so every listener gets them.
+func TestOldTableMigrated(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		seq, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+		if db.QueryRow("SELECT sqlite_version()").Scan(new(string)) != nil {
+			seq, blob = "BIGSERIAL PRIMARY KEY", "BYTEA"
+		}
+		_, err := db.Exec(`CREATE TABLE old_outbox (
+	seq ` + seq + `,
+	id TEXT NOT NULL,
+	name TEXT NOT NULL,
+	payload ` + blob + ` NOT NULL,
+	state SMALLINT NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_at BIGINT NOT NULL DEFAULT 0,
+	held_for TEXT NOT NULL DEFAULT '',
+	last_error TEXT NOT NULL DEFAULT '')`)
+		require.NoError(t, err)
+		_, err = db.Exec(`INSERT INTO old_outbox (id, name, payload, attempts, held_for, last_error)
+	VALUES ('old1', 'm.m', '5', 1, 'm.m#1` + "\t" + `m.m', 'an old failure')`)
+		require.NoError(t, err)
+		m := eventbus.New[int]()
+		var a, b recorder[int]
+		listen(t, m, "m.m", &a)
+		listen(t, m, "m.>", &b)
+		ob := newOutbox(t, db, m, outbox.Table("old_outbox"))
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "m.m", 6)) })
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{5, 6}, a.data())
+		assert.Equal(t, []int{5, 6}, b.data())
+		assert.Equal(t, "old1", a.all()[0].id)
+		require.NoError(t, ob.Close(ctx))
+		assert.Equal(t, 0, countRows(t, db, "old_outbox"))
+		var n int
+		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM old_outbox WHERE handled = ''").Scan(&n), "the column exists")
+	})
+}

@@ -647,4 +647,3 @@ func (o *Outbox[T]) backoff(n int) time.Duration {
 	d = min(d, o.o.backoffMax)
 	return d/2 + rand.N(d/2+1)
 }
-

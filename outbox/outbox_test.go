@@ -828,3 +828,29 @@ func TestOldTableMigrated(t *testing.T) {
 		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM old_outbox WHERE handled = ''").Scan(&n), "the column exists")
 	})
 }
+
+// Listeners sharing a name count as one: when one of them fails, both get
+// the event again; it is done once both returned nil in one attempt.
+func TestListenersSharingANameCountAsOne(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		m := eventbus.New[int]()
+		var ok recorder[int]
+		flaky := recorder[int]{fail: func(_ eventbus.Event[int], n int) error {
+			if n == 1 {
+				return errors.New("first attempt fails")
+			}
+			return nil
+		}}
+		listen(t, m, "s.s", &ok, eventbus.Name("same"))
+		listen(t, m, "s.*", &flaky, eventbus.Name("same"))
+		ob := newOutbox(t, db, m)
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "s.s", 1)) })
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{1, 1}, ok.data(), "called again with the one of its name that failed")
+		assert.Equal(t, []int{1, 1}, flaky.data())
+		st := ob.Stats()
+		assert.Equal(t, uint64(1), st.Failed)
+		assert.Equal(t, uint64(1), st.Delivered)
+	})
+}

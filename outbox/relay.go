@@ -465,16 +465,11 @@ type outcome struct {
 func (o *Outbox[T]) attempt(r row, data T, ls []*eventbus.Listener, blocked map[string]int64) outcome {
 	out := outcome{p: parseProgress(r.handled)}
 	ctx := context.WithValue(o.life, deliveryKey{}, &delivery{outbox: o, id: r.id})
-	var names []string // in ls's order, each once
-	group := map[string][]*eventbus.Listener{}
-	for _, l := range ls {
+	for i, l := range ls {
 		n := l.Name()
-		if _, ok := group[n]; !ok {
-			names = append(names, n)
+		if slices.ContainsFunc(ls[:i], func(x *eventbus.Listener) bool { return x.Name() == n }) {
+			continue // called with the first of its name
 		}
-		group[n] = append(group[n], l)
-	}
-	for _, n := range names {
 		if out.p.done(n) {
 			continue
 		}
@@ -484,13 +479,16 @@ func (o *Outbox[T]) attempt(r row, data T, ls []*eventbus.Listener, blocked map[
 		}
 		var lerr *eventbus.ListenerError
 		ordered := false
-		for _, l := range group[n] {
+		for _, l := range ls[i:] {
+			if l.Name() != n {
+				continue
+			}
 			ordered = ordered || l.Ordered()
 			err := o.m.EmitSyncTo(ctx, l, r.name, data)
-			var le *eventbus.ListenerError
+			le, isFailure := err.(*eventbus.ListenerError) // EmitSyncTo returns it as it is
 			switch {
 			case err == nil:
-			case errors.As(err, &le):
+			case isFailure:
 				if lerr == nil {
 					lerr = le
 					if out.lis == nil {

@@ -334,6 +334,25 @@ func (m *EventManager[T]) report(err error) {
 	m.opts.onError(ctx, lerr)
 }
 
+// ReportError hands err to the error handler (see WithErrorHandler), with
+// ctx, in the calling goroutine, as the pool reports a failure after its
+// last attempt; without an error handler it is logged (see WithLogger). It
+// is for code that delivers events by itself (EmitSyncTo) and gives up on
+// one: its failure reaches the same handler as the pool's. It counts
+// nothing in Stats. A nil err is ignored; a nil ctx is
+// context.Background(). A panic in the error handler is logged and goes no
+// further. It works after Close too.
+func (m *EventManager[T]) ReportError(ctx context.Context, err *ListenerError) {
+	if err == nil {
+		return
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	err.ctx = ctx
+	m.report(err)
+}
+
 // Flush waits until every event accepted by Emit or TryEmit before the call
 // has been handled by every listener it was delivered to, including retries,
 // or until ctx is done (then it returns an error matching ctx's error).

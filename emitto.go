@@ -98,3 +98,90 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	}
 	return nil
 }
+
+// EmitSyncTo is EmitSync to one listener only: it runs l's handler, with its
+// middleware and Timeout, in the calling goroutine, as EmitSync would run it
+// for name (with ctx and the listener's name added; see ListenerName; the
+// Observer, if any, sees the emit and the delivery), and returns once it has
+// returned. It exists for code that delivers an event to each of its
+// listeners by itself and retries only those that failed (see ListenersOf,
+// Listener.Ordered). Like EmitSync it ignores l's delivery mode, Retry and
+// backlog, so concurrent calls may run l concurrently; a Once listener
+// fires, and is unregistered, as with EmitSync. It is counted in Stats as
+// one emitted event matched by one listener.
+//
+// It returns nil when the handler returned nil, and the handler's failure as
+// a *ListenerError (not wrapped: errors.As or a type assertion gets it; a
+// panic is one whose Err is a *PanicError); the failure does not go to the
+// error handler. It returns an error without calling the handler when l is
+// nil or not a listener of m (ErrInvalidOption), name is invalid or l's
+// pattern does not match it (ErrInvalidName), data is not of the type
+// declared for name by NewTopic (ErrTypeMismatch), Close has been called
+// (ErrClosed), ctx is already done (ctx's error), or l has been
+// unregistered, or is a Once listener that has fired (ErrUnregistered; the
+// delivery counts as skipped). A handler skipped by its middleware because
+// Unregister returned meanwhile also yields ErrUnregistered.
+func (m *EventManager[T]) EmitSyncTo(ctx context.Context, l *Listener, name string, data T) error {
+	if o := m.opts.observer; o != nil {
+		ctx, done := o.Emit(ctx, name)
+		err := emitSyncTo(ctx, m, l, name, data)
+		done(err)
+		return err
+	}
+	return emitSyncTo(ctx, m, l, name, data)
+}
+
+func emitSyncTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
+	var e *entry[T]
+	ok := false
+	if l != nil {
+		e, ok = l.owner.(*entry[T])
+	}
+	var err error
+	switch {
+	case l == nil:
+		err = fmt.Errorf("%w: nil listener", ErrInvalidOption)
+	case !ok || e.m != m:
+		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.name)
+	case ValidateName(name) != nil:
+		err = ValidateName(name)
+	case !MatchPattern(l.pattern, name):
+		err = fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
+	case m.checkType(name, nil, data) != nil:
+		err = m.checkType(name, nil, data)
+	case m.pool.refuses():
+		err = ErrClosed
+	default:
+		err = ctx.Err()
+	}
+	if err != nil {
+		m.sync.add(cRejected, 1)
+		who := "<nil>"
+		if l != nil {
+			who = l.name
+		}
+		return fmt.Errorf("emit %q to listener %q: %w", name, who, err)
+	}
+	var c counters
+	ev := Event[T]{Name: name, Data: data}
+	oc, err := e.call(ctx, ev, 0, 0, true)
+	var lerr *ListenerError
+	if oc == delivered { // see count
+		e.l.counts.add(cDelivered, 1)
+	} else {
+		lerr = e.count(ev, oc, err, 0, &c)
+	}
+	// As runSync counts: the call and its delivery in one add, the
+	// outcomes other than delivered apart (see Stats).
+	m.calls.add(1)
+	if c.failed|c.panicked|c.skipped != 0 {
+		m.sync.addFailures(&c)
+	}
+	switch {
+	case lerr != nil:
+		return lerr
+	case oc == skipped:
+		return fmt.Errorf("emit %q to listener %q: %w", name, l.name, ErrUnregistered)
+	}
+	return nil
+}

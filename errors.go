@@ -47,7 +47,8 @@ var (
 	// WithMiddleware) that calls it after the listener's Unregister has
 	// returned: the listener's handler is not called, and the delivery is
 	// counted as skipped (Stats.Skipped) unless the middleware returns
-	// another error of its own.
+	// another error of its own. EmitSyncTo returns an error matching it for
+	// a listener unregistered (or a Once listener that has fired).
 	ErrUnregistered = errors.New("eventbus: listener unregistered")
 	// ErrTypeMismatch is returned by NewTopic for a name already declared
 	// with another type, and by Emit, TryEmit and EmitSync for a value whose

@@ -30,6 +30,17 @@ func (l *Listener) Pattern() string { return l.pattern }
 // and registration number ("order.created#3").
 func (l *Listener) Name() string { return l.name }
 
+// Ordered reports whether Emit keeps an order for this listener that a
+// retry holds back: true for a listener registered with Ordered or
+// Concurrency(1), whose deliveries run one at a time in the order Emit
+// accepted them, and for one registered with OrderedBy, whose order is kept
+// per key (a retry holds back only the later events of its key); false for
+// every other listener, including Concurrency(n) with n > 1. It is fixed at
+// registration, so it may be read from any goroutine at any time. Code that
+// delivers events by itself (EmitSyncTo) and retries them uses it to hold
+// back later events for ordered listeners only, as Retry does.
+func (l *Listener) Ordered() bool { return l.owner.ordered() }
+
 // Unregister removes the listener. It is idempotent and safe to call
 // concurrently and from inside any handler, including the listener's own.
 // Once it returns, the listener's handler is not called again: deliveries
@@ -78,6 +89,7 @@ type owner interface {
 	pending() int
 	quiesce(ctx context.Context) error
 	dropRetries()
+	ordered() bool
 }
 
 // Stats returns a snapshot of the listener's counters. They keep counting
@@ -129,6 +141,8 @@ func (e *entry[T]) pending() int { return e.m.pool.pending(e.in) }
 func (e *entry[T]) quiesce(ctx context.Context) error { return e.m.pool.quiesce(ctx, e.in) }
 
 func (e *entry[T]) dropRetries() { e.m.pool.dropRetries(e.in) }
+
+func (e *entry[T]) ordered() bool { return e.in.ordered }
 
 // RegisterListener registers h for every event whose name matches pattern
 // (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and
@@ -285,6 +299,28 @@ func (m *EventManager[T]) Listeners() []*Listener {
 		ls = append(ls, e.l)
 	}
 	return ls
+}
+
+// ListenersOf returns the listeners whose pattern matches name now, in the
+// order EmitSync calls them (priority order, then registration order): a
+// new slice, a snapshot that later registrations and Unregister calls do not
+// change. It is what EmitSync would deliver to, so that code delivering to
+// each listener by itself (EmitSyncTo) reaches the same ones. It fails with
+// ErrInvalidName for an invalid name. It is safe for concurrent use,
+// including from a handler, and takes no lock.
+func (m *EventManager[T]) ListenersOf(name string) ([]*Listener, error) {
+	rt, err := m.route(name)
+	if err != nil {
+		return nil, fmt.Errorf("listeners of %q: %w", name, err)
+	}
+	if rt == nil {
+		return nil, nil
+	}
+	ls := make([]*Listener, 0, len(rt.all))
+	for _, e := range rt.all {
+		ls = append(ls, e.l)
+	}
+	return ls, nil
 }
 
 // entryList is a doubly linked list of entries, in the order they were

@@ -15,8 +15,9 @@ type queries struct {
 	insert   string // id, name, payload
 	due      string // the earliest next_at of a pending row
 	claim    string // PostgreSQL: now, limit; SQLite: limit, low
-	fail     string // attempts, nextAt, heldFor, lastError, seq
-	dead     string // attempts, lastError, seq
+	fail     string // attempts, nextAt, heldFor, handled, lastError, seq
+	wait     string // nextAt, heldFor, handled, seq
+	dead     string // attempts, lastError, handled, seq
 	maxSeq   string
 	pending  string // seq
 }
@@ -33,12 +34,14 @@ func newQueries(postgres bool, t string) queries {
 		// Rows due now, and rows waiting for a retry that hold back others
 		// (held_for), in table order. SQLite has no row locks: its relay
 		// reads, it claims nothing.
-		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for, handled FROM %s "+
 			"WHERE state = 0 AND (next_at <= %s OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
-		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, last_error = %s WHERE seq = %s",
-			t, ph(1), ph(2), ph(3), ph(4), ph(5)),
-		dead: fmt.Sprintf("UPDATE %s SET state = 2, attempts = %s, last_error = %s, held_for = '' WHERE seq = %s",
-			t, ph(1), ph(2), ph(3)),
+		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, handled = %s, last_error = %s WHERE seq = %s",
+			t, ph(1), ph(2), ph(3), ph(4), ph(5), ph(6)),
+		wait: fmt.Sprintf("UPDATE %s SET next_at = %s, held_for = %s, handled = %s WHERE seq = %s",
+			t, ph(1), ph(2), ph(3), ph(4)),
+		dead: fmt.Sprintf("UPDATE %s SET state = 2, attempts = %s, last_error = %s, held_for = '', handled = %s WHERE seq = %s",
+			t, ph(1), ph(2), ph(3), ph(4)),
 		maxSeq:  fmt.Sprintf("SELECT COALESCE(MAX(seq), 0) FROM %s", t),
 		pending: fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND seq <= %s ORDER BY seq LIMIT %d", t, ph(1), flushWindow),
 	}
@@ -47,7 +50,7 @@ func newQueries(postgres bool, t string) queries {
 		// waiting for a retry included, so that the mark never passes a
 		// pending row: every row up to it is delivered, or dead. (SQLite
 		// commits in seq order, so no row can appear below it later.)
-		q.claim = fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for FROM %s "+
+		q.claim = fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for, handled FROM %s "+
 			"WHERE state = 0 AND seq > %s ORDER BY seq LIMIT %s", t, ph(2), ph(1))
 	}
 	if postgres {
@@ -112,7 +115,8 @@ func createSchema(ctx context.Context, db *sql.DB, postgres bool, t string) erro
 	attempts INTEGER NOT NULL DEFAULT 0,
 	next_at BIGINT NOT NULL DEFAULT 0,
 	held_for TEXT NOT NULL DEFAULT '',
-	last_error TEXT NOT NULL DEFAULT '')`, t),
+	last_error TEXT NOT NULL DEFAULT '',
+	handled TEXT NOT NULL DEFAULT '')`, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
 			fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -129,7 +133,8 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 	attempts INTEGER NOT NULL DEFAULT 0,
 	next_at INTEGER NOT NULL DEFAULT 0,
 	held_for TEXT NOT NULL DEFAULT '',
-	last_error TEXT NOT NULL DEFAULT '')`, t),
+	last_error TEXT NOT NULL DEFAULT '',
+	handled TEXT NOT NULL DEFAULT '')`, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
 			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
 		}
@@ -158,6 +163,9 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 				return fmt.Errorf("%w: table %s exists without the outbox's columns: %w", ErrUnsupported, t, err)
 			}
 			_ = rows.Close()
+			if err := addHandled(ctx, tx, postgres, t); err != nil {
+				return fmt.Errorf("outbox: adding the column handled to table %s: %w", t, err)
+			}
 		}
 	}
 	if postgres {
@@ -178,4 +186,22 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 		return fmt.Errorf("outbox: creating table %s: %w", t, err)
 	}
 	return nil
+}
+
+// addHandled adds the column handled (see progress) to a table made by an
+// older version, which lacks it: its rows then count as handled by nobody.
+func addHandled(ctx context.Context, tx *sql.Tx, postgres bool, t string) error {
+	if postgres {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS handled TEXT NOT NULL DEFAULT ''", t))
+		return err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = 'handled'", t).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN handled TEXT NOT NULL DEFAULT ''", t))
+	return err
 }

@@ -31,27 +31,37 @@ var (
 	ErrDeadLetter = errors.New("outbox: dead letter")
 )
 
-// DeadLetter is the error reported for an event given up on: its delivery
-// failed MaxAttempts times (Err then joins the last attempt's
-// *eventbus.ListenerError values), or its row could not be decoded that many
-// times (Err then matches ErrDecode). The row stays in the table, marked
-// dead, with the last error; it is never delivered again.
+// DeadLetter is the error reported when the outbox gives up: on one
+// listener of an event, whose delivery failed MaxAttempts times (Err is its
+// last *eventbus.ListenerError; the event's other listeners are not
+// concerned), or on a corrupt row, whose decoding failed that many times
+// (Err matches ErrDecode; Listener is ""). Once no listener of the event is
+// left to do, its row stays in the table marked dead (state 2), with the
+// last error and the listeners handled and given up (column handled); it is
+// never delivered again.
 //
 // It reaches the EventManager's error handler (see eventbus.WithErrorHandler)
-// wrapped in an *eventbus.ListenerError of the internal listener named
-// DeadLetterListener for the event DeadLetterEvent, whose Data is the event's
-// decoded data (the zero value for a corrupt row). Use errors.As to get it.
+// through EventManager.ReportError, in the relay's goroutine, once per
+// listener given up, wrapped in an *eventbus.ListenerError of that listener
+// (Handle is the listener, for EmitTo; Data the event's decoded data) or,
+// for a corrupt row, of the name DeadLetterListener with a nil Handle and
+// the zero Data. Use errors.As to get it; the handler's context carries the
+// event's ID (see EventID).
 type DeadLetter struct {
 	ID       string // the event's ID (see EventID)
 	Name     string // the event's name as stored
 	Seq      int64  // the row's position in the table
-	Attempts int    // the attempts made
+	Attempts int    // the listener's failed attempts (the row's, for a corrupt row)
 	Data     any    // the decoded data, or nil for a corrupt row
+	Listener string // the name of the listener given up (see eventbus.Listener.Name); "" for a corrupt row
 	Err      error  // the last attempt's error
 }
 
 // Error describes the event and its last failure.
 func (e *DeadLetter) Error() string {
+	if e.Listener != "" {
+		return fmt.Sprintf("outbox: dead letter: event %q (id %s) given up for listener %q after %d attempts: %v", e.Name, e.ID, e.Listener, e.Attempts, e.Err)
+	}
 	return fmt.Sprintf("outbox: dead letter: event %q (id %s) given up after %d attempts: %v", e.Name, e.ID, e.Attempts, e.Err)
 }
 

@@ -3,6 +3,7 @@ package outbox
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/eventbus-go/eventbus"
@@ -89,4 +90,62 @@ func normal(o fuzzOrder) fuzzOrder {
 		o.Meta = nil
 	}
 	return o
+}
+
+// FuzzProgressColumns feeds arbitrary handled and held_for columns, as a
+// corrupt or hostile table could hold them, to the relay's reading of them:
+// it must never panic, never count a negative failure, and what it reads
+// must be written back and read again unchanged.
+func FuzzProgressColumns(f *testing.F) {
+	for _, seed := range []struct{ handled, held string }{
+		{"", ""},
+		{`{"done":["ok"],"fails":{"flaky":1}}`, "flaky"},
+		{`{"done":["a","b"],"dead":["b"]}`, "a\tpattern\nb"},
+		{`{"fails":{"x":-3}}`, "\n\n"},
+		{`{"fails":{"x":1e40}}`, "x"},
+		{`{"done":[null,"\u0000"]}`, "\t"},
+		{`[1,2]`, ""},
+		{`{`, ""},
+		{`null`, ""},
+	} {
+		f.Add(seed.handled, seed.held)
+	}
+	f.Fuzz(func(t *testing.T, handled, held string) {
+		p := parseProgress(handled)
+		for n, k := range p.Fails {
+			if k < 0 {
+				t.Fatalf("negative failures for %q: %d", n, k)
+			}
+		}
+		again := parseProgress(p.String())
+		if !reflect.DeepEqual(normalProgress(p), normalProgress(again)) {
+			t.Fatalf("round trip: %#v -> %s -> %#v", p, p.String(), again)
+		}
+		names := parseHeld(held)
+		for _, n := range names {
+			if heldKey(n) != n && !strings.Contains(n, "\n") {
+				t.Fatalf("heldKey changed %q", n)
+			}
+		}
+		var keys []string
+		for _, n := range names {
+			keys = append(keys, heldKey(n))
+		}
+		if back := parseHeld(formatHeld(keys)); formatHeld(keys) != "" && !reflect.DeepEqual(back, keys) {
+			t.Fatalf("held_for round trip: %q -> %q", keys, back)
+		}
+	})
+}
+
+func normalProgress(p progress) progress {
+	if len(p.Done) == 0 {
+		p.Done = nil
+	}
+	if len(p.Dead) == 0 {
+		p.Dead = nil
+	}
+	if len(p.Fails) == 0 {
+		p.Fails = nil
+	}
+	return p
 }

@@ -75,10 +75,11 @@ func Table(name string) Option {
 	})
 }
 
-// MaxAttempts sets how many times an event is attempted before it is given
-// up as a dead letter (n ≥ 1; DefaultMaxAttempts, 8, without it). An attempt
-// is one delivery to every listener the event matches, failed when any of
-// them fails, or one failed decoding of its row.
+// MaxAttempts sets how many failed attempts of a listener on an event the
+// outbox makes before it gives up on that listener for that event, as a
+// dead letter (n ≥ 1; DefaultMaxAttempts, 8, without it). An attempt is one
+// call of the listener (of every listener of one name); a corrupt row is
+// given up after n failed decodings.
 func MaxAttempts(n int) Option {
 	return optionFunc(func(o *options) error {
 		if n < 1 {
@@ -89,8 +90,9 @@ func MaxAttempts(n int) Option {
 	})
 }
 
-// Backoff sets the wait before a failed event is attempted again: min after
-// the first failure, doubling each time up to max, randomised to between half
+// Backoff sets the wait before a failed event is attempted again, for the
+// listeners that have not handled it: min after the event's first failed
+// attempt, doubling with each failed attempt up to max, randomised to between half
 // and all of that (DefaultBackoffMin 100ms, DefaultBackoffMax 1m without it).
 // With the defaults an event is given up about 13 s after its first failure.
 // 0 < min ≤ max; the database stores times in milliseconds.

@@ -24,34 +24,48 @@ import (
 //     registered when the relay reads it, at least once per listener, even if
 //     the process crashes at any point (the next New on the database
 //     delivers it).
-//   - Delivery is by EventManager.EmitSync, in the relay's goroutine, one
-//     event at a time in table order: commit order for transactions
-//     committed one after another, and the order of the Emit calls within
-//     one transaction. Every listener, Ordered or not, gets the events in
-//     that order, except as said below for failures. The core's delivery
-//     modes (Ordered, OrderedBy, Concurrency, Retry, Timeout) govern
-//     EventManager.Emit only and do not apply here: the outbox retries by
-//     itself, and the core's error handler never sees a listener's failure
-//     except in a dead letter.
-//   - An event is deleted from the table once every listener it matched
-//     returned nil. If any of them failed (error or panic), the whole event
-//     is attempted again after a backoff (see Backoff), for every listener
-//     it matches: a listener that had handled it sees it again, with the
-//     same EventID, possibly after later events.
-//   - While a failed event waits for its retry, the later events that a
-//     failing listener's pattern matches are held back, so that the failing
-//     listener keeps commit order. If such a held-back event also matches
-//     another listener (EventManager.ListenerCount says so), every event
-//     after it is held back too, so that listener keeps commit order as
-//     well. Other events go on: a failure does not hold back the listeners
-//     it does not concern.
-//   - After MaxAttempts attempts an event is given up: marked dead in the
-//     table (never delivered again), and reported as a *DeadLetter to the
-//     EventManager's error handler. The events it held back then go on.
-//   - After a crash, the events delivered shortly before it whose rows were
-//     not yet deleted are delivered again: on PostgreSQL those of the
-//     relay's current pass (at most BatchSize), on SQLite at most
-//     17×BatchSize (the deletes wait for the application's writers).
+//   - Delivery is by EventManager.EmitSyncTo, to each listener that
+//     EventManager.ListenersOf returns for the event's name (in EmitSync's
+//     order), in the relay's goroutine, one event at a time in table order:
+//     commit order for transactions committed one after another, and the
+//     order of the Emit calls within one transaction. Every listener,
+//     Ordered or not, gets the events in that order, except as said below
+//     for failures. A listener's middleware and Timeout apply; the core's
+//     delivery modes (Ordered, OrderedBy, Concurrency, Retry) govern
+//     EventManager.Emit only: the outbox retries by itself, and the core's
+//     error handler sees a listener's failure only in a dead letter.
+//   - Listeners are identified by name (eventbus.Listener.Name; give them
+//     names with eventbus.Name to keep them stable across processes).
+//     The row of an event records the listeners that have handled it
+//     (column handled). If a listener fails (error or panic), the event is
+//     attempted again after a backoff (see Backoff) for the listeners that
+//     have not handled it only: a listener that returned nil is not called
+//     again. Listeners sharing a name count as one: done when all of them
+//     returned nil in one attempt, all called again otherwise. A listener
+//     registered between two attempts gets the event at the next one; one
+//     unregistered is no longer waited for.
+//   - While an event waits for the retry of an Ordered listener (one whose
+//     Listener.Ordered is true: Ordered, Concurrency(1), or OrderedBy, for
+//     which the outbox holds back all its later events, not only those of
+//     the key), the later events are held back for that listener only, so
+//     that it keeps commit order, as the core's Retry does; the other
+//     listeners of those events get them at once. A failure of any other
+//     listener holds back nothing, not even that listener's later events.
+//   - After MaxAttempts failed attempts of a listener on an event, the
+//     outbox gives up on that listener for that event: it is reported as a
+//     *DeadLetter to the EventManager's error handler and counts as done.
+//     An event is done when every listener it matched has handled it or
+//     been given up on: its row is deleted, or, if any listener was given
+//     up, marked dead (never delivered again).
+//   - A listener sees an event twice (with the same EventID) only when its
+//     own attempt failed, or after a crash: the events delivered shortly
+//     before it whose rows were not yet deleted (on PostgreSQL those of the
+//     relay's current pass, at most BatchSize; on SQLite at most
+//     17×BatchSize, as the deletes wait for the application's writers),
+//     and the listeners that had handled an event whose failure had not yet
+//     been recorded. On PostgreSQL, a pass whose commit fails is as a
+//     crash; so is a Close that gives up on a running listener, for the
+//     listeners of that event that had returned nil in that attempt.
 type Outbox[T any] struct {
 	db *sql.DB
 	m  *eventbus.EventManager[T]
@@ -91,8 +105,6 @@ type Outbox[T any] struct {
 	undeletedN int
 	claims     uint64
 
-	dl       *eventbus.Listener // the internal dead-letter listener
-	dlWait   sync.WaitGroup     // dead-letter reports not yet handled by dl
 	stats    counters
 	low      int64         // relay goroutine only, SQLite only: every row up to it is delivered
 	reap     chan struct{} // buffered 1: rows were delivered, delete them
@@ -108,8 +120,8 @@ type counters struct {
 type Stats struct {
 	Emitted       uint64 // rows written by Emit (their transactions may have rolled back)
 	Delivered     uint64 // events relayed by this process whose listeners all returned nil (their rows are deleted next)
-	Failed        uint64 // attempts in which a listener failed (each one retried or given up)
-	DeadLetters   uint64 // events given up after MaxAttempts (corrupt rows included)
+	Failed        uint64 // failed attempts of a listener (listeners sharing a name count once per attempt), each retried or given up
+	DeadLetters   uint64 // listeners given up on an event after MaxAttempts, and corrupt rows given up
 	DecodeErrors  uint64 // attempts that could not decode a row
 	Scans         uint64 // passes of the relay over the table
 	Notifications uint64 // PostgreSQL notifications received
@@ -130,12 +142,10 @@ func (o *Outbox[T]) Stats() Stats {
 	}
 }
 
-// Names of the internal listener that carries dead letters to the
-// EventManager's error handler (see DeadLetter).
-const (
-	DeadLetterEvent    = "eventbus-outbox.dead-letter"
-	DeadLetterListener = "eventbus-outbox"
-)
+// DeadLetterListener is the Listener name of the *eventbus.ListenerError
+// that reports a corrupt row (see DeadLetter): no listener of the
+// EventManager was called for it.
+const DeadLetterListener = "eventbus-outbox"
 
 // New creates the table if it is missing (see Table), and starts relaying:
 // events left undelivered by an earlier process (or Outbox) are delivered
@@ -145,8 +155,8 @@ const (
 // The database is SQLite or PostgreSQL, told apart by asking it. With SQLite
 // every connection must reach the same database (a file, not ":memory:"),
 // and a busy timeout (for modernc.org/sqlite, "_pragma=busy_timeout(5000)")
-// lets the relay wait for a writer instead of failing. New registers one
-// internal listener on m for dead letters (see DeadLetter), removed by Close.
+// lets the relay wait for a writer instead of failing. New registers nothing
+// on m.
 //
 // New fails with ErrInvalidOption for a nil db or m or a bad option, with
 // ErrUnsupported for another database or a table of another layout, and with
@@ -173,11 +183,6 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 		return nil, err
 	}
 	o.q = newQueries(postgres, o.o.table)
-	// Ordered: dead letters reach the error handler in the order given up.
-	o.dl, err = m.RegisterListener(DeadLetterEvent, o.deadLetterHandler, eventbus.Name(DeadLetterListener), eventbus.Ordered())
-	if err != nil {
-		return nil, fmt.Errorf("outbox: registering the dead-letter listener: %w", err)
-	}
 	o.stop, o.stopCancel = context.WithCancel(context.Background())
 	o.life, o.lifeCancel = context.WithCancel(context.Background())
 	o.wake = make(chan struct{}, 1)

@@ -190,11 +190,86 @@ func TestFailedEventRetriedWithSameIDThenDelivered(t *testing.T) {
 		fl, ot := flaky.all(), other.all()
 		require.Len(t, fl, 3, "two failures, then success")
 		assert.Equal(t, fl[0].id, fl[2].id, "the same EventID on every attempt")
-		assert.Len(t, ot, 3, "the listener that succeeded sees the event again while another one fails")
+		assert.Len(t, ot, 1, "the listener that succeeded is not called again while another one fails")
 		st := ob.Stats()
 		assert.Equal(t, uint64(2), st.Failed)
 		assert.Equal(t, uint64(1), st.Delivered)
 		assert.Equal(t, uint64(0), st.DeadLetters)
+	})
+}
+
+// The listeners that handled an event are recorded in its row: after Close
+// and New (or a crash after the failure was recorded), only the listeners
+// still to do get it.
+func TestHandledListenersSurviveCloseAndNew(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		register := func(m *eventbus.EventManager[int], ok, flaky *recorder[int]) {
+			listen(t, m, "h.h", ok, eventbus.Name("ok"))
+			listen(t, m, "h.>", flaky, eventbus.Name("flaky"))
+		}
+		attempted := make(chan struct{}, 1)
+		m1 := eventbus.New[int]()
+		var ok1 recorder[int]
+		flaky1 := recorder[int]{fail: func(eventbus.Event[int], int) error {
+			select {
+			case attempted <- struct{}{}:
+			default:
+			}
+			return errors.New("down")
+		}}
+		register(m1, &ok1, &flaky1)
+		ob1, err := outbox.New(ctx, db, m1, outbox.Backoff(time.Hour, time.Hour))
+		require.NoError(t, err)
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob1.Emit(ctx, tx, "h.h", 1)) })
+		<-attempted
+		require.NoError(t, ob1.Close(ctx))
+		require.NoError(t, m1.Close(ctx))
+		var handled string
+		require.NoError(t, db.QueryRow("SELECT handled FROM eventbus_outbox").Scan(&handled))
+		assert.JSONEq(t, `{"done":["ok"],"fails":{"flaky":1}}`, handled)
+
+		m2 := eventbus.New[int]()
+		var ok2, flaky2 recorder[int]
+		register(m2, &ok2, &flaky2)
+		_, err = db.Exec("UPDATE eventbus_outbox SET next_at = 0")
+		require.NoError(t, err)
+		ob2 := newOutbox(t, db, m2)
+		require.NoError(t, ob2.Flush(ctx))
+		assert.Equal(t, []int{1}, flaky2.data(), "the listener still to do gets it")
+		assert.Empty(t, ok2.data(), "the listener that handled it does not get it again")
+		assert.Equal(t, ok1.all()[0].id, flaky2.all()[0].id)
+		require.NoError(t, ob2.Close(ctx))
+		assert.Equal(t, 0, countRows(t, db, "eventbus_outbox"))
+	})
+}
+
+// A listener unregistered while its event waits for a retry is no longer
+// waited for: the event is done.
+func TestUnregisteredListenerNotWaitedFor(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		m := eventbus.New[int]()
+		var ok recorder[int]
+		listen(t, m, "u.u", &ok)
+		failed := make(chan struct{}, 1)
+		gone, err := m.RegisterListener("u.u", func(context.Context, eventbus.Event[int]) error {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errors.New("down")
+		})
+		require.NoError(t, err)
+		ob := newOutbox(t, db, m, outbox.Backoff(50*time.Millisecond, 50*time.Millisecond), outbox.MaxAttempts(1000))
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "u.u", 1)) })
+		<-failed
+		gone.Unregister()
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{1}, ok.data())
+		st := ob.Stats()
+		assert.Equal(t, uint64(1), st.Delivered)
+		assert.Zero(t, st.DeadLetters)
 	})
 }
 
@@ -217,12 +292,11 @@ func TestDeadLetterAfterMaxAttempts(t *testing.T) {
 		require.NoError(t, ob.Flush(ctx), "Flush returns once the events are given up")
 		assert.Equal(t, []string{"a", "a", "a", "b", "b", "b"}, bad.data(), "b waits until a is given up")
 		assert.Equal(t, []string{"c"}, after.data())
-		require.NoError(t, m.Flush(ctx)) // the reports go through the pool
 		for _, want := range []string{"a", "b"} {
 			var err error
-			select {
+			select { // reported before Flush returned
 			case err = <-reported:
-			case <-ctx.Done():
+			default:
 				t.Fatal("dead letter not reported")
 			}
 			var dl *outbox.DeadLetter
@@ -234,9 +308,16 @@ func TestDeadLetterAfterMaxAttempts(t *testing.T) {
 			assert.Equal(t, 3, dl.Attempts)
 			var le *eventbus.ListenerError
 			require.ErrorAs(t, err, &le)
-			assert.Equal(t, outbox.DeadLetterListener, le.Listener)
+			assert.Equal(t, "mail.send#1", le.Listener, "reported as the listener given up")
+			assert.Equal(t, "mail.send#1", dl.Listener)
+			assert.Equal(t, "mail.send", le.Pattern)
+			assert.Equal(t, want, le.Data)
+			require.NotNil(t, le.Handle, "the listener, to replay with EmitTo")
+			assert.Equal(t, "mail.send#1", le.Handle.Name())
 		}
 		assert.Equal(t, uint64(2), ob.Stats().DeadLetters)
+		st := m.Stats()
+		assert.Equal(t, uint64(1+2*3), st.Emitted, "the EventManager counts the deliveries, not the reports")
 		var dead int
 		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM eventbus_outbox WHERE state = 2").Scan(&dead))
 		assert.Equal(t, 2, dead, "dead letters stay in the table, marked")
@@ -292,32 +373,91 @@ func TestFailureHoldsBackOnlyItsListener(t *testing.T) {
 	})
 }
 
-// An event held back that another (unnamed, not failing) listener also
-// gets holds back every later event, so that listener keeps commit order.
-func TestHeldEventKeepsOrderForSharedListener(t *testing.T) {
+// An Ordered listener's failure holds back the later events for that
+// listener only: another listener of the same events gets them at once,
+// once each, in commit order, while the failing one gets them after its
+// retry succeeded. The failing listener succeeds only once the other one
+// has got the last event, which could not happen if it were held back too.
+func TestOrderedFailureHoldsBackOnlyThatListener(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sql.DB) {
 		ctx := testCtx(t)
 		m := eventbus.New[int]()
-		a := recorder[int]{fail: func(e eventbus.Event[int], n int) error {
-			if e.Data == 1 && n == 1 {
-				return errors.New("first attempt fails")
+		otherDone := make(chan struct{})
+		other := recorder[int]{fail: func(e eventbus.Event[int], _ int) error {
+			if e.Data == 3 {
+				close(otherDone)
 			}
 			return nil
 		}}
-		var all recorder[int]
-		listen(t, m, "a.*", &a)
-		listen(t, m, ">", &all, eventbus.Ordered())
-		ob := newOutbox(t, db, m)
-		for _, ev := range []struct {
-			name string
-			n    int
-		}{{"a.x", 1}, {"a.x", 2}, {"b.x", 3}} {
-			inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, ev.name, ev.n)) })
+		failing := recorder[int]{fail: func(e eventbus.Event[int], _ int) error {
+			if e.Data != 1 {
+				return nil
+			}
+			select {
+			case <-otherDone:
+				return nil
+			default:
+				return errors.New("not yet")
+			}
+		}}
+		listen(t, m, "o.*", &failing, eventbus.Ordered(), eventbus.Name("failing"))
+		listen(t, m, "o.*", &other, eventbus.Ordered(), eventbus.Name("other"))
+		ob := newOutbox(t, db, m, outbox.MaxAttempts(1000))
+		for i := 1; i <= 3; i++ {
+			inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "o.x", i)) })
 		}
 		require.NoError(t, ob.Flush(ctx))
-		// all saw 1 (the failed attempt) and sees it again; 2 and 3 come
-		// after the redelivery, in order.
-		assert.Equal(t, []int{1, 1, 2, 3}, all.data())
+		assert.Equal(t, []int{1, 2, 3}, other.data(), "not held back, once each")
+		fd := failing.data()
+		require.GreaterOrEqual(t, len(fd), 4)
+		assert.Equal(t, []int{1, 2, 3}, fd[len(fd)-3:], "2 and 3 only after 1 succeeded: commit order")
+		for _, v := range fd[:len(fd)-3] {
+			assert.Equal(t, 1, v, "only event 1 is retried")
+		}
+		st := ob.Stats()
+		assert.Equal(t, uint64(3), st.Delivered)
+		assert.Zero(t, st.DeadLetters)
+	})
+}
+
+// A plain (not Ordered) listener's failure holds back nobody, not even
+// itself: it gets the later events before its failed one is retried, and
+// the other listeners get every event once, in commit order.
+func TestPlainFailureHoldsBackNobody(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		m := eventbus.New[int]()
+		var mu sync.Mutex
+		sawLast := false
+		plain := recorder[int]{fail: func(e eventbus.Event[int], _ int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Data == 3 {
+				sawLast = true
+			}
+			if e.Data == 1 && !sawLast {
+				return errors.New("not before 3")
+			}
+			return nil
+		}}
+		var ordered recorder[int]
+		listen(t, m, "p.*", &plain)
+		listen(t, m, ">", &ordered, eventbus.Ordered())
+		ob := newOutbox(t, db, m, outbox.MaxAttempts(1000))
+		inTx(t, db, true, func(tx *sql.Tx) {
+			for i := 1; i <= 3; i++ {
+				require.NoError(t, ob.Emit(ctx, tx, "p.x", i))
+			}
+		})
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{1, 2, 3}, ordered.data(), "the other listener: once each, in order")
+		pd := plain.data()
+		require.GreaterOrEqual(t, len(pd), 4)
+		assert.Equal(t, []int{1, 2, 3}, pd[:3], "the later events reach the failing plain listener before its retry")
+		for _, v := range pd[3:] {
+			assert.Equal(t, 1, v, "then only event 1 again")
+		}
+		assert.Zero(t, ob.Stats().DeadLetters)
 	})
 }
 
@@ -645,5 +785,72 @@ func TestCorruptRowNotSkippedByLaterDeliveries(t *testing.T) {
 			t.Fatal("the corrupt row was not reported")
 		}
 		assert.Equal(t, uint64(1), ob.Stats().DeadLetters)
+	})
+}
+
+// A table made by the previous version (no column handled) is migrated by
+// New: the column is added, and its pending rows count as handled by
+// nobody, so every listener gets them.
+func TestOldTableMigrated(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		seq, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+		if db.QueryRow("SELECT sqlite_version()").Scan(new(string)) != nil {
+			seq, blob = "BIGSERIAL PRIMARY KEY", "BYTEA"
+		}
+		_, err := db.Exec(`CREATE TABLE old_outbox (
+	seq ` + seq + `,
+	id TEXT NOT NULL,
+	name TEXT NOT NULL,
+	payload ` + blob + ` NOT NULL,
+	state SMALLINT NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_at BIGINT NOT NULL DEFAULT 0,
+	held_for TEXT NOT NULL DEFAULT '',
+	last_error TEXT NOT NULL DEFAULT '')`)
+		require.NoError(t, err)
+		_, err = db.Exec(`INSERT INTO old_outbox (id, name, payload, attempts, held_for, last_error)
+	VALUES ('old1', 'm.m', '5', 1, 'm.m#1` + "\t" + `m.m', 'an old failure')`)
+		require.NoError(t, err)
+		m := eventbus.New[int]()
+		var a, b recorder[int]
+		listen(t, m, "m.m", &a)
+		listen(t, m, "m.>", &b)
+		ob := newOutbox(t, db, m, outbox.Table("old_outbox"))
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "m.m", 6)) })
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{5, 6}, a.data())
+		assert.Equal(t, []int{5, 6}, b.data())
+		assert.Equal(t, "old1", a.all()[0].id)
+		require.NoError(t, ob.Close(ctx))
+		assert.Equal(t, 0, countRows(t, db, "old_outbox"))
+		var n int
+		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM old_outbox WHERE handled = ''").Scan(&n), "the column exists")
+	})
+}
+
+// Listeners sharing a name count as one: when one of them fails, both get
+// the event again; it is done once both returned nil in one attempt.
+func TestListenersSharingANameCountAsOne(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB) {
+		ctx := testCtx(t)
+		m := eventbus.New[int]()
+		var ok recorder[int]
+		flaky := recorder[int]{fail: func(_ eventbus.Event[int], n int) error {
+			if n == 1 {
+				return errors.New("first attempt fails")
+			}
+			return nil
+		}}
+		listen(t, m, "s.s", &ok, eventbus.Name("same"))
+		listen(t, m, "s.*", &flaky, eventbus.Name("same"))
+		ob := newOutbox(t, db, m)
+		inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "s.s", 1)) })
+		require.NoError(t, ob.Flush(ctx))
+		assert.Equal(t, []int{1, 1}, ok.data(), "called again with the one of its name that failed")
+		assert.Equal(t, []int{1, 1}, flaky.data())
+		st := ob.Stats()
+		assert.Equal(t, uint64(1), st.Failed)
+		assert.Equal(t, uint64(1), st.Delivered)
 	})
 }

@@ -21,6 +21,7 @@ type row struct {
 	attempts int
 	nextAt   int64 // unix ms
 	heldFor  string
+	handled  string // see progress
 }
 
 // run is the relay: one goroutine per Outbox, the only one that delivers.
@@ -86,8 +87,7 @@ func (o *Outbox[T]) run() {
 }
 
 // exit runs when the relay stops: it deletes the rows it delivered if it
-// has not yet, waits for the dead-letter reports it made, and removes the
-// dead-letter listener. It bounds its database work to a few seconds: rows
+// has not yet. It bounds its database work to a few seconds: rows
 // left delivered but not deleted are delivered again by the next relay.
 func (o *Outbox[T]) exit() {
 	close(o.reapStop)
@@ -97,13 +97,6 @@ func (o *Outbox[T]) exit() {
 	if err := o.deleteDelivered(ctx, o.db); err != nil && o.life.Err() == nil {
 		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 	}
-	waited := make(chan struct{})
-	go func() { o.dlWait.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-ctx.Done():
-	}
-	o.dl.Unregister()
 	o.lifeCancel()
 }
 
@@ -153,16 +146,22 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	}
 	var dead []func() // dead-letter reports, made once the pass is committed
 	var (
-		blocked   []failing // listeners failing on an earlier row, waiting for its retry
-		holdAll   bool      // a row was held back for a listener we cannot name: every later one is too
+		// blocked: the ordered listeners (by heldKey) that an earlier row
+		// still has to reach, and when that row is next attempted; a
+		// later row waits for them.
+		blocked   = map[string]int64{}
+		holdAll   bool // the EventManager is closed, or Close gave up: deliver nothing more
 		delivered bool
+		cache     = map[string][]*eventbus.Listener{}
 	)
 	for _, r := range rows {
 		if o.stop.Err() != nil {
 			break
 		}
 		if r.nextAt > now { // waiting for its retry
-			blocked = append(blocked, parseHeld(r.heldFor)...)
+			for _, n := range parseHeld(r.heldFor) {
+				blocked[n] = max(blocked[n], r.nextAt)
+			}
 			if t := time.UnixMilli(r.nextAt); retryAt.IsZero() || t.Before(retryAt) {
 				retryAt = t
 			}
@@ -171,19 +170,10 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		if holdAll || o.isDelivered(r.seq) {
 			continue
 		}
-		if k := matching(blocked, r.name); k > 0 {
-			// Held back for the failing listeners that match it. If it
-			// has other listeners too, they must not see the rows
-			// after it first: hold back everything after it.
-			if o.m.ListenerCount(r.name) > k {
-				holdAll = true
-			}
-			continue
-		}
 		data, err := o.decodeRow(r)
 		if err != nil {
 			o.stats.decodeErrors.Add(1)
-			if t, report := o.failed(ctx, ex, r, nil, err, nil); report != nil {
+			if t, report := o.corrupt(ctx, ex, r, err); report != nil {
 				progress = true
 				dead = append(dead, report)
 			} else if retryAt.IsZero() || t.Before(retryAt) {
@@ -191,31 +181,35 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			}
 			continue
 		}
-		err = o.deliver(r, data)
-		switch {
-		case err == nil:
+		ls, ok := cache[r.name]
+		if !ok {
+			ls, _ = o.m.ListenersOf(r.name) // the name is valid: decodeRow checked it
+			cache[r.name] = ls
+		}
+		out := o.attempt(r, data, ls, blocked)
+		if out.stopped {
+			// The EventManager is closed, or Close gave up: not an
+			// attempt. The row stays as it was for a later pass or
+			// process (its listeners that succeeded now will see it
+			// again).
+			holdAll = true
+			continue
+		}
+		if out.any {
+			progress = true
+		}
+		if len(out.failed) == 0 && len(out.deferred) == 0 && len(out.p.Dead) == 0 {
 			o.markDelivered(r.seq)
 			delivered = true
-		case errors.Is(err, eventbus.ErrClosed) || o.life.Err() != nil:
-			// The EventManager is closed, or Close gave up: not an
-			// attempt. The row stays for a later pass or process.
-			holdAll = true
-		default:
-			o.stats.failed.Add(1)
-			fl := failingListeners(err)
-			t, report := o.failed(ctx, ex, r, fl, err, &data)
-			if report != nil {
-				progress = true
-				dead = append(dead, report)
-				break
-			}
-			if retryAt.IsZero() || t.Before(retryAt) {
-				retryAt = t
-			}
-			if len(fl) == 0 {
-				holdAll = true // failed for no listener we can name: keep order for all
-			}
-			blocked = append(blocked, fl...)
+			continue
+		}
+		t, reports := o.record(ctx, ex, r, data, out, blocked)
+		if len(reports) > 0 {
+			progress = true
+			dead = append(dead, reports...)
+		}
+		if !t.IsZero() && (retryAt.IsZero() || t.Before(retryAt)) {
+			retryAt = t
 		}
 	}
 	if !o.q.postgres {
@@ -295,7 +289,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 	var rows []row
 	for rs.Next() {
 		var r row
-		if err := rs.Scan(&r.seq, &r.id, &r.name, &r.payload, &r.attempts, &r.nextAt, &r.heldFor); err != nil {
+		if err := rs.Scan(&r.seq, &r.id, &r.name, &r.payload, &r.attempts, &r.nextAt, &r.heldFor, &r.handled); err != nil {
 			return nil, err
 		}
 		rows = append(rows, r)
@@ -454,20 +448,162 @@ func (o *Outbox[T]) isDelivered(seq int64) bool {
 	return ok
 }
 
-// deliver runs every listener of the event in the relay's goroutine.
-func (o *Outbox[T]) deliver(r row, data T) error {
-	ctx := context.WithValue(o.life, deliveryKey{}, &delivery{outbox: o, id: r.id})
-	return o.m.EmitSync(ctx, r.name, data)
+// outcome is what one attempt of a row came to.
+type outcome struct {
+	p        progress                  // the row's progress, updated
+	failed   []*eventbus.ListenerError // the failures of this attempt, one per listener name
+	deferred []string                  // listener names held back by an earlier row (heldKey)
+	ordered  []string                  // the failed names that are Ordered (heldKey)
+	lis      map[string]*eventbus.Listener
+	any      bool // some listener returned nil
+	stopped  bool // the EventManager is closed, or Close gave up
 }
 
-// failed records a failed attempt: the row waits for its retry, or, at the
-// attempt limit, is marked dead; then report, to call once the pass is
-// committed, reports it. data is nil for a corrupt row.
-func (o *Outbox[T]) failed(ctx context.Context, ex execer, r row, fl []failing, cause error, data *T) (retryAt time.Time, report func()) {
+// attempt delivers r to each listener of ls that has not handled it yet
+// (by name, see progress) and is not held back (blocked), with
+// EventManager.EmitSyncTo, in ls's order (EmitSync's).
+func (o *Outbox[T]) attempt(r row, data T, ls []*eventbus.Listener, blocked map[string]int64) outcome {
+	out := outcome{p: parseProgress(r.handled)}
+	ctx := context.WithValue(o.life, deliveryKey{}, &delivery{outbox: o, id: r.id})
+	for i, l := range ls {
+		n := l.Name()
+		if slices.ContainsFunc(ls[:i], func(x *eventbus.Listener) bool { return x.Name() == n }) {
+			continue // called with the first of its name
+		}
+		if out.p.done(n) {
+			continue
+		}
+		if _, ok := blocked[heldKey(n)]; ok {
+			out.deferred = append(out.deferred, heldKey(n))
+			continue
+		}
+		var lerr *eventbus.ListenerError
+		ordered := false
+		for _, l := range ls[i:] {
+			if l.Name() != n {
+				continue
+			}
+			ordered = ordered || l.Ordered()
+			err := o.m.EmitSyncTo(ctx, l, r.name, data)
+			le, isFailure := err.(*eventbus.ListenerError) // EmitSyncTo returns it as it is
+			switch {
+			case err == nil:
+			case isFailure:
+				if lerr == nil {
+					lerr = le
+					if out.lis == nil {
+						out.lis = map[string]*eventbus.Listener{}
+					}
+					out.lis[n] = l
+				}
+			case errors.Is(err, eventbus.ErrUnregistered):
+				// Gone since ListenersOf: it needs nothing more.
+			default: // ErrClosed, or Close gave up (a cancelled context)
+				out.stopped = true
+				return out
+			}
+		}
+		if o.life.Err() != nil {
+			out.stopped = true
+			return out
+		}
+		if lerr == nil {
+			out.p.succeeded(n)
+			out.any = true
+			continue
+		}
+		o.stats.failed.Add(1)
+		out.failed = append(out.failed, lerr)
+		if ordered {
+			out.ordered = append(out.ordered, heldKey(n))
+		}
+	}
+	return out
+}
+
+// record writes the outcome of a row's attempt that left something to do or
+// gave something up: the listeners that failed MaxAttempts times are given
+// up (their reports are returned, to make once the pass is committed); if
+// none is left to do, the row is marked dead; otherwise it waits for its
+// retry (a backoff after a failure) or for the rows that hold it back, and
+// holds back, in blocked, the later rows of its ordered listeners still to
+// do. retryAt is when it is next attempted (zero when it is done).
+func (o *Outbox[T]) record(ctx context.Context, ex execer, r row, data T, out outcome, blocked map[string]int64) (retryAt time.Time, reports []func()) {
+	attempts := r.attempts
+	var msgs []string
+	var left []*eventbus.ListenerError // failed and not given up
+	for _, lerr := range out.failed {
+		msgs = append(msgs, lerr.Error())
+		n := lerr.Listener
+		k := out.p.failed(n)
+		if k < o.o.maxAttempts {
+			left = append(left, lerr)
+			continue
+		}
+		out.p.gaveUp(n)
+		dl := &DeadLetter{ID: r.id, Name: r.name, Seq: r.seq, Attempts: k, Data: data, Listener: n, Err: lerr}
+		l := out.lis[n]
+		o.reporting.Add(1) // Flush waits until the report is handed over
+		reports = append(reports, func() {
+			o.stats.dead.Add(1)
+			o.report(r, &eventbus.ListenerError{Event: r.name, Data: data, Listener: n, Pattern: l.Pattern(),
+				Attempts: dl.Attempts, Err: dl, Handle: l})
+			o.reporting.Add(-1)
+		})
+	}
+	if len(out.failed) > 0 {
+		attempts++
+	}
+	msg := strings.Join(msgs, "; ")
+	if len(left) == 0 && len(out.deferred) == 0 {
+		// Nothing left to do, something given up.
+		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, out.p.String(), r.seq); err != nil {
+			o.reporting.Add(-int64(len(reports)))
+			if ctx.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: marking a dead letter in %s: %w", o.o.table, err))
+			}
+			return time.Now().Add(o.o.poll), nil
+		}
+		return time.Time{}, reports
+	}
+	var next int64 // unix ms
+	if len(left) > 0 {
+		retryAt = time.Now().Add(o.backoff(attempts))
+		// Rounded up to the millisecond: never due before the backoff is over.
+		next = (retryAt.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	}
+	for _, n := range out.deferred {
+		next = max(next, blocked[n]) // with the row holding it back, which comes first
+	}
+	held := slices.Clone(out.deferred) // ordered listeners only: blocked has nothing else
+	for _, n := range out.ordered {
+		if !out.p.done(n) && !slices.Contains(held, n) {
+			held = append(held, n)
+		}
+	}
+	for _, n := range held {
+		blocked[n] = max(blocked[n], next)
+	}
+	var err error
+	if len(out.failed) > 0 {
+		_, err = ex.ExecContext(ctx, o.q.fail, attempts, next, formatHeld(held), out.p.String(), msg, r.seq)
+	} else {
+		_, err = ex.ExecContext(ctx, o.q.wait, next, formatHeld(held), out.p.String(), r.seq)
+	}
+	if err != nil && ctx.Err() == nil {
+		o.o.onError(fmt.Errorf("outbox: recording a failed attempt in %s: %w", o.o.table, err))
+	}
+	return time.UnixMilli(next), reports
+}
+
+// corrupt records a failed decoding of a row: it waits for its retry, or,
+// at the attempt limit, is marked dead; then report, to call once the pass
+// is committed, reports it. A corrupt row holds nothing back.
+func (o *Outbox[T]) corrupt(ctx context.Context, ex execer, r row, cause error) (retryAt time.Time, report func()) {
 	attempts := r.attempts + 1
 	msg := cause.Error()
 	if attempts >= o.o.maxAttempts {
-		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, r.seq); err != nil {
+		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, r.handled, r.seq); err != nil {
 			if ctx.Err() == nil {
 				o.o.onError(fmt.Errorf("outbox: marking a dead letter in %s: %w", o.o.table, err))
 			}
@@ -476,18 +612,27 @@ func (o *Outbox[T]) failed(ctx context.Context, ex execer, r row, fl []failing, 
 		o.reporting.Add(1) // Flush waits until the report is handed over
 		return time.Time{}, func() {
 			o.stats.dead.Add(1)
-			o.reportDead(r, attempts, cause, data)
+			var zero T
+			dl := &DeadLetter{ID: r.id, Name: r.name, Seq: r.seq, Attempts: attempts, Err: cause}
+			o.report(r, &eventbus.ListenerError{Event: r.name, Data: zero, Listener: DeadLetterListener, Attempts: attempts, Err: dl})
 			o.reporting.Add(-1)
 		}
 	}
 	retryAt = time.Now().Add(o.backoff(attempts))
-	// Rounded up to the millisecond: never due before the backoff is over.
 	nextAt := (retryAt.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
-	_, err := ex.ExecContext(ctx, o.q.fail, attempts, nextAt, formatHeld(fl), msg, r.seq)
+	_, err := ex.ExecContext(ctx, o.q.fail, attempts, nextAt, "", r.handled, msg, r.seq)
 	if err != nil && ctx.Err() == nil {
 		o.o.onError(fmt.Errorf("outbox: recording a failed attempt in %s: %w", o.o.table, err))
 	}
 	return retryAt, nil
+}
+
+// report hands a dead letter to the EventManager's error handler, in the
+// relay's goroutine, with a context that carries the event's ID (see
+// EventID).
+func (o *Outbox[T]) report(r row, lerr *eventbus.ListenerError) {
+	ctx := context.WithValue(o.life, deliveryKey{}, &delivery{outbox: o, id: r.id})
+	o.m.ReportError(ctx, lerr)
 }
 
 // backoff is the wait after the n-th failed attempt: min·2^(n-1), at most
@@ -499,106 +644,4 @@ func (o *Outbox[T]) backoff(n int) time.Duration {
 	}
 	d = min(d, o.o.backoffMax)
 	return d/2 + rand.N(d/2+1)
-}
-
-// failing is a listener that failed on a row, as its *eventbus.ListenerError
-// names it; stored in the row's held_for column, one "name\tpattern" line
-// each, so that a restarted relay holds back the same rows.
-type failing struct{ name, pattern string }
-
-// failingListeners returns the listeners whose *eventbus.ListenerError is in
-// err (EmitSync joins them), each once.
-func failingListeners(err error) []failing {
-	var out []failing
-	var walk func(error)
-	walk = func(e error) {
-		if le, ok := e.(*eventbus.ListenerError); ok {
-			f := failing{le.Listener, le.Pattern}
-			if !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-			return
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, x := range u.Unwrap() {
-				walk(x)
-			}
-		case interface{ Unwrap() error }:
-			if x := u.Unwrap(); x != nil {
-				walk(x)
-			}
-		}
-	}
-	walk(err)
-	return out
-}
-
-func formatHeld(fl []failing) string {
-	var b strings.Builder
-	for i, f := range fl {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(strings.ReplaceAll(f.name, "\n", " "))
-		b.WriteByte('\t')
-		b.WriteString(f.pattern)
-	}
-	return b.String()
-}
-
-func parseHeld(s string) []failing {
-	if s == "" {
-		return nil
-	}
-	var out []failing
-	for line := range strings.SplitSeq(s, "\n") {
-		name, pattern, ok := strings.Cut(line, "\t")
-		if !ok {
-			pattern, name = line, line
-		}
-		out = append(out, failing{name, pattern})
-	}
-	return out
-}
-
-// matching counts the distinct failing listeners whose pattern matches name.
-func matching(blocked []failing, name string) int {
-	n := 0
-	for i, f := range blocked {
-		if eventbus.MatchPattern(f.pattern, name) && !slices.Contains(blocked[:i], f) {
-			n++
-		}
-	}
-	return n
-}
-
-type deadKey struct{}
-
-// reportDead hands a dead letter to the EventManager's error handler: it is
-// emitted to the internal listener alone (EmitTo), which fails with it.
-func (o *Outbox[T]) reportDead(r row, attempts int, cause error, data *T) {
-	dl := &DeadLetter{ID: r.id, Name: r.name, Seq: r.seq, Attempts: attempts, Err: cause}
-	var v T
-	if data != nil {
-		v = *data
-		dl.Data = v
-	}
-	o.dlWait.Add(1)
-	ctx := context.WithValue(o.life, deadKey{}, dl)
-	if err := o.m.EmitTo(ctx, o.dl, DeadLetterEvent, v); err != nil {
-		o.dlWait.Done()
-		o.o.onError(fmt.Errorf("outbox: cannot report to the EventManager (%w): %w", err, dl))
-	}
-}
-
-// deadLetterHandler is the internal listener: it fails with the dead letter
-// its context carries, which the EventManager reports to its error handler.
-func (o *Outbox[T]) deadLetterHandler(ctx context.Context, _ eventbus.Event[T]) error {
-	dl, _ := ctx.Value(deadKey{}).(*DeadLetter)
-	if dl == nil {
-		return nil // someone else emitted the internal event
-	}
-	defer o.dlWait.Done()
-	return dl
 }

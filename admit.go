@@ -102,11 +102,11 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 		case reserve:
 			n := full.backlog
 			s.mu.Unlock()
-			return fmt.Errorf("%w: listener %q has %d deliveries waiting, and the reserve for emits from listeners is used up", ErrQueueFull, full.e.pattern, n)
+			return &queueFullError{pattern: full.e.pattern, waiting: n, reserveUsed: true}
 		case !wait:
 			n := full.backlog
 			s.mu.Unlock()
-			return fmt.Errorf("%w: listener %q has %d deliveries waiting", ErrQueueFull, full.e.pattern, n)
+			return &queueFullError{pattern: full.e.pattern, waiting: n}
 		default:
 			if err := s.waitRoom(ctx, full); err != nil {
 				s.mu.Unlock()
@@ -182,7 +182,7 @@ func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
 		}
 		switch in.overflow {
 		case OverflowFail:
-			return nil, fmt.Errorf("%w: listener %q has %d deliveries waiting", ErrQueueFull, e.pattern, in.backlog)
+			return nil, &queueFullError{pattern: e.pattern, waiting: in.backlog}
 		case OverflowWait:
 			if wait == nil {
 				wait = in

@@ -121,7 +121,7 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
-		return fmt.Errorf("emit %q: %w", name, err)
+		return &emitError{name: name, err: err}
 	}
 	var c counters   // the outcomes other than delivered
 	var buf [1]error // the common failure: one listener's
@@ -160,7 +160,7 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 // type mismatch) and returns its error.
 func (m *EventManager[T]) refuse(ctx context.Context, name string, err error) error {
 	m.sync.add(cRejected, 1)
-	err = fmt.Errorf("emit %q: %w", name, err)
+	err = &emitError{name: name, err: err}
 	if o := m.opts.observer; o != nil {
 		_, done := o.Emit(ctx, name)
 		done(err)
@@ -250,7 +250,7 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
-		return fmt.Errorf("emit %q: %w", name, err)
+		return &emitError{name: name, err: err}
 	}
 	return nil
 }

@@ -150,3 +150,36 @@ func logFailure(ctx context.Context, logger *slog.Logger, err error) {
 	}
 	logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
 }
+
+// The errors of a refused emit are built without formatting: a refusal is
+// the answer TryEmit gives under load, on a path that must stay cheap, so
+// its message is made only when someone reads it.
+
+// emitError is the error of an emit of name that was refused or failed: err
+// with the name in front.
+type emitError struct {
+	name string
+	err  error
+}
+
+func (e *emitError) Error() string { return fmt.Sprintf("emit %q: %v", e.name, e.err) }
+func (e *emitError) Unwrap() error { return e.err }
+
+// queueFullError is ErrQueueFull for the listener of pattern, whose backlog
+// holds waiting deliveries; reserveUsed says that an emit from a listener
+// also used up the reserve.
+type queueFullError struct {
+	pattern     string
+	waiting     int
+	reserveUsed bool
+}
+
+func (e *queueFullError) Error() string {
+	s := fmt.Sprintf("%v: listener %q has %d deliveries waiting", ErrQueueFull, e.pattern, e.waiting)
+	if e.reserveUsed {
+		s += ", and the reserve for emits from listeners is used up"
+	}
+	return s
+}
+
+func (e *queueFullError) Unwrap() error { return ErrQueueFull }

@@ -48,32 +48,7 @@ func (t *Topic[T]) EmitTo(ctx context.Context, l *Listener, data T) error {
 }
 
 func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) (err error) {
-	var e *entry[T]
-	ok := false
-	if l != nil {
-		e, ok = l.owner.(*entry[T])
-	}
-	who := "<nil>"
-	switch {
-	case l == nil:
-		err = fmt.Errorf("%w: nil listener", ErrInvalidOption)
-	case !ok || e.m != m:
-		who = l.name
-		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.name)
-	default:
-		who = l.name
-	}
-	switch {
-	case err != nil:
-	case ValidateName(name) != nil:
-		err = ValidateName(name)
-	case !MatchPattern(l.pattern, name):
-		err = fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
-	case m.checkType(name, nil, data) != nil:
-		err = m.checkType(name, nil, data)
-	case m.pool.refuses():
-		err = ErrClosed
-	}
+	e, err := m.checkTarget(l, name, data)
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
 	var key [1]string
@@ -94,9 +69,40 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
-		return fmt.Errorf("emit %q to listener %q: %w", name, who, err)
+		return fmt.Errorf("emit %q to listener %q: %w", name, targetName(l), err)
 	}
 	return nil
+}
+
+// checkTarget checks an emit of name with data to l alone (EmitTo,
+// EmitSyncTo) and returns l's entry: l must be a listener of m whose pattern
+// matches the valid name, data of the type declared for name, and m open.
+func (m *EventManager[T]) checkTarget(l *Listener, name string, data T) (*entry[T], error) {
+	if l == nil {
+		return nil, fmt.Errorf("%w: nil listener", ErrInvalidOption)
+	}
+	e, ok := l.owner.(*entry[T])
+	switch {
+	case !ok || e.m != m:
+		return nil, fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.name)
+	case ValidateName(name) != nil:
+		return nil, ValidateName(name)
+	case !MatchPattern(l.pattern, name):
+		return nil, fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
+	case m.checkType(name, nil, data) != nil:
+		return nil, m.checkType(name, nil, data)
+	case m.pool.refuses():
+		return nil, ErrClosed
+	}
+	return e, nil
+}
+
+// targetName is l's name in an error, or <nil>.
+func targetName(l *Listener) string {
+	if l == nil {
+		return "<nil>"
+	}
+	return l.name
 }
 
 // EmitSyncTo is EmitSync to one listener only: it runs l's handler, with its
@@ -132,35 +138,13 @@ func (m *EventManager[T]) EmitSyncTo(ctx context.Context, l *Listener, name stri
 }
 
 func emitSyncTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name string, data T) error {
-	var e *entry[T]
-	ok := false
-	if l != nil {
-		e, ok = l.owner.(*entry[T])
-	}
-	var err error
-	switch {
-	case l == nil:
-		err = fmt.Errorf("%w: nil listener", ErrInvalidOption)
-	case !ok || e.m != m:
-		err = fmt.Errorf("%w: listener %q is not one of this EventManager's", ErrInvalidOption, l.name)
-	case ValidateName(name) != nil:
-		err = ValidateName(name)
-	case !MatchPattern(l.pattern, name):
-		err = fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
-	case m.checkType(name, nil, data) != nil:
-		err = m.checkType(name, nil, data)
-	case m.pool.refuses():
-		err = ErrClosed
-	default:
+	e, err := m.checkTarget(l, name, data)
+	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
-		who := "<nil>"
-		if l != nil {
-			who = l.name
-		}
-		return fmt.Errorf("emit %q to listener %q: %w", name, who, err)
+		return fmt.Errorf("emit %q to listener %q: %w", name, targetName(l), err)
 	}
 	var c counters
 	ev := Event[T]{Name: name, Data: data}

@@ -11,9 +11,14 @@ import (
 //
 // Its methods are called concurrently, from emitting goroutines, EmitSync
 // callers and workers, never with a lock of the EventManager held. They must
-// be fast and must not block; a panic in them is a panic of the caller
-// (Emit's caller, or the handler's, recovered and reported as the
-// listener's). The functions they return are called exactly once, also for
+// be fast and must not block. A panic in Emit or its done is a panic of the
+// emitting goroutine. A panic in Start or its done is the listener's: that
+// attempt counts as panicked with a *PanicError (retried under Retry,
+// reported on the pool, returned by EmitSync), and if Start panicked the
+// handler does not run. A panic in Lost is the listener's too when a
+// delivery is skipped as it starts; on a worker or the retry timer it is
+// recovered and reported to the error handler; called from Emit (a drop
+// policy), Unregister or Close, it is a panic of that caller. The functions they return are called exactly once, also for
 // a pool handler that calls runtime.Goexit (its done gets OutcomeFailed, as
 // Stats count it), except that an EmitSync listener that calls
 // runtime.Goexit ends its caller's goroutine: neither its done nor the

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/eventbus-go/eventbus/internal/registry"
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
 // EventManager routes events of type T to the listeners registered for
@@ -38,9 +39,9 @@ type EventManager[T any] struct {
 	topics  topics // names declared by NewTopic (EventManager[any] only)
 	memo    registry.Memo[route[T]]
 
-	pool  *scheduler[T] // Emit's deliveries; its closed flag is the manager's
-	sync  tallies       // EmitSync's failures and refusals, and emits that matched nothing
-	calls callTally     // EmitSync calls that ran, and their deliveries
+	pool  *sched.Scheduler[Event[T], nameCtx] // Emit's deliveries (pool.go); its closed flag is the manager's
+	sync  tallies                             // EmitSync's failures and refusals, and emits that matched nothing
+	calls callTally                           // EmitSync calls that ran, and their deliveries
 }
 
 // New returns an EventManager configured by opts; see WithWorkers,
@@ -51,7 +52,7 @@ func New[T any](opts ...Option) *EventManager[T] {
 		opts: buildOptions(opts),
 	}
 	m.reg.Init(routes[T]{topics: &m.topics})
-	m.pool = newScheduler[T](&m.opts, m.report)
+	m.pool = newPool[T](&m.opts, m.report)
 	return m
 }
 
@@ -114,7 +115,7 @@ func (m *EventManager[T]) observeSync(ctx context.Context, name string, rt *rout
 // checked against its declared type if it has one.
 func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) error {
 	var err error
-	if m.pool.refuses() {
+	if m.pool.Refuses() {
 		err = ErrClosed
 	} else {
 		err = ctx.Err()
@@ -233,7 +234,7 @@ func (m *EventManager[T]) observeEmit(ctx context.Context, name string, rt *rout
 func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T], data T, wait bool) error {
 	var err error
 	if rt == nil {
-		if !m.pool.refuses() {
+		if !m.pool.Refuses() {
 			m.sync.add(cEmitted, 1)
 			return nil
 		}
@@ -246,7 +247,8 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {
-		err = m.pool.accept(ctx, m.listenerContext(ctx), rt.all, ev, keys, wait)
+		lctx := m.listenerContext(ctx)
+		err = acceptError(m.pool.Accept(ctx, rt.pool, ev, keys, m.names(lctx, rt.all), wait))
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
@@ -260,7 +262,7 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 // function fails the emit.
 func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []string, err error) {
 	for i, e := range rt.all {
-		if e.in.keyFn == nil {
+		if e.keyFn == nil {
 			continue
 		}
 		if keys == nil {
@@ -272,7 +274,7 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
-			keys[i] = e.in.keyFn(ev)
+			keys[i] = e.keyFn(ev)
 		}()
 		if err != nil {
 			return nil, err
@@ -285,15 +287,15 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 // emitted with ctx receive: ctx's values, the pool's cancellation.
 func (m *EventManager[T]) listenerContext(ctx context.Context) context.Context {
 	if isBackground(ctx) || isTODO(ctx) { // not ==, which calls runtime.ifaceeq
-		return m.pool.ctx // no values to carry: share one context
+		return m.pool.Context() // no values to carry: share one context
 	}
 	if ctx.Done() == nil {
-		return &listenerCtx{Context: m.pool.ctx, values: ctx}
+		return &listenerCtx{Context: m.pool.Context(), values: ctx}
 	}
 	// Hide ctx's cancellation from context.Cause and from the contexts
 	// listeners derive (they then attach to the pool's); keep ctx itself
 	// for the listeners that are tied to it (CancelWithEmitter).
-	return &listenerCtx{Context: m.pool.ctx, values: context.WithoutCancel(ctx), emitter: ctx}
+	return &listenerCtx{Context: m.pool.Context(), values: context.WithoutCancel(ctx), emitter: ctx}
 }
 
 // listenerCtx has the Done, Err and Deadline of the pool's context and the
@@ -363,7 +365,10 @@ func (m *EventManager[T]) ReportError(ctx context.Context, err *ListenerError) {
 // nothing, with an error matching ErrReentrant. From anywhere else,
 // including a handler of another EventManager, it waits as described.
 func (m *EventManager[T]) Flush(ctx context.Context) error {
-	return m.pool.flush(ctx)
+	if err := m.pool.Flush(ctx); err != nil {
+		return fmt.Errorf("eventbus: flush: %w", reentrant(err))
+	}
+	return nil
 }
 
 // Close stops the EventManager gracefully. From its call on, RegisterListener
@@ -389,15 +394,35 @@ func (m *EventManager[T]) Flush(ctx context.Context) error {
 // idempotent: a later call waits again, with its own ctx.
 func (m *EventManager[T]) Close(ctx context.Context) error {
 	m.mu.Lock()
-	m.pool.setClosed()
+	m.pool.SetClosed()
 	m.mu.Unlock()
-	return m.pool.close(ctx)
+	n, running, err := m.pool.Close(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case reentrant(err) == ErrReentrant:
+		return fmt.Errorf("eventbus: close: %w: the shutdown has started; the pool drains and its workers exit by themselves", ErrReentrant)
+	}
+	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", err, n, running)
 }
 
 // Stats returns a snapshot of the EventManager's counters; see Stats for
 // how they add up.
 func (m *EventManager[T]) Stats() Stats {
-	s := m.pool.snapshot()
+	p := m.pool.Stats()
+	s := Stats{
+		Emitted:   p.Emitted,
+		Matched:   p.Matched,
+		Delivered: p.Delivered,
+		Failed:    p.Failed,
+		Panicked:  p.Panicked,
+		Skipped:   p.Skipped,
+		Dropped:   p.Dropped,
+		Abandoned: p.Abandoned,
+		Retried:   p.Retried,
+		Queued:    p.Queued,
+		Running:   p.Running,
+	}
 	calls, matched := m.calls.sum() // before the failures they include: see runSync
 	c, rejected := m.sync.sum()
 	undelivered := c.failed + c.panicked + c.skipped
@@ -409,6 +434,6 @@ func (m *EventManager[T]) Stats() Stats {
 	s.Matched += matched
 	s.Rejected += rejected
 	s.Listeners = int(m.listeners.Load())
-	s.Workers, s.Stalled = m.pool.workersNow()
+	s.Workers, s.Stalled = m.pool.Workers()
 	return s
 }

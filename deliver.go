@@ -96,7 +96,7 @@ func (e *entry[T]) observed(ctx context.Context, ev Event[T], attempt int, accep
 		return oc, err
 	}
 	returned := false
-	if accepted != 0 && done != nil { // a pool delivery (see acceptedAt)
+	if accepted != 0 && done != nil { // a pool delivery (observed: see sched.Options.Observed)
 		defer func() {
 			if !returned { // run recovers panics: this is runtime.Goexit
 				done(OutcomeFailed, errGoexit)
@@ -173,57 +173,6 @@ func (e *entry[T]) failureIn(ctx context.Context, ev Event[T], attempt int, err 
 	return lerr
 }
 
-// deliver runs one pool delivery. It reports retry when the delivery failed
-// and must be run again (mayRetry is false once Close has given up);
-// otherwise it counts the outcome and returns the failure to report, if any.
-func (e *entry[T]) deliver(ctx context.Context, ev Event[T], attempt int, accepted int64, mayRetry bool, c *counters) (retry bool, lerr *ListenerError) {
-	again := mayRetry && e.retry != nil && e.retry.again(attempt)
-	hctx := ctx
-	if e.tied { // CancelWithEmitter
-		var untie context.CancelFunc
-		hctx, untie = tie(ctx)
-		defer untie()
-	}
-	oc, err := e.call(hctx, ev, attempt, accepted, !again)
-	if oc == delivered {
-		// Counted for the listener by account, once per batch rather
-		// than with an atomic add per delivery.
-		c.delivered++
-		return false, nil
-	}
-	if (oc == failed || oc == panicked) && again {
-		c.retried++
-		e.l.counts.add(cRetried, 1)
-		return true, nil
-	}
-	lerr = e.count(ev, oc, err, attempt, c)
-	if lerr != nil {
-		lerr.ctx = e.named(ctx)
-	}
-	return false, lerr
-}
-
-// tellLostOnPool is tellLost for the pool's own goroutines (workers, the
-// retry timer): a panic in Observer.Lost there is recovered and reported to
-// the error handler, as the listener's, instead of ending the process.
-func (s *scheduler[T]) tellLostOnPool(ds []Delivery, o Outcome) {
-	for i := range ds {
-		s.tellLostOne(ds[i], o)
-	}
-}
-
-func (s *scheduler[T]) tellLostOne(d Delivery, o Outcome) {
-	if s.obs == nil {
-		return
-	}
-	defer s.recoverLost(d.Event, d.Listener)
-	s.obs.Lost(d.ctx, d, o)
-}
-
-// recoverLost, deferred around a call to Observer.Lost on the pool, reports
-// its panic to the error handler.
-func (s *scheduler[T]) recoverLost(event string, l *Listener) {
-	if r := recover(); r != nil {
-		s.report(fmt.Errorf("eventbus: observer Lost panicked for a delivery of %q to listener %q: %w", event, l.Name(), &PanicError{Value: r, Stack: debug.Stack()}))
-	}
-}
+// errGoexit is the failure reported for a handler that called
+// runtime.Goexit (as t.FailNow does).
+var errGoexit = errors.New("eventbus: handler called runtime.Goexit")

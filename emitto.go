@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
 // EmitTo is Emit to one listener only: the event goes to l alone, as if l
@@ -52,20 +54,21 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	ev := Event[T]{Name: name, Data: data}
 	var keys []string
 	var key [1]string
-	if err == nil && e.in.keyFn != nil {
+	if err == nil && e.keyFn != nil {
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
 					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
 				}
 			}()
-			key[0] = e.in.keyFn(ev)
+			key[0] = e.keyFn(ev)
 			keys = key[:]
 		}()
 	}
 	if err == nil {
-		to := [1]*entry[T]{e}
-		err = m.pool.accept(ctx, m.listenerContext(ctx), to[:], ev, keys, true)
+		to, in := [1]*entry[T]{e}, [1]*sched.Inbox[Event[T], nameCtx]{e.in}
+		lctx := m.listenerContext(ctx)
+		err = acceptError(m.pool.Accept(ctx, in[:], ev, keys, m.names(lctx, to[:]), true))
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)
@@ -91,7 +94,7 @@ func (m *EventManager[T]) checkTarget(l *Listener, name string, data T) (*entry[
 		return nil, fmt.Errorf("%w %q: listener pattern %q does not match it", ErrInvalidName, name, l.pattern)
 	case m.checkType(name, nil, data) != nil:
 		return nil, m.checkType(name, nil, data)
-	case m.pool.refuses():
+	case m.pool.Refuses():
 		return nil, ErrClosed
 	}
 	return e, nil

@@ -1,6 +1,10 @@
 package eventbus
 
-import "time"
+import (
+	"time"
+
+	"github.com/eventbus-go/eventbus/internal/sched"
+)
 
 // WithInvariantChecks makes the scheduler check its invariants after every
 // accounting step, panicking on a broken one (tests only).
@@ -16,10 +20,10 @@ func WithStallAfter(d time.Duration) Option {
 
 // GoroutineIDReads counts the stack reads made to tell whether the caller
 // is a worker (not those of workers enlisting themselves).
-func GoroutineIDReads() uint64 { return goidReads.Load() }
+func GoroutineIDReads() uint64 { return sched.GoroutineIDReads() }
 
 // GoroutineID is the stack read itself, for its benchmark.
-func GoroutineID() uint64 { return goid() }
+func GoroutineID() uint64 { return sched.GoroutineID() }
 
 // WithIdleAfter sets how long a worker with nothing to do waits before it
 // exits (tests only).

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/eventbus-go/eventbus/internal/registry"
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
 // Listener is a registered handler, returned by RegisterListener. Its
@@ -119,10 +120,12 @@ type entry[T any] struct {
 	seq      uint64 // registration order
 	once     bool
 	retry    *retryPolicy
-	in       *inbox[T] // the scheduler's per-listener state
-	obs      Observer  // the manager's, or nil
-	guarded  bool      // h stops at ErrUnregistered (see unlessUnregistered)
-	tied     bool      // CancelWithEmitter
+	keyFn    func(Event[T]) string           // OrderedBy: its key function
+	overflow Overflow                        // its overflow policy, for the errors of its drops
+	in       *sched.Inbox[Event[T], nameCtx] // the scheduler's per-listener state (pool.go)
+	obs      Observer                        // the manager's, or nil
+	guarded  bool                            // h stops at ErrUnregistered (see unlessUnregistered)
+	tied     bool                            // CancelWithEmitter
 
 	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 
@@ -136,13 +139,22 @@ func (e *entry[T]) unregister() {
 	e.m.version.Add(1) // after the change is published; see Topic.rebind
 }
 
-func (e *entry[T]) pending() int { return e.m.pool.pending(e.in) }
+func (e *entry[T]) pending() int { return e.m.pool.Pending(e.in) }
 
-func (e *entry[T]) quiesce(ctx context.Context) error { return e.m.pool.quiesce(ctx, e.in) }
+func (e *entry[T]) quiesce(ctx context.Context) error {
+	switch err := e.m.pool.Quiesce(ctx, e.in); {
+	case err == nil:
+		return nil
+	case reentrant(err) == ErrReentrant:
+		return fmt.Errorf("eventbus: unregister and wait: %w: called from the listener's own handler", ErrReentrant)
+	default:
+		return fmt.Errorf("eventbus: unregister and wait: %w", err)
+	}
+}
 
-func (e *entry[T]) dropRetries() { e.m.pool.dropRetries(e.in) }
+func (e *entry[T]) dropRetries() { e.m.pool.DropRetries(e.in) }
 
-func (e *entry[T]) ordered() bool { return e.in.ordered }
+func (e *entry[T]) ordered() bool { return e.in.Ordered() }
 
 // RegisterListener registers h for every event whose name matches pattern
 // (see [ValidatePattern]: '*' matches one token, a final '>' one or more) and
@@ -176,11 +188,12 @@ func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerCo
 	e.m = m
 	l.owner = e
 	e.bgCtx = &nameCtx{Context: context.Background(), l: l}
-	e.poolCtx = &nameCtx{Context: m.pool.ctx, l: l}
+	e.poolCtx = &nameCtx{Context: m.pool.Context(), l: l}
+	e.in = m.pool.NewInbox(e, schedConfig(pattern, cfg, e.keyFn != nil))
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.pool.closed.Load() {
+	if m.pool.Closed() {
 		return nil, fmt.Errorf("register %q: %w", pattern, ErrClosed)
 	}
 	m.seq++
@@ -203,12 +216,14 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	if err != nil {
 		return nil, err
 	}
-	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer, guarded: cfg.guarded, tied: cfg.tied}
-	var keyFn func(Event[T]) string
+	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer, guarded: cfg.guarded, tied: cfg.tied, overflow: o.overflow}
+	if cfg.overflowSet {
+		e.overflow = cfg.overflow
+	}
 	switch {
 	case cfg.key != nil:
 		var ok bool
-		if keyFn, ok = cfg.key.(func(Event[T]) string); !ok {
+		if e.keyFn, ok = cfg.key.(func(Event[T]) string); !ok {
 			return nil, fmt.Errorf("%w: OrderedBy key %T for a listener of %s", ErrInvalidOption, cfg.key, reflect.TypeFor[T]())
 		}
 		if cfg.ordered {
@@ -217,7 +232,6 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	case cfg.ordered && cfg.concurrency > 1:
 		return nil, fmt.Errorf("%w: Ordered with Concurrency(%d)", ErrInvalidOption, cfg.concurrency)
 	}
-	e.in = newInbox(e, cfg, o, keyFn)
 	return e, nil
 }
 

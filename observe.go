@@ -102,15 +102,6 @@ func WithObserver(o Observer) Option {
 	return optionFunc(func(opts *options) { opts.observer = o })
 }
 
-// acceptedAt returns the time an accepted delivery records, or 0 when
-// nobody observes it.
-func acceptedAt(o Observer) int64 {
-	if o == nil {
-		return 0
-	}
-	return time.Now().UnixNano()
-}
-
 // describe returns the Observer's view of a delivery of ev to e made with
 // ctx (nil: none).
 func (e *entry[T]) describe(ctx context.Context, ev Event[T], attempt int, accepted int64) Delivery {
@@ -129,14 +120,4 @@ func (e *entry[T]) describe(ctx context.Context, ev Event[T], attempt int, accep
 func (e *entry[T]) lost(ctx context.Context, ev Event[T], attempt int, accepted int64, o Outcome) {
 	d := e.describe(ctx, ev, attempt, accepted)
 	e.obs.Lost(d.ctx, d, o)
-}
-
-// tellLost tells the observer, if any, of deliveries that will not run.
-func (s *scheduler[T]) tellLost(ds []Delivery, o Outcome) {
-	if s.obs == nil {
-		return
-	}
-	for _, d := range ds {
-		s.obs.Lost(d.ctx, d, o)
-	}
 }

@@ -8,20 +8,13 @@ import (
 	"reflect"
 	"runtime"
 	"time"
+
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
-const (
-	// _defaultQueueSize bounds each listener's backlog when neither
-	// WithQueueSize nor QueueSize is given.
-	_defaultQueueSize = 4096
-	// _batchSize is how many queued deliveries of one listener a worker
-	// takes at once.
-	_batchSize = 64
-
-	// _idleKeys bounds how many idle key mailboxes an OrderedBy listener
-	// keeps, and how many retired ones a pool keeps for reuse.
-	_idleKeys = 1024
-)
+// _defaultQueueSize bounds each listener's backlog when neither
+// WithQueueSize nor QueueSize is given.
+const _defaultQueueSize = 4096
 
 // An Option configures an EventManager; pass it to New.
 type Option interface {
@@ -51,10 +44,10 @@ func (f optionFunc) apply(o *options) { f(o) }
 func buildOptions(opts []Option) options {
 	o := options{
 		workers:    runtime.GOMAXPROCS(0),
-		maxWorkers: _defaultMaxWorkers,
+		maxWorkers: sched.DefaultMaxWorkers,
 		queueSize:  _defaultQueueSize,
-		stallAfter: _stallAfter,
-		idleAfter:  _idleAfter,
+		stallAfter: sched.DefaultStallAfter,
+		idleAfter:  sched.DefaultIdleAfter,
 	}
 	for _, opt := range opts {
 		if opt != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/eventbus-go/eventbus/internal/registry"
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
 // The registry maps event names to the listeners that match them; it lives
@@ -19,9 +20,10 @@ import (
 // route is everything an emit needs to know about one event name's
 // listeners. It is immutable.
 type route[T any] struct {
-	all   []*entry[T] // priority order: EmitSync calls them in it, Emit queues in it
-	topic *topicDecl  // the name's declared type (NewTopic), or nil
-	keyed bool        // some listener is OrderedBy: Emit computes keys
+	all   []*entry[T]                       // priority order: EmitSync calls them in it, Emit queues in it
+	pool  []*sched.Inbox[Event[T], nameCtx] // their inboxes, in the same order, for the scheduler
+	topic *topicDecl                        // the name's declared type (NewTopic), or nil
+	keyed bool                              // some listener is OrderedBy: Emit computes keys
 }
 
 // routes makes the routes of an EventManager's registry (it is the
@@ -58,8 +60,12 @@ func newRoute[T any](list []*entry[T]) *route[T] {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	keyed := slices.ContainsFunc(list, func(e *entry[T]) bool { return e.in.keyFn != nil })
-	return &route[T]{all: list, keyed: keyed}
+	keyed := slices.ContainsFunc(list, func(e *entry[T]) bool { return e.keyFn != nil })
+	pool := make([]*sched.Inbox[Event[T], nameCtx], len(list))
+	for i, e := range list {
+		pool[i] = e.in
+	}
+	return &route[T]{all: list, pool: pool, keyed: keyed}
 }
 
 // remove takes e out of the registry; its Listener is already marked

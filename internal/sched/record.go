@@ -1,4 +1,4 @@
-package eventbus
+package sched
 
 import "fmt"
 
@@ -16,8 +16,8 @@ import "fmt"
 // holds no event data.
 
 // record is an accepted event, shared by its deliveries.
-type record[T any] struct {
-	ev   Event[T]
+type record[E any] struct {
+	ev   E
 	ep   *epoch // the Flush epoch it was accepted in
 	at   int64  // when accepted, in Unix nanoseconds, if observed (else 0)
 	refs int    // its deliveries not yet finished; guarded by s.mu
@@ -31,26 +31,26 @@ type record[T any] struct {
 // descheduled for a moment) allocate a record per event again.
 
 // newRecord returns a cleared record, with s.mu held.
-func (s *scheduler[T]) newRecord() *record[T] {
+func (s *Scheduler[E, C]) newRecord() *record[E] {
 	if n := len(s.free); n > 0 {
 		r := s.free[n-1]
 		s.free[n-1] = nil
 		s.free = s.free[:n-1]
 		return r
 	}
-	return &record[T]{}
+	return &record[E]{}
 }
 
 // recycle keeps a record that no delivery refers to, with s.mu held.
-func (s *scheduler[T]) recycle(r *record[T]) {
-	*r = record[T]{}
+func (s *Scheduler[E, C]) recycle(r *record[E]) {
+	*r = record[E]{}
 	s.free = append(s.free, r)
 }
 
 // release finishes d's share of its record, with s.mu held: call it once
 // per delivery, when the delivery is finished, after the last use of
 // d.rec.
-func (s *scheduler[T]) release(d *delivery[T]) {
+func (s *Scheduler[E, C]) release(d *delivery[E, C]) {
 	r := d.rec
 	r.refs--
 	s.refs--
@@ -63,8 +63,8 @@ func (s *scheduler[T]) release(d *delivery[T]) {
 
 // overReleased reports a record released more times than it was delivered
 // (tests only: a broken invariant).
-func (s *scheduler[T]) overReleased() {
+func (s *Scheduler[E, C]) overReleased() {
 	if s.check {
-		panic(fmt.Errorf("eventbus: invariant: record released more times than it was delivered"))
+		panic(fmt.Errorf("sched: invariant: record released more times than it was delivered"))
 	}
 }

@@ -1,7 +1,6 @@
-package eventbus
+package sched
 
 import (
-	"errors"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -17,11 +16,11 @@ import (
 // the mailbox if it stalls (watchdog.go).
 
 // hand is a worker's batch and state.
-type hand[T any] struct {
+type hand[E, C any] struct {
 	// Set under s.mu when the batch is taken, reset under s.mu when it is
 	// accounted for; the owner reads them without the lock in between.
-	mb    *mailbox[T]
-	batch []delivery[T]
+	mb    *mailbox[E, C]
+	batch []delivery[E, C]
 	units int32
 	// next is the next delivery of batch to claim: the owner claims one at
 	// a time (Add), the watchdog claims the rest of a stalled batch (Swap).
@@ -51,11 +50,11 @@ type hand[T any] struct {
 	ran     int32   // deliveries claimed and finished: batch[:ran], but for retries
 	back    int32   // batch[back:] was not run and goes back to the mailbox
 	retries []int32 // indexes of batch[:ran] that failed and will be retried
-	c       counters
-	lost    []Delivery // abandoned in account, for the observer (after unlock)
+	c       Counters
+	lost    []lostOne[E, C] // abandoned in account, for Lost (after unlock)
 }
 
-func (h *hand[T]) reset() {
+func (h *hand[E, C]) reset() {
 	clear(h.batch)
 	h.batch = h.batch[:0]
 	h.mb = nil
@@ -67,11 +66,11 @@ func (h *hand[T]) reset() {
 	h.held = 0
 	h.ran, h.back = 0, 0
 	h.retries = h.retries[:0]
-	h.c = counters{}
+	h.c = Counters{}
 }
 
 // run is a worker goroutine.
-func (s *scheduler[T]) run(h *hand[T]) {
+func (s *Scheduler[E, C]) run(h *hand[E, C]) {
 	id, strike := enlistWorker(s)
 	defer strike()
 	s.mu.Lock()
@@ -112,13 +111,14 @@ func (s *scheduler[T]) run(h *hand[T]) {
 		s.runBatch(h)
 		running = false
 
+		s.countDelivered(h)
 		s.mu.Lock()
 		s.account(h)
 		if len(h.lost) > 0 {
 			lost := h.lost
 			h.lost = nil
 			s.mu.Unlock()
-			s.tellLostOnPool(lost, OutcomeAbandoned)
+			s.tellLost(lost, LostAbandoned, true)
 			s.mu.Lock()
 		}
 		if h.stalled {
@@ -134,7 +134,7 @@ func (s *scheduler[T]) run(h *hand[T]) {
 }
 
 // drained reports whether nothing is left to run, with s.mu held.
-func (s *scheduler[T]) drained() bool {
+func (s *Scheduler[E, C]) drained() bool {
 	return s.queued == 0 && s.running == 0 && s.backoff == 0
 }
 
@@ -146,11 +146,11 @@ func (s *scheduler[T]) drained() bool {
 // gives up to _batchSize deliveries (they run in turn anyway); one that
 // runs several batches at once gives its fair share among them, so that its
 // limit's worth of workers can share its backlog.
-func (s *scheduler[T]) take(h *hand[T]) bool {
+func (s *Scheduler[E, C]) take(h *hand[E, C]) bool {
 	in := s.ready.pop()
 	in.queued = false
 	mb := in.box
-	if in.keyFn != nil {
+	if in.keyed {
 		for {
 			if in.ready.len() == 0 {
 				return false
@@ -167,7 +167,7 @@ func (s *scheduler[T]) take(h *hand[T]) bool {
 		return false
 	}
 	n := mb.q.len()
-	if in.keyFn == nil && in.limit > 1 {
+	if !in.keyed && in.limit > 1 {
 		n = (n + in.limit - 1) / in.limit
 	}
 	n = min(n, in.batch)
@@ -189,7 +189,7 @@ func (s *scheduler[T]) take(h *hand[T]) bool {
 // has taken but not started, when another batch of that mailbox may run
 // (see handBack), so that the idle worker calling it, with s.mu held, can
 // take them. It reports whether it found any.
-func (s *scheduler[T]) steal() bool {
+func (s *Scheduler[E, C]) steal() bool {
 	for _, h := range s.hands {
 		if h.running && s.handBack(h) {
 			return true
@@ -203,7 +203,7 @@ func (s *scheduler[T]) steal() bool {
 // whether there were any. It does so only when that helps and keeps the
 // bound: when the mailbox may run another batch now, and the deliveries fit
 // in its listener's backlog.
-func (s *scheduler[T]) handBack(h *hand[T]) bool {
+func (s *Scheduler[E, C]) handBack(h *hand[E, C]) bool {
 	mb, in := h.mb, h.mb.in
 	if mb.keyed || in.active >= in.limit {
 		return false // only this batch may run the mailbox now
@@ -230,8 +230,8 @@ func (s *scheduler[T]) handBack(h *hand[T]) bool {
 // to retry if the mailbox is ordered, when the watchdog tells it to yield,
 // and when it runs out of claimed deliveries (the rest may have been handed
 // back by the watchdog).
-func (s *scheduler[T]) runBatch(h *hand[T]) {
-	e := h.mb.in.e
+func (s *Scheduler[E, C]) runBatch(h *hand[E, C]) {
+	l := h.mb.in.l
 	ordered := h.mb.in.ordered
 	for !h.yield.Load() {
 		i := h.next.Add(1) - 1
@@ -241,20 +241,25 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 		h.at, h.called = i, false
 		d := &h.batch[i]
 		if s.aborted.Load() {
-			h.c.abandoned++
+			h.c.Abandoned++
 			h.ran = i + 1
-			if s.obs != nil {
-				s.tellLostOne(e.describe(d.context(e), d.rec.ev, d.attempt, d.rec.at), OutcomeAbandoned)
+			if s.observed {
+				l.Lost(d.named, d.rec.ev, d.attempt, d.rec.at, LostAbandoned, true)
 			}
 			continue
 		}
-		retry, lerr := e.deliver(d.context(e), d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load(), &h.c)
+		r, err := l.Deliver(d.named, d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load())
 		h.called = true
 		h.ran = i + 1
-		if lerr != nil {
-			s.report(lerr)
+		if r == Delivered {
+			h.c.Delivered++
+			continue
 		}
-		if retry {
+		h.c.count(r)
+		if err != nil {
+			s.report(err)
+		}
+		if r == Retry {
 			h.retries = append(h.retries, i)
 			if ordered {
 				break
@@ -268,12 +273,9 @@ func (s *scheduler[T]) runBatch(h *hand[T]) {
 // account finishes what h ran, with s.mu held: finished deliveries complete
 // their epoch, failed ones start their backoff, and those not run go back to
 // the front of the mailbox in order (or are abandoned if Close gave up).
-func (s *scheduler[T]) account(h *hand[T]) {
+func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 	mb, in := h.mb, h.mb.in
 	s.stats.add(&h.c)
-	if h.c.delivered != 0 { // deliver leaves them to count here, for the batch
-		in.e.l.counts.add(cDelivered, h.c.delivered)
-	}
 	aborted := s.aborted.Load()
 	// What was not run goes back first, so that a retry queued at once
 	// (Retry(n, 0, 0)) lands in front of it, keeping an ordered mailbox's
@@ -281,7 +283,7 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
 		d := h.batch[i]
 		if aborted {
-			s.stats.abandoned++
+			s.stats.Abandoned++
 			s.complete(d.rec.ep)
 			h.lost = s.observeLost(h.lost, mb, d)
 			s.release(&d)
@@ -302,7 +304,7 @@ func (s *scheduler[T]) account(h *hand[T]) {
 				s.startBackoff(mb, retry)
 				continue
 			}
-			s.stats.abandoned++ // Close gave up while it ran: no retry
+			s.stats.Abandoned++ // Close gave up while it ran: no retry
 			h.lost = s.observeLost(h.lost, mb, *d)
 		}
 		if d.rec.ep != ep {
@@ -331,10 +333,6 @@ func (s *scheduler[T]) account(h *hand[T]) {
 	s.verify()
 }
 
-// errGoexit is the failure reported for a handler that called
-// runtime.Goexit (as t.FailNow does).
-var errGoexit = errors.New("eventbus: handler called runtime.Goexit")
-
 // goexit runs on a worker whose goroutine is ending because something it
 // called ran runtime.Goexit: a handler (reported as a failed delivery) or
 // the error handler (the delivery was already counted). The worker's batch
@@ -344,22 +342,32 @@ var errGoexit = errors.New("eventbus: handler called runtime.Goexit")
 // deferred so that it runs even if the error handler calls Goexit again
 // while the failure is reported; the report comes first, as for any failed
 // delivery, so that Flush returns after it.
-func (s *scheduler[T]) goexit(h *hand[T]) {
+func (s *Scheduler[E, C]) goexit(h *hand[E, C]) {
 	defer s.settle(h)
 	if !h.called {
 		d := h.batch[h.at]
-		e := h.mb.in.e
-		h.c.failed++
-		e.l.counts.add(cFailed, 1)
-		s.report(e.failureIn(d.context(e), d.rec.ev, d.attempt, errGoexit))
+		h.c.Failed++
+		if err := h.mb.in.l.Exited(d.named, d.rec.ev, d.attempt); err != nil {
+			s.report(err)
+		}
+	}
+}
+
+// countDelivered tells h's listener how many deliveries of its batch were
+// delivered, once per batch rather than once per delivery, before the
+// batch is accounted for; s.mu must not be held.
+func (s *Scheduler[E, C]) countDelivered(h *hand[E, C]) {
+	if h.c.Delivered != 0 {
+		h.mb.in.l.Delivered(h.c.Delivered)
 	}
 }
 
 // settle is goexit's accounting.
-func (s *scheduler[T]) settle(h *hand[T]) {
+func (s *Scheduler[E, C]) settle(h *hand[E, C]) {
 	h.ran = h.at + 1
 	h.retries = slices.DeleteFunc(h.retries, func(i int32) bool { return i >= h.ran })
 	h.back = min(h.next.Swap(h.units), h.units)
+	s.countDelivered(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.account(h)
@@ -375,8 +383,8 @@ func (s *scheduler[T]) settle(h *hand[T]) {
 
 // leave takes a worker whose goroutine is ending out of the pool, with s.mu
 // held, and wakes the others to look again (on Close, they exit too).
-func (s *scheduler[T]) leave(h *hand[T]) {
-	s.hands = slices.DeleteFunc(s.hands, func(v *hand[T]) bool { return v == h })
+func (s *Scheduler[E, C]) leave(h *hand[E, C]) {
+	s.hands = slices.DeleteFunc(s.hands, func(v *hand[E, C]) bool { return v == h })
 	s.workers--
 	s.finish()
 	s.idle = 0

@@ -1,9 +1,6 @@
-package eventbus
+package sched
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // Flush epochs. Every delivery belongs to the epoch that was current when it
 // was accepted, and stays pending in it through retries until it is
@@ -18,10 +15,10 @@ type epoch struct {
 }
 
 // complete marks one delivery of epoch ep finished, with s.mu held.
-func (s *scheduler[T]) complete(ep *epoch) { s.completeN(ep, 1) }
+func (s *Scheduler[E, C]) complete(ep *epoch) { s.completeN(ep, 1) }
 
 // completeN marks n deliveries of epoch ep finished, with s.mu held.
-func (s *scheduler[T]) completeN(ep *epoch, n int) {
+func (s *Scheduler[E, C]) completeN(ep *epoch, n int) {
 	ep.pending -= n
 	if ep.pending == 0 && ep.done != nil {
 		s.advance()
@@ -30,7 +27,7 @@ func (s *scheduler[T]) completeN(ep *epoch, n int) {
 
 // advance closes the done channel of every sealed epoch that is finished
 // and has no unfinished older epoch.
-func (s *scheduler[T]) advance() {
+func (s *Scheduler[E, C]) advance() {
 	for s.sealed.len() > 0 {
 		ep := s.sealed.buf[s.sealed.head]
 		if ep.pending > 0 {
@@ -41,12 +38,13 @@ func (s *scheduler[T]) advance() {
 	}
 }
 
-// flush waits until every delivery accepted before the call is finished. On
-// a worker of s it would wait for itself, so it returns ErrReentrant at once.
-func (s *scheduler[T]) flush(ctx context.Context) error {
+// Flush waits until every delivery accepted before the call is finished,
+// or until ctx is done (it then returns ctx.Err()). On a worker of s it
+// would wait for itself, so it returns ErrReentrant at once.
+func (s *Scheduler[E, C]) Flush(ctx context.Context) error {
 	var who caller
 	if who.get() == any(s) {
-		return fmt.Errorf("eventbus: flush: %w", ErrReentrant)
+		return ErrReentrant
 	}
 	s.mu.Lock()
 	old := s.cur
@@ -63,6 +61,6 @@ func (s *scheduler[T]) flush(ctx context.Context) error {
 	case <-old.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("eventbus: flush: %w", ctx.Err())
+		return ctx.Err()
 	}
 }

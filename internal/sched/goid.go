@@ -1,4 +1,4 @@
-package eventbus
+package sched
 
 import (
 	"runtime"
@@ -24,7 +24,7 @@ import (
 // room never read it.
 
 var (
-	workerGoroutines sync.Map      // goroutine ID → *scheduler[T] of the worker
+	workerGoroutines sync.Map      // goroutine ID → *Scheduler[E, C] of the worker
 	goidReads        atomic.Uint64 // workerOwner calls, for tests
 )
 
@@ -60,3 +60,11 @@ func goid() uint64 {
 	}
 	return id
 }
+
+// GoroutineIDReads counts the stack reads made to tell whether a caller is
+// a worker (not those of workers enlisting themselves), for tests.
+func GoroutineIDReads() uint64 { return goidReads.Load() }
+
+// GoroutineID returns the calling goroutine's ID: the stack read itself,
+// for its benchmark.
+func GoroutineID() uint64 { return goid() }

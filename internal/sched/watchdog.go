@@ -1,4 +1,4 @@
-package eventbus
+package sched
 
 import (
 	"cmp"
@@ -33,7 +33,7 @@ import (
 // starts.
 
 // armWatchdog arms the timer unless it is armed, with s.mu held.
-func (s *scheduler[T]) armWatchdog() {
+func (s *Scheduler[E, C]) armWatchdog() {
 	if s.watching || s.finished {
 		return
 	}
@@ -46,7 +46,7 @@ func (s *scheduler[T]) armWatchdog() {
 }
 
 // watch is the watchdog timer's callback.
-func (s *scheduler[T]) watch() {
+func (s *Scheduler[E, C]) watch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.watching = false
@@ -106,8 +106,8 @@ func (s *scheduler[T]) watch() {
 // by default) is stalled in any case: a process whose CPU stays saturated by other
 // goroutines cannot hold a blocked listener's worker for ever. Without the
 // metrics (a Go toolchain older than 1.26), every suspect is stalled.
-func (s *scheduler[T]) stallBlocked(suspects []*hand[T]) {
-	slices.SortFunc(suspects, func(a, b *hand[T]) int { return cmp.Compare(a.stuck, b.stuck) })
+func (s *Scheduler[E, C]) stallBlocked(suspects []*hand[E, C]) {
+	slices.SortFunc(suspects, func(a, b *hand[E, C]) int { return cmp.Compare(a.stuck, b.stuck) })
 	blocked := len(suspects)
 	if busy, ok := s.busyGoroutines(); ok {
 		blocked = max(blocked-busy, 0)
@@ -123,7 +123,7 @@ func (s *scheduler[T]) stallBlocked(suspects []*hand[T]) {
 // busyGoroutines returns how many goroutines of the process run or wait to
 // run, not counting the caller, from runtime/metrics; ok is false when the
 // toolchain does not provide them.
-func (s *scheduler[T]) busyGoroutines() (busy int, ok bool) {
+func (s *Scheduler[E, C]) busyGoroutines() (busy int, ok bool) {
 	if s.probe == nil {
 		s.probe = []metrics.Sample{{Name: "/sched/goroutines/running:goroutines"}, {Name: "/sched/goroutines/runnable:goroutines"}}
 	}
@@ -139,7 +139,7 @@ func (s *scheduler[T]) busyGoroutines() (busy int, ok bool) {
 
 // stall marks h stalled and hands the deliveries of its batch that it has
 // not started back to their mailbox, if another worker may run them.
-func (s *scheduler[T]) stall(h *hand[T]) {
+func (s *Scheduler[E, C]) stall(h *hand[E, C]) {
 	h.stalled = true
 	s.stalled++
 	s.handBack(h)
@@ -153,7 +153,7 @@ func (s *scheduler[T]) stall(h *hand[T]) {
 // it exits unless work is ready by then. Parking costs no clock read.
 
 // armReaper arms the idle timer unless it is armed, with s.mu held.
-func (s *scheduler[T]) armReaper() {
+func (s *Scheduler[E, C]) armReaper() {
 	if s.reaping || s.finished {
 		return
 	}
@@ -166,7 +166,7 @@ func (s *scheduler[T]) armReaper() {
 }
 
 // reap is the idle timer's callback.
-func (s *scheduler[T]) reap() {
+func (s *Scheduler[E, C]) reap() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reaping = false

@@ -1,4 +1,4 @@
-package eventbus
+package sched
 
 // deque is a growable ring buffer. It is not safe for concurrent use; the
 // scheduler guards its deques with its mutex. Popped slots are zeroed so the

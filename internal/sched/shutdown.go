@@ -1,9 +1,6 @@
-package eventbus
+package sched
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // Shutdown.
 //
@@ -17,28 +14,32 @@ import (
 // closes done (finish). If Close's context ends first, abort drops what is
 // left and cancels the running listeners' contexts.
 
-// close waits, after setClosed, until every accepted delivery is finished
+// Close waits, after SetClosed, until every accepted delivery is finished
 // and every worker has exited, or until ctx is done: then it abandons what
-// has not started and reports how many deliveries it abandoned. On a worker
-// of s it does not wait (it would wait for itself): it returns ErrReentrant.
-func (s *scheduler[T]) close(ctx context.Context) error {
+// has not started, tells Lost (LostAbandoned) on the caller's goroutine,
+// and returns ctx.Err() with how many deliveries it abandoned and how many
+// were in workers' hands. On a worker of s it does not wait (it would wait
+// for itself): it returns ErrReentrant.
+func (s *Scheduler[E, C]) Close(ctx context.Context) (abandoned uint64, running int, err error) {
 	var who caller
 	if who.get() == any(s) {
-		return fmt.Errorf("eventbus: close: %w: the shutdown has started; the pool drains and its workers exit by themselves", ErrReentrant)
+		return 0, 0, ErrReentrant
 	}
 	select {
 	case <-s.done:
-		return nil
+		return 0, 0, nil
 	case <-ctx.Done():
 	}
 	n, running, lost := s.abort()
-	s.tellLost(lost, OutcomeAbandoned)
-	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", ctx.Err(), n, running)
+	s.tellLost(lost, LostAbandoned, false)
+	return n, running, ctx.Err()
 }
 
-// setClosed marks s closed, with s.mu taken; the caller holds the
-// EventManager's registry lock (lock order: registry, then s.mu).
-func (s *scheduler[T]) setClosed() {
+// SetClosed marks s closed: from then on Accept fails with ErrClosed but
+// on s's workers while Close has not given up. The caller may hold its own
+// lock (the eventbus holds its registry's: lock order, that lock, then
+// s.mu), to make the closing final against its own registrations.
+func (s *Scheduler[E, C]) SetClosed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed.Load() {
@@ -54,12 +55,12 @@ func (s *scheduler[T]) setClosed() {
 // cancels the contexts of running listeners. Workers abandon the rest of the
 // batch in their hands, so the count it returns is a lower bound; Stats has
 // the final one.
-func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) {
+func (s *Scheduler[E, C]) abort() (abandoned uint64, running int, lost []lostOne[E, C]) {
 	s.aborted.Store(true)
 	s.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	before := s.stats.abandoned
+	before := s.stats.Abandoned
 	for s.ready.len() > 0 {
 		s.ready.pop().queued = false
 	}
@@ -73,7 +74,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 			d := mb.q.pop()
 			s.queued--
 			s.shrink(mb.in, 1)
-			s.stats.abandoned++
+			s.stats.Abandoned++
 			s.complete(d.rec.ep)
 			lost = s.observeLost(lost, mb, d)
 			s.release(&d)
@@ -82,7 +83,7 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 	for len(s.retries) > 0 {
 		rt := s.retries.remove(len(s.retries) - 1)
 		s.endBackoff(rt)
-		s.stats.abandoned++
+		s.stats.Abandoned++
 		s.complete(rt.d.rec.ep)
 		lost = s.observeLost(lost, rt.mb, rt.d)
 		s.release(&rt.d)
@@ -97,22 +98,14 @@ func (s *scheduler[T]) abort() (abandoned uint64, running int, lost []Delivery) 
 	s.idle = 0
 	s.work.Broadcast()
 	s.verify()
-	return s.stats.abandoned - before, s.running, lost
-}
-
-// observeLost appends d's description to lost when an observer wants it.
-func (s *scheduler[T]) observeLost(lost []Delivery, mb *mailbox[T], d delivery[T]) []Delivery {
-	if s.obs == nil {
-		return lost
-	}
-	return append(lost, mb.in.e.describe(d.context(mb.in.e), d.rec.ev, d.attempt, d.rec.at))
+	return s.stats.Abandoned - before, s.running, lost
 }
 
 // finish closes done, once, when Close has been called and nothing is left:
 // no worker, and no delivery queued, running or backing off. s.mu must be
 // held. (Workers can all be gone with a retry still backing off, after a
 // handler called runtime.Goexit; the retry then starts a new one.)
-func (s *scheduler[T]) finish() {
+func (s *Scheduler[E, C]) finish() {
 	if s.closed.Load() && !s.finished && s.workers == 0 && s.drained() {
 		s.finished = true
 		close(s.done)

@@ -1,4 +1,4 @@
-package eventbus
+package sched
 
 import "fmt"
 
@@ -8,7 +8,7 @@ import "fmt"
 //
 // The full walk costs O(mailboxes + workers): with many busy mailboxes (an
 // OrderedBy listener over thousands of keys) it runs on every 64th step.
-func (s *scheduler[T]) verify() {
+func (s *Scheduler[E, C]) verify() {
 	if !s.check {
 		return
 	}
@@ -21,13 +21,13 @@ func (s *scheduler[T]) verify() {
 	}
 }
 
-func (s *scheduler[T]) checkInvariants() error {
+func (s *Scheduler[E, C]) checkInvariants() error {
 	queued, backoffs := 0, 0
-	backlog := map[*inbox[T]]int{}
-	active := map[*inbox[T]]int{}
+	backlog := map[*Inbox[E, C]]int{}
+	active := map[*Inbox[E, C]]int{}
 	for mb := s.busy; mb != nil; mb = mb.next {
 		if !mb.tracked {
-			return fmt.Errorf("eventbus: invariant: mailbox in the busy list is not tracked")
+			return fmt.Errorf("sched: invariant: mailbox in the busy list is not tracked")
 		}
 		in := mb.in
 		queued += mb.q.len()
@@ -35,32 +35,32 @@ func (s *scheduler[T]) checkInvariants() error {
 		backlog[in] += mb.q.len() + mb.backoffs
 		active[in] += mb.active
 		if mb.keyed && mb.active > 1 {
-			return fmt.Errorf("eventbus: invariant: key %q of listener %q runs %d batches", mb.key, in.e.pattern, mb.active)
+			return fmt.Errorf("sched: invariant: key %q of listener %q runs %d batches", mb.key, in.name, mb.active)
 		}
 		if !mb.keyed && mb.queued {
-			return fmt.Errorf("eventbus: invariant: unkeyed mailbox marked queued")
+			return fmt.Errorf("sched: invariant: unkeyed mailbox marked queued")
 		}
 	}
 	if queued != s.queued || backoffs != s.backoff || s.backoff != len(s.retries) {
-		return fmt.Errorf("eventbus: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, retries %d)", s.queued, queued, s.backoff, backoffs, len(s.retries))
+		return fmt.Errorf("sched: invariant: queued %d (mailboxes hold %d), backoff %d (mailboxes %d, retries %d)", s.queued, queued, s.backoff, backoffs, len(s.retries))
 	}
 	for i, rt := range s.retries {
 		if rt.i != i || (i > 0 && s.retries.less(i, (i-1)/2)) {
-			return fmt.Errorf("eventbus: invariant: retry heap broken at %d", i)
+			return fmt.Errorf("sched: invariant: retry heap broken at %d", i)
 		}
 	}
 	for in, n := range backlog {
 		if in.backlog != n {
-			return fmt.Errorf("eventbus: invariant: listener %q backlog %d, its mailboxes hold %d", in.e.pattern, in.backlog, n)
+			return fmt.Errorf("sched: invariant: listener %q backlog %d, its mailboxes hold %d", in.name, in.backlog, n)
 		}
 		if in.active != active[in] || in.active > in.limit {
-			return fmt.Errorf("eventbus: invariant: listener %q active %d, its mailboxes run %d, limit %d", in.e.pattern, in.active, active[in], in.limit)
+			return fmt.Errorf("sched: invariant: listener %q active %d, its mailboxes run %d, limit %d", in.name, in.active, active[in], in.limit)
 		}
-		keys := map[*mailbox[T]]bool{}
+		keys := map[*mailbox[E, C]]bool{}
 		for i := range in.ready.len() {
 			mb := in.ready.buf[(in.ready.head+i)&(len(in.ready.buf)-1)]
 			if keys[mb] || !mb.queued || !mb.keyed || mb.in != in || !mb.tracked {
-				return fmt.Errorf("eventbus: invariant: listener %q: key in its ready list twice, not marked, or not its own", in.e.pattern)
+				return fmt.Errorf("sched: invariant: listener %q: key in its ready list twice, not marked, or not its own", in.name)
 			}
 			keys[mb] = true
 		}
@@ -69,32 +69,32 @@ func (s *scheduler[T]) checkInvariants() error {
 	for _, h := range s.hands {
 		held += h.held
 		if (h.retire && !h.parked) || (h.parked && h.running) {
-			return fmt.Errorf("eventbus: invariant: worker parked %v, retiring %v, running %v", h.parked, h.retire, h.running)
+			return fmt.Errorf("sched: invariant: worker parked %v, retiring %v, running %v", h.parked, h.retire, h.running)
 		}
 	}
 	if held != s.running {
-		return fmt.Errorf("eventbus: invariant: running %d, hands hold %d", s.running, held)
+		return fmt.Errorf("sched: invariant: running %d, hands hold %d", s.running, held)
 	}
 	pending := s.cur.pending
 	for i := range s.sealed.len() {
 		pending += s.sealed.buf[(s.sealed.head+i)&(len(s.sealed.buf)-1)].pending
 	}
 	if s.refs != s.queued+s.running+s.backoff {
-		return fmt.Errorf("eventbus: invariant: records referenced %d times, queued+running+backoff %d", s.refs, s.queued+s.running+s.backoff)
+		return fmt.Errorf("sched: invariant: records referenced %d times, queued+running+backoff %d", s.refs, s.queued+s.running+s.backoff)
 	}
 	if pending != s.queued+s.running+s.backoff {
-		return fmt.Errorf("eventbus: invariant: epochs pending %d, queued+running+backoff %d", pending, s.queued+s.running+s.backoff)
+		return fmt.Errorf("sched: invariant: epochs pending %d, queued+running+backoff %d", pending, s.queued+s.running+s.backoff)
 	}
-	seen := map[*inbox[T]]bool{}
+	seen := map[*Inbox[E, C]]bool{}
 	for i := range s.ready.len() {
 		in := s.ready.buf[(s.ready.head+i)&(len(s.ready.buf)-1)]
 		if seen[in] || !in.queued || in.active >= in.limit {
-			return fmt.Errorf("eventbus: invariant: listener %q in the ready list twice, not marked queued, or at its limit (%d of %d)", in.e.pattern, in.active, in.limit)
+			return fmt.Errorf("sched: invariant: listener %q in the ready list twice, not marked queued, or at its limit (%d of %d)", in.name, in.active, in.limit)
 		}
 		seen[in] = true
 	}
 	if s.stalled < 0 || s.stalled > s.workers || s.workers > s.maxWorkers || len(s.hands) != s.workers {
-		return fmt.Errorf("eventbus: invariant: %d workers (%d hands), %d stalled, at most %d", s.workers, len(s.hands), s.stalled, s.maxWorkers)
+		return fmt.Errorf("sched: invariant: %d workers (%d hands), %d stalled, at most %d", s.workers, len(s.hands), s.stalled, s.maxWorkers)
 	}
 	return nil
 }

@@ -1,8 +1,8 @@
-package eventbus
+package sched
 
 import (
 	"context"
-	"fmt"
+	"time"
 )
 
 // Admission and backpressure.
@@ -47,14 +47,14 @@ func (c *caller) worker() bool { return c.get() != nil }
 // was called: it is a worker of s and Close has not given up. Follow-up
 // events of running handlers are then accepted, so a graceful Close
 // completes the cascade.
-func (s *scheduler[T]) draining(c *caller) bool {
+func (s *Scheduler[E, C]) draining(c *caller) bool {
 	return !s.aborted.Load() && c.get() == any(s)
 }
 
-// refuses reports whether an emit into s must fail with ErrClosed. Once the
-// pool has finished (no worker is left) the caller cannot be one of its
-// workers, and its identity is not read.
-func (s *scheduler[T]) refuses() bool {
+// Refuses reports whether an Accept would fail with ErrClosed, without
+// taking s's lock. Once the pool has finished (no worker is left) the
+// caller cannot be one of its workers, and its identity is not read.
+func (s *Scheduler[E, C]) Refuses() bool {
 	if !s.closed.Load() {
 		return false
 	}
@@ -67,20 +67,21 @@ func (s *scheduler[T]) refuses() bool {
 	return !s.draining(&c)
 }
 
-// accept queues ev for the listeners in to (in priority order); keys holds
-// the OrderedBy key of each keyed listener at its index, or is nil when none
-// is keyed. lctx is the context listeners will get. wait says whether to
-// wait for room (until ctx is done) rather than fail with ErrQueueFull.
-func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Event[T], keys []string, wait bool) error {
+// Accept queues ev for the listeners in to (in priority order), or for
+// none: it fails with ErrClosed once SetClosed was called (unless the
+// caller is a worker of s and Close has not given up), and with a
+// *QueueFullError when a listener's backlog has no room and its policy, or
+// wait false, says not to wait. keys holds the key of each keyed listener
+// at its index, or is nil when none is keyed. named, when not nil, holds at
+// each listener's index the value that its delivery carries (Listener
+// methods get a pointer to it); Accept keeps pointers into it. wait says
+// whether to wait for room (until ctx is done) rather than fail.
+func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, keys []string, named []C, wait bool) error {
 	var who caller
 	reserve := false
-	at := acceptedAt(s.obs)
-	// A context that carries values gets each listener's name on top: made
-	// here for every listener of the event in one allocation rather than
-	// one per delivery (see entry.named).
-	var names []nameCtx
-	if !sameContext(lctx, s.ctx) {
-		names = make([]nameCtx, len(to))
+	var at int64
+	if s.observed {
+		at = time.Now().UnixNano()
 	}
 	s.mu.Lock()
 	for {
@@ -102,11 +103,11 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 		case reserve:
 			n := full.backlog
 			s.mu.Unlock()
-			return &queueFullError{pattern: full.e.pattern, waiting: n, reserveUsed: true}
+			return &QueueFullError{Name: full.name, Waiting: n, ReserveUsed: true}
 		case !wait:
 			n := full.backlog
 			s.mu.Unlock()
-			return &queueFullError{pattern: full.e.pattern, waiting: n}
+			return &QueueFullError{Name: full.name, Waiting: n}
 		default:
 			if err := s.waitRoom(ctx, full); err != nil {
 				s.mu.Unlock()
@@ -116,32 +117,25 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	}
 	rec := s.newRecord()
 	rec.ev, rec.ep, rec.at = ev, s.cur, at
-	var drops []*ListenerError
-	var lost []Delivery
-	for i, e := range to {
-		in := e.in
+	var drops []lostOne[E, C]
+	for i, in := range to {
 		key := ""
 		if keys != nil {
 			key = keys[i]
 		}
+		var nm *C
+		if named != nil {
+			nm = &named[i]
+		}
 		if s.overflowing(in, reserve) {
 			// Only a drop policy gets here: full() let the event through.
-			lerr, d := s.drop(lctx, in, key, ev, at)
-			drops = append(drops, lerr)
-			if s.obs != nil {
-				lost = append(lost, d)
-			}
+			drops = append(drops, s.drop(in, key, delivery[E, C]{rec: rec, named: nm}))
 			if in.overflow == OverflowDropNewest || in.backlog >= in.bound {
 				continue
 			}
 		}
 		mb := s.mailboxFor(in, key)
-		var named *nameCtx
-		if names != nil {
-			names[i] = nameCtx{Context: lctx, l: e.l}
-			named = &names[i]
-		}
-		s.push(mb, delivery[T]{rec: rec, named: named}, false)
+		s.push(mb, delivery[E, C]{rec: rec, named: nm}, false)
 		rec.refs++
 		s.refs++
 		rec.ep.pending++
@@ -150,20 +144,24 @@ func (s *scheduler[T]) accept(ctx, lctx context.Context, to []*entry[T], ev Even
 	if rec.refs == 0 { // every listener dropped it
 		s.recycle(rec)
 	}
-	s.stats.emitted++
-	s.stats.matched += uint64(len(to))
+	s.stats.Emitted++
+	s.stats.Matched += uint64(len(to))
 	s.verify()
 	s.mu.Unlock()
-	s.tellLost(lost, OutcomeDropped)
-	for _, lerr := range drops {
-		s.report(lerr)
+	if drops != nil {
+		s.tellLost(drops, LostDropped, false)
+		for _, d := range drops {
+			if err := d.in.l.Dropped(d.named, d.ev, d.attempt, d.backlog); err != nil {
+				s.report(err)
+			}
+		}
 	}
 	return nil
 }
 
 // overflowing reports whether in's backlog has no room, with s.mu held;
 // reserve doubles the bound for emits from workers.
-func (s *scheduler[T]) overflowing(in *inbox[T], reserve bool) bool {
+func (s *Scheduler[E, C]) overflowing(in *Inbox[E, C], reserve bool) bool {
 	bound := in.bound
 	if reserve && in.overflow == OverflowWait {
 		bound *= 2
@@ -173,16 +171,15 @@ func (s *scheduler[T]) overflowing(in *inbox[T], reserve bool) bool {
 
 // full returns the first listener of to whose backlog has no room and whose
 // policy is to wait, or the error of one whose policy is to fail.
-func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
-	var wait *inbox[T]
-	for _, e := range to {
-		in := e.in
+func (s *Scheduler[E, C]) full(to []*Inbox[E, C], reserve bool) (*Inbox[E, C], error) {
+	var wait *Inbox[E, C]
+	for _, in := range to {
 		if !s.overflowing(in, reserve) {
 			continue
 		}
 		switch in.overflow {
 		case OverflowFail:
-			return nil, &queueFullError{pattern: e.pattern, waiting: in.backlog}
+			return nil, &QueueFullError{Name: in.name, Waiting: in.backlog}
 		case OverflowWait:
 			if wait == nil {
 				wait = in
@@ -193,38 +190,37 @@ func (s *scheduler[T]) full(to []*entry[T], reserve bool) (*inbox[T], error) {
 }
 
 // drop makes room in a full backlog by its drop policy, with s.mu held:
-// DropNewest drops ev itself; DropOldest drops the oldest delivery queued
-// for the same key (or ev, when that key has nothing queued). The dropped
-// delivery is counted and returned as the error to report, with its
-// description for the observer.
-func (s *scheduler[T]) drop(ctx context.Context, in *inbox[T], key string, ev Event[T], at int64) (*ListenerError, Delivery) {
-	victim, attempt := ev, 0
+// DropNewest drops d, the new delivery, itself; DropOldest drops the oldest
+// delivery queued for the same key (or d, when that key has nothing
+// queued). The dropped delivery is counted, and returned with the backlog it
+// was dropped from, for Listener.Dropped and Lost once s.mu is released.
+// d's record is not released: the caller has not counted it yet.
+func (s *Scheduler[E, C]) drop(in *Inbox[E, C], key string, d delivery[E, C]) lostOne[E, C] {
+	victim := lostOne[E, C]{in: in, named: d.named, ev: d.rec.ev, attempt: d.attempt, at: d.rec.at}
 	if in.overflow == OverflowDropOldest {
 		mb := in.box
-		if in.keyFn != nil {
+		if in.keyed {
 			mb = in.keys[key]
 		}
 		if mb != nil && mb.q.len() > 0 {
-			d := mb.q.pop()
-			victim, attempt, at, ctx = d.rec.ev, d.attempt, d.rec.at, d.context(in.e)
+			old := mb.q.pop()
+			victim = s.lostOf(in, old)
 			s.queued--
 			s.shrink(in, 1)
-			s.complete(d.rec.ep)
-			s.release(&d)
+			s.complete(old.rec.ep)
+			s.release(&old)
 			s.retire(mb)
 		}
 	}
-	s.stats.dropped++
-	in.e.l.counts.add(cDropped, 1)
-	lerr := in.e.failureIn(ctx, victim, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, in.backlog, in.overflow))
-	lerr.Attempts = attempt
-	return lerr, in.e.describe(ctx, victim, attempt, at)
+	s.stats.Dropped++
+	victim.backlog = in.backlog
+	return victim
 }
 
 // waitRoom waits, with s.mu held on entry and on return, until in may have
 // room, Close was called, or ctx is done. Waiters are not served in order:
 // whichever gets the lock first when room frees up takes it.
-func (s *scheduler[T]) waitRoom(ctx context.Context, in *inbox[T]) error {
+func (s *Scheduler[E, C]) waitRoom(ctx context.Context, in *Inbox[E, C]) error {
 	if in.room == nil {
 		in.room = make(chan struct{})
 	}
@@ -235,7 +231,7 @@ func (s *scheduler[T]) waitRoom(ctx context.Context, in *inbox[T]) error {
 	case <-room:
 	case <-s.closing:
 	case <-ctx.Done():
-		err = fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
+		err = &QueueFullError{Name: in.name, Waiting: in.backlog, Err: ctx.Err()}
 	}
 	s.mu.Lock()
 	return err

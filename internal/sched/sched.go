@@ -1,4 +1,12 @@
-package eventbus
+// Package sched runs deliveries on a bounded, elastic pool of workers: the
+// scheduler behind the eventbus package's Emit. It imports nothing from the
+// eventbus: it knows listeners through the Listener interface (run one
+// delivery, count or report a lost one), their scheduling settings through a
+// Config read once by NewInbox, events as opaque values of type E, and the
+// per-listener value an emit may attach to each delivery (a context, to the
+// eventbus) as an opaque *C. Its errors are its own (ErrClosed,
+// ErrReentrant, *QueueFullError); its user turns them into public ones.
+package sched
 
 import (
 	"context"
@@ -8,7 +16,7 @@ import (
 	"time"
 )
 
-// The scheduler runs Emit's deliveries on a bounded, elastic pool of workers.
+// The scheduler.
 //
 // Model. Every listener has an inbox (inbox.go): its own bounded backlog,
 // held in one mailbox, or one mailbox per key for OrderedBy. Emit pushes one
@@ -86,14 +94,21 @@ import (
 //   - a mailbox is in the busy list unless idle.
 //   - s.stalled ≤ s.workers ≤ s.maxWorkers; a worker marked to retire (idle
 //     timer) is parked; a parked worker runs no batch.
-type scheduler[T any] struct {
+//
+// Scheduler runs the deliveries of events of type E to its listeners on a
+// bounded, elastic pool of workers. C is the type of the value an Accept
+// may attach to each delivery (see Accept). Make one with New; it starts no
+// goroutine until Accept needs a worker.
+type Scheduler[E, C any] struct {
 	// Set at construction, then read-only.
-	maxLive    int           // WithWorkers: workers that may run at once, not counting stalled ones
-	maxWorkers int           // WithMaxWorkers: every worker goroutine, stalled ones included
+	maxLive    int           // Options.Workers: workers that may run at once, not counting stalled ones
+	maxWorkers int           // Options.MaxWorkers: every worker goroutine, stalled ones included
+	queueSize  int           // Options.QueueSize: the default backlog bound
+	overflow   Overflow      // Options.Overflow: the default overflow policy
 	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
 	idleAfter  time.Duration // how long a worker stays parked with nothing to do before it exits
 	report     func(error)   // the error handler; called with no lock held
-	obs        Observer      // nil when nobody observes deliveries
+	observed   bool          // Listener.Lost is called, and Accept records when it accepted
 	ctx        context.Context
 	cancel     context.CancelFunc // cancels ctx, the parent of pool listeners' contexts, when Close gives up
 
@@ -110,26 +125,26 @@ type scheduler[T any] struct {
 	work sync.Cond // idle workers wait here; L is &mu
 
 	// Queues.
-	ready   deque[*inbox[T]] // listeners that may start a batch, in the order they became ready
-	busy    *mailbox[T]      // head of the list of every mailbox that is not idle
-	tracked int              // mailboxes in the busy list
-	checks  uint64           // verify calls (tests only)
-	spare   []*mailbox[T]    // retired key mailboxes, for reuse
+	ready   deque[*Inbox[E, C]] // listeners that may start a batch, in the order they became ready
+	busy    *mailbox[E, C]      // head of the list of every mailbox that is not idle
+	tracked int                 // mailboxes in the busy list
+	checks  uint64              // verify calls (tests only)
+	spare   []*mailbox[E, C]    // retired key mailboxes, for reuse
 
 	// Retries (retry.go): deliveries waiting out a backoff, by due time,
 	// and the one timer armed for the earliest while any waits.
 	born    time.Time // the origin of s.now
-	retries retryHeap[T]
+	retries retryHeap[E, C]
 	retryT  *time.Timer
 
 	// Workers.
-	hands     []*hand[T] // one per worker goroutine
-	workers   int        // worker goroutines started and not yet exited
-	stalled   int        // workers whose handler has run past stallAfter
-	idle      int        // workers waiting on work and not yet signalled
-	watching  bool       // the watchdog timer is armed
+	hands     []*hand[E, C] // one per worker goroutine
+	workers   int           // worker goroutines started and not yet exited
+	stalled   int           // workers whose handler has run past stallAfter
+	idle      int           // workers waiting on work and not yet signalled
+	watching  bool          // the watchdog timer is armed
 	watchdog  *time.Timer
-	suspects  []*hand[T]       // the watchdog's scratch list
+	suspects  []*hand[E, C]    // the watchdog's scratch list
 	probe     []metrics.Sample // the watchdog's runtime metrics
 	reaping   bool             // the idle timer is armed (watchdog.go)
 	reapTicks uint64           // times the idle timer fired
@@ -139,9 +154,9 @@ type scheduler[T any] struct {
 	queued  int // deliveries in mailboxes
 	running int // deliveries in workers' hands
 	backoff int // deliveries waiting out a retry backoff
-	stats   counters
+	stats   Counters
 	refs    int          // Σ records' refs: deliveries queued, running or backing off
-	free    []*record[T] // recycled records (record.go)
+	free    []*record[E] // recycled records (record.go)
 
 	// Flush epochs (flush.go).
 	cur    *epoch
@@ -155,46 +170,85 @@ type scheduler[T any] struct {
 
 // delivery is one queued invocation of one listener: its share of an
 // accepted event's record (record.go).
-type delivery[T any] struct {
-	rec     *record[T]
-	named   *nameCtx // the listener's context when the emit's carries values; nil: the pool's
-	attempt int      // attempts that already failed (Retry)
+type delivery[E, C any] struct {
+	rec     *record[E]
+	named   *C  // what the emit attached for this listener (see Accept); nil: nothing
+	attempt int // attempts that already failed (Retry)
 }
 
-// context returns the context d's handler gets: its own, or the pool's
-// context named for e (made once, at registration).
-func (d *delivery[T]) context(e *entry[T]) context.Context {
-	if d.named != nil {
-		return d.named
-	}
-	return e.poolCtx
+// Options configure a Scheduler.
+type Options struct {
+	// Workers is how many workers may run at once, not counting stalled
+	// ones; the default limit of a plain or keyed listener. At least 1.
+	Workers int
+	// MaxWorkers bounds every worker goroutine, stalled ones included;
+	// raised to Workers if smaller. 0: DefaultMaxWorkers.
+	MaxWorkers int
+	// QueueSize bounds each listener's backlog unless its Config says
+	// otherwise. At least 1.
+	QueueSize int
+	// Overflow is what a full backlog does unless a listener's Config says
+	// otherwise.
+	Overflow Overflow
+	// StallAfter is how long a handler runs before its worker counts as
+	// stalled (0: DefaultStallAfter); IdleAfter how long a worker with
+	// nothing to do waits before it exits (0: DefaultIdleAfter).
+	StallAfter, IdleAfter time.Duration
+	// Report receives the errors of failed deliveries (those Listener
+	// methods return), with no lock held, on the goroutine where they
+	// happen. Required.
+	Report func(error)
+	// Observed makes the scheduler call Listener.Lost and record when it
+	// accepts each event (Listener.Deliver's accepted).
+	Observed bool
+	// CheckInvariants makes every accounting step check the scheduler's
+	// invariants, panicking on a broken one (tests).
+	CheckInvariants bool
 }
 
 const (
-	// _stallAfter is how long a handler may run before its worker is
+	// DefaultStallAfter is how long a handler may run before its worker is
 	// considered stalled and replaced while other work waits.
-	_stallAfter = 5 * time.Millisecond
+	DefaultStallAfter = 5 * time.Millisecond
 	// _computeLimit is how many stall thresholds a handler that has not
 	// returned may be taken for computing, and its worker not replaced,
 	// while the process has no CPU to spare (watchdog.go).
 	_computeLimit = 200
-	// _idleAfter is how long (to twice that) a worker with nothing to do
-	// waits for work before it exits.
-	_idleAfter = time.Second
-	// _defaultMaxWorkers bounds the worker goroutines, stalled included,
-	// when WithMaxWorkers is not given (or WithWorkers is larger).
-	_defaultMaxWorkers = 256
+	// DefaultIdleAfter is how long (to twice that) a worker with nothing to
+	// do waits for work before it exits.
+	DefaultIdleAfter = time.Second
+	// DefaultMaxWorkers bounds the worker goroutines, stalled included,
+	// when Options.MaxWorkers is 0 (or Options.Workers is larger).
+	DefaultMaxWorkers = 256
+	// _batchSize is how many queued deliveries of one listener a worker
+	// takes at once.
+	_batchSize = 64
+	// _idleKeys bounds how many idle key mailboxes a keyed listener keeps,
+	// and how many retired ones a pool keeps for reuse.
+	_idleKeys = 1024
 )
 
-func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
-	s := &scheduler[T]{
-		maxLive:    o.workers,
-		maxWorkers: max(o.maxWorkers, o.workers),
-		stallAfter: o.stallAfter,
-		idleAfter:  o.idleAfter,
-		report:     report,
-		obs:        o.observer,
-		check:      o.checkInvariants,
+// New returns a Scheduler configured by o.
+func New[E, C any](o Options) *Scheduler[E, C] {
+	if o.MaxWorkers == 0 {
+		o.MaxWorkers = DefaultMaxWorkers
+	}
+	if o.StallAfter == 0 {
+		o.StallAfter = DefaultStallAfter
+	}
+	if o.IdleAfter == 0 {
+		o.IdleAfter = DefaultIdleAfter
+	}
+	s := &Scheduler[E, C]{
+		maxLive:    o.Workers,
+		maxWorkers: max(o.MaxWorkers, o.Workers),
+		queueSize:  o.QueueSize,
+		overflow:   o.Overflow,
+		stallAfter: o.StallAfter,
+		idleAfter:  o.IdleAfter,
+		report:     o.Report,
+		observed:   o.Observed,
+		check:      o.CheckInvariants,
 		closing:    make(chan struct{}),
 		done:       make(chan struct{}),
 		cur:        &epoch{},
@@ -205,11 +259,18 @@ func newScheduler[T any](o *options, report func(error)) *scheduler[T] {
 	return s
 }
 
+// Context returns the scheduler's context, cancelled when Close gives up
+// waiting: the parent of the contexts its listeners' handlers get.
+func (s *Scheduler[E, C]) Context() context.Context { return s.ctx }
+
+// Closed reports whether SetClosed has been called.
+func (s *Scheduler[E, C]) Closed() bool { return s.closed.Load() }
+
 // wake makes sure a worker will look at the ready list, with s.mu held: an
 // idle one is signalled, or one is started while fewer than maxLive run
 // unstalled; otherwise the watchdog is armed, so that a worker stuck in a
 // handler is replaced and a long batch yields.
-func (s *scheduler[T]) wake() {
+func (s *Scheduler[E, C]) wake() {
 	switch {
 	case s.idle > 0:
 		s.idle--
@@ -222,35 +283,22 @@ func (s *scheduler[T]) wake() {
 }
 
 // start starts a worker goroutine, with s.mu held.
-func (s *scheduler[T]) start() {
+func (s *Scheduler[E, C]) start() {
 	s.workers++
-	h := &hand[T]{stuck: -1}
+	h := &hand[E, C]{stuck: -1}
 	s.hands = append(s.hands, h)
 	go s.run(h)
 }
 
-// snapshot returns the pool's counters, read together.
-func (s *scheduler[T]) snapshot() Stats {
+// Stats returns the scheduler's counters, read together.
+func (s *Scheduler[E, C]) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &s.stats
-	return Stats{
-		Emitted:   c.emitted,
-		Matched:   c.matched,
-		Delivered: c.delivered,
-		Failed:    c.failed,
-		Panicked:  c.panicked,
-		Skipped:   c.skipped,
-		Dropped:   c.dropped,
-		Abandoned: c.abandoned,
-		Retried:   c.retried,
-		Queued:    s.queued + s.backoff,
-		Running:   s.running,
-	}
+	return Stats{Counters: s.stats, Queued: s.queued + s.backoff, Running: s.running}
 }
 
-// workersNow reports the worker goroutines and how many of them are stalled.
-func (s *scheduler[T]) workersNow() (workers, stalled int) {
+// Workers reports the worker goroutines and how many of them are stalled.
+func (s *Scheduler[E, C]) Workers() (workers, stalled int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.workers, s.stalled

@@ -1,0 +1,175 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// ev is the fake event: which emitter sent it, its sequence number there,
+// and an id unique over the test.
+type ev struct {
+	id, emitter, seq int
+	key              string
+}
+
+// tag is what an emit attaches to a delivery (a context, to the eventbus).
+type tag struct{ emit int }
+
+// fake is a listener that records what it runs. run, when set, decides each
+// attempt's result; it runs in the worker.
+type fake struct {
+	name string
+	run  func(e ev, attempt int) (Result, error)
+
+	mu   sync.Mutex
+	seen map[int]int    // id → deliveries that ended (delivered, failed or skipped)
+	last map[[2]any]int // (key, emitter) → last seq run, for order checks
+	bad  []string       // order violations
+
+	delivered, skipped, dropped, exited atomic.Uint64
+	removed                             atomic.Bool
+	lost                                sync.Map // why → *atomic.Int64
+}
+
+func newFake(name string) *fake {
+	return &fake{name: name, seen: map[int]int{}, last: map[[2]any]int{}}
+}
+
+func (f *fake) Deliver(named *tag, e ev, attempt int, _ int64, mayRetry bool) (Result, error) {
+	r, err := Delivered, error(nil)
+	if f.run != nil {
+		r, err = f.run(e, attempt)
+	}
+	if r == Retry && !mayRetry {
+		r = Failed
+	}
+	if r == Retry {
+		return r, nil
+	}
+	f.mu.Lock()
+	f.seen[e.id]++
+	if named != nil && named.emit != e.emitter {
+		f.bad = append(f.bad, f.name+": a delivery carries another emit's value")
+	}
+	f.mu.Unlock()
+	return r, err
+}
+
+// checkOrder records that e starts now, and a violation if an earlier event
+// of the same key and emitter starts after it.
+func (f *fake) checkOrder(e ev) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := [2]any{e.key, e.emitter}
+	if last, ok := f.last[k]; ok && e.seq <= last {
+		f.bad = append(f.bad, f.name+": out of order")
+	}
+	f.last[k] = e.seq
+}
+
+func (f *fake) Delivered(n uint64) { f.delivered.Add(n) }
+func (f *fake) Skipped(n uint64)   { f.skipped.Add(n) }
+func (f *fake) Dropped(_ *tag, _ ev, _ int, _ int) error {
+	f.dropped.Add(1)
+	return errors.New("dropped")
+}
+func (f *fake) Exited(*tag, ev, int) error { f.exited.Add(1); return errors.New("exited") }
+func (f *fake) Lost(_ *tag, _ ev, _ int, _ int64, why Loss, _ bool) {
+	n, _ := f.lost.LoadOrStore(why, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+func (f *fake) Backoff(attempt int) time.Duration {
+	return time.Duration(attempt) * 10 * time.Microsecond
+}
+func (f *fake) Removed() bool { return f.removed.Load() }
+
+// newSched returns a scheduler with its invariant checker on, closed when
+// the test ends, and a channel that collects the errors it reports.
+func newSched(t *testing.T, o Options) (*Scheduler[ev, tag], *reports) {
+	t.Helper()
+	r := &reports{}
+	o.Report = r.add
+	o.CheckInvariants = true
+	if o.QueueSize == 0 {
+		o.QueueSize = 1024
+	}
+	s := New[ev, tag](o)
+	t.Cleanup(func() {
+		s.SetClosed()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, _, err := s.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s, r
+}
+
+// reports collects the errors a scheduler reports.
+type reports struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (r *reports) add(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+}
+
+func (r *reports) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.errs)
+}
+
+// flush is Flush with a generous deadline.
+func flush(t *testing.T, s *Scheduler[ev, tag]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
+
+// gate blocks handlers until opened.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate() *gate  { return &gate{ch: make(chan struct{})} }
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+func (g *gate) wait() { <-g.ch }
+
+// waitFor polls cond, a handshake on the scheduler's state, for up to a
+// minute (a generous allowance: it returns as soon as cond holds).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func recordMax(peak *atomic.Int32, v int32) {
+	for {
+		p := peak.Load()
+		if v <= p || peak.CompareAndSwap(p, v) {
+			return
+		}
+	}
+}

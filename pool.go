@@ -1,0 +1,197 @@
+package eventbus
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/eventbus-go/eventbus/internal/sched"
+)
+
+// The pool: Emit's deliveries run on the scheduler of internal/sched, which
+// knows a listener only as a sched.Listener and its settings as a
+// sched.Config. This file is the glue: an entry is the scheduler's
+// Listener (it runs one delivery, and counts and reports those that fail or
+// do not run), its options become a Config once, at registration, and the
+// scheduler's errors become the package's (ErrClosed, ErrQueueFull,
+// ErrReentrant) with the same messages.
+//
+// A delivery carries a *nameCtx, the context its handler gets, when the
+// emit's context carries values (see names); otherwise nil, and the handler
+// gets the listener's poolCtx.
+
+// The entry is its pool's listener.
+var _ sched.Listener[Event[int], nameCtx] = (*entry[int])(nil)
+
+// newPool makes the scheduler of an EventManager configured by o, which
+// reports failures to report.
+func newPool[T any](o *options, report func(error)) *sched.Scheduler[Event[T], nameCtx] {
+	return sched.New[Event[T], nameCtx](sched.Options{
+		Workers:         o.workers,
+		MaxWorkers:      o.maxWorkers,
+		QueueSize:       o.queueSize,
+		Overflow:        sched.Overflow(o.overflow),
+		StallAfter:      o.stallAfter,
+		IdleAfter:       o.idleAfter,
+		Report:          report,
+		Observed:        o.observer != nil,
+		CheckInvariants: o.checkInvariants,
+	})
+}
+
+// The scheduler's overflow policies are the package's, value for value.
+var _ = [1]struct{}{}[sched.OverflowDropOldest-sched.Overflow(OverflowDropOldest)]
+
+// schedConfig is the scheduling configuration of a listener of pattern
+// configured by cfg; keyed says it is OrderedBy.
+func schedConfig(pattern string, cfg *listenerConfig, keyed bool) sched.Config {
+	return sched.Config{
+		Name:        pattern,
+		Ordered:     cfg.ordered,
+		Keyed:       keyed,
+		Concurrency: cfg.concurrency,
+		QueueSize:   cfg.queueSize,
+		Overflow:    sched.Overflow(cfg.overflow),
+		OverflowSet: cfg.overflowSet,
+	}
+}
+
+// names returns the contexts of the listeners of an event whose listeners'
+// context (see listenerContext) is lctx, for the scheduler to carry with
+// each delivery: one per listener of to, made in one allocation rather than
+// one per delivery, or nil when lctx carries no values (the handlers then
+// get their poolCtx).
+func (m *EventManager[T]) names(lctx context.Context, to []*entry[T]) []nameCtx {
+	if sameContext(lctx, m.pool.Context()) {
+		return nil
+	}
+	names := make([]nameCtx, len(to))
+	for i, e := range to {
+		names[i] = nameCtx{Context: lctx, l: e.l}
+	}
+	return names
+}
+
+// acceptError turns an error of the scheduler's Accept into the package's.
+func acceptError(err error) error {
+	if err == sched.ErrClosed {
+		return ErrClosed
+	}
+	if q, ok := err.(*sched.QueueFullError); ok {
+		if q.Err != nil { // a wait for room ended with its context
+			return fmt.Errorf("%w: %w", ErrQueueFull, q.Err)
+		}
+		return &queueFullError{pattern: q.Name, waiting: q.Waiting, reserveUsed: q.ReserveUsed}
+	}
+	return err
+}
+
+// reentrant turns the scheduler's ErrReentrant into the package's.
+func reentrant(err error) error {
+	if err == sched.ErrReentrant {
+		return ErrReentrant
+	}
+	return err
+}
+
+// poolContext returns the context of a delivery to e that carries named
+// (nil: the emit's context carried no values).
+func (e *entry[T]) poolContext(named *nameCtx) context.Context {
+	if named != nil {
+		return named
+	}
+	return e.poolCtx
+}
+
+// Deliver runs one pool delivery (sched.Listener). It reports Retry when
+// the delivery failed and must be run again (mayRetry is false once Close
+// has given up); otherwise it counts the outcome for the listener, but for
+// delivered (counted per batch, see Delivered), and returns the failure to
+// report, if any.
+func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted int64, mayRetry bool) (sched.Result, error) {
+	ctx := e.poolContext(named)
+	again := mayRetry && e.retry != nil && e.retry.again(attempt)
+	hctx := ctx
+	if e.tied { // CancelWithEmitter
+		var untie context.CancelFunc
+		hctx, untie = tie(ctx)
+		defer untie()
+	}
+	oc, err := e.call(hctx, ev, attempt, accepted, !again)
+	if oc == delivered {
+		return sched.Delivered, nil
+	}
+	if (oc == failed || oc == panicked) && again {
+		e.l.counts.add(cRetried, 1)
+		return sched.Retry, nil
+	}
+	var c counters // the scheduler counts its own
+	lerr := e.count(ev, oc, err, attempt, &c)
+	if lerr == nil {
+		return sched.Skipped, nil
+	}
+	lerr.ctx = e.named(ctx)
+	if oc == panicked {
+		return sched.Panicked, lerr
+	}
+	return sched.Failed, lerr
+}
+
+// Delivered counts n deliveries of a batch that were delivered.
+func (e *entry[T]) Delivered(n uint64) { e.l.counts.add(cDelivered, n) }
+
+// Skipped counts n deliveries whose retry was dropped by Unregister.
+func (e *entry[T]) Skipped(n uint64) { e.l.counts.add(cSkipped, n) }
+
+// Dropped counts a delivery dropped by the listener's overflow policy and
+// returns its error.
+func (e *entry[T]) Dropped(named *nameCtx, ev Event[T], attempt int, backlog int) error {
+	e.l.counts.add(cDropped, 1)
+	lerr := e.failureIn(e.poolContext(named), ev, attempt, fmt.Errorf("%w (%d queued, policy %v)", ErrDropped, backlog, e.overflow))
+	lerr.Attempts = attempt
+	return lerr
+}
+
+// Exited counts a delivery whose handler called runtime.Goexit as failed
+// and returns its error.
+func (e *entry[T]) Exited(named *nameCtx, ev Event[T], attempt int) error {
+	e.l.counts.add(cFailed, 1)
+	return e.failureIn(e.poolContext(named), ev, attempt, errGoexit)
+}
+
+// Lost tells the observer of a delivery that does not run. On the pool's
+// own goroutines (workers, the retry timer) a panic in Observer.Lost is
+// recovered and reported to the error handler, as the listener's, instead
+// of ending the process; elsewhere it is the caller's.
+func (e *entry[T]) Lost(named *nameCtx, ev Event[T], attempt int, accepted int64, why sched.Loss, onPool bool) {
+	if e.obs == nil {
+		return
+	}
+	d := e.describe(e.poolContext(named), ev, attempt, accepted)
+	if onPool {
+		defer e.m.recoverLost(d.Event, d.Listener)
+	}
+	o := OutcomeAbandoned
+	switch why {
+	case sched.LostSkipped:
+		o = OutcomeSkipped
+	case sched.LostDropped:
+		o = OutcomeDropped
+	}
+	e.obs.Lost(d.ctx, d, o)
+}
+
+// Backoff is the listener's retry backoff after attempt+1 failed attempts.
+func (e *entry[T]) Backoff(attempt int) time.Duration { return e.retry.backoff(attempt) }
+
+// Removed reports whether the listener was unregistered.
+func (e *entry[T]) Removed() bool { return e.l.removed.Load() }
+
+// recoverLost, deferred around a call to Observer.Lost on the pool, reports
+// its panic to the error handler.
+func (m *EventManager[T]) recoverLost(event string, l *Listener) {
+	if r := recover(); r != nil {
+		m.report(fmt.Errorf("eventbus: observer Lost panicked for a delivery of %q to listener %q: %w", event, l.Name(), &PanicError{Value: r, Stack: debug.Stack()}))
+	}
+}

@@ -8,8 +8,9 @@ import (
 )
 
 // Running one delivery: the handler call, its outcome and its counting,
-// shared by EmitSync and the pool. This is the one place where outcomes are
-// counted, so it is where a metrics hook belongs.
+// shared by EmitSync and the pool (whose scheduler calls it through
+// entry.Deliver, pool.go). This is the one place where a listener's
+// outcomes are counted, so it is where a metrics hook belongs.
 
 // outcome is what became of one delivery; its values are those of Outcome.
 type outcome = Outcome
@@ -139,7 +140,7 @@ func (e *entry[T]) run(ctx context.Context, ev Event[T]) (oc outcome, err error)
 // skipped). Being generic, count is not inlined, so its callers count the
 // common outcome, delivered, themselves: EmitSync on the listener's
 // tallies, the pool in the worker's batch counters (added to the listener
-// once per batch, in account).
+// once per batch, through entry.Delivered).
 func (e *entry[T]) count(ev Event[T], oc outcome, err error, attempt int, c *counters) *ListenerError {
 	l := &e.l.counts
 	switch oc {

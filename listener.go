@@ -109,8 +109,9 @@ func (l *Listener) Stats() ListenerStats {
 	}
 }
 
-// entry is a listener as the registry and the pool see it. It is immutable
-// once registered; the scheduler's state for it is in its inbox.
+// entry is a listener as the registry and the pool see it: the pool's
+// scheduler knows it as a sched.Listener (pool.go). It is immutable once
+// registered; the scheduler's state for it is in its inbox.
 type entry[T any] struct {
 	m        *EventManager[T]
 	l        *Listener

@@ -47,22 +47,10 @@ type ListenerStats struct {
 	Pending int
 }
 
-// counters are plain: the pool's are guarded by its mutex, and a worker or
-// EmitSync fills its own before adding them in one go.
+// counters are plain: EmitSync fills its own before adding them to its
+// tallies in one go (the pool counts its own deliveries: sched.Counters).
 type counters struct {
-	emitted, matched, delivered, failed, panicked, skipped, dropped, abandoned, retried uint64
-}
-
-func (c *counters) add(o *counters) {
-	c.emitted += o.emitted
-	c.matched += o.matched
-	c.delivered += o.delivered
-	c.failed += o.failed
-	c.panicked += o.panicked
-	c.skipped += o.skipped
-	c.dropped += o.dropped
-	c.abandoned += o.abandoned
-	c.retried += o.retried
+	emitted, delivered, failed, panicked, skipped, dropped, retried uint64
 }
 
 // deliveredTo counts a delivery to l that succeeded.

@@ -7,25 +7,27 @@ import (
 
 // Admission and backpressure.
 //
-// An event is accepted whole or not at all: under s.mu, accept checks the
-// backlog of every listener it matches, then pushes one delivery into each.
-// A listener whose backlog is full decides by its Overflow policy: wait for
-// room (the default), fail the emit, or drop a delivery (its own newest or
-// oldest) and let the event through to the others. Only the listeners an
-// event matches push back on its emit; other names are never delayed.
+// An event is accepted whole or not at all: under s.mu, Accept checks the
+// backlog of every listener it is given, then pushes one delivery into
+// each. A listener whose backlog is full decides by its Overflow policy:
+// wait for room (the default), fail the emit, or drop a delivery (its own
+// newest or oldest) and let the event through to the others. Only the
+// listeners an event goes to push back on its Accept; others are never
+// delayed.
 //
-// Workers never wait: an Emit made on any EventManager's worker goroutine
+// Workers never wait: an Accept made on any Scheduler's worker goroutine
 // may take its listeners' backlogs up to twice their bound (the reserve),
-// then fails with ErrQueueFull. Waiting there could deadlock: the room it
-// waits for may be freed only by the worker that waits, or by a worker of
-// another EventManager waiting on this one. TryEmit never waits, so it needs
-// no reserve and fails at the bound wherever it is called: it never reads
-// the caller's identity (a stack read, goid.go).
+// then fails with a *QueueFullError. Waiting there could deadlock: the room
+// it waits for may be freed only by the worker that waits, or by a worker
+// of another Scheduler waiting on this one. An Accept that must not wait
+// (wait false: the eventbus's TryEmit) needs no reserve and fails at the
+// bound wherever it is called: it never reads the caller's identity (a
+// stack read, goid.go).
 
-// caller identifies the goroutine of an emit, lazily: finding out costs a
-// stack read (goid.go), so it is done only when an Emit would otherwise
+// caller identifies the goroutine of an Accept, lazily: finding out costs a
+// stack read (goid.go), so it is done only when an Accept would otherwise
 // wait, or is made while Close drains the pool (once no worker is left, an
-// emit is refused without asking).
+// Accept is refused without asking).
 type caller struct {
 	known bool
 	id    uint64 // goroutine ID
@@ -40,7 +42,7 @@ func (c *caller) get() any {
 	return c.owner
 }
 
-// worker reports whether the calling goroutine is a worker of any EventManager.
+// worker reports whether the calling goroutine is a worker of any Scheduler.
 func (c *caller) worker() bool { return c.get() != nil }
 
 // draining reports whether the caller may still emit into s although Close
@@ -231,7 +233,7 @@ func (s *Scheduler[E, C]) waitRoom(ctx context.Context, in *Inbox[E, C]) error {
 	case <-room:
 	case <-s.closing:
 	case <-ctx.Done():
-		err = &QueueFullError{Name: in.name, Waiting: in.backlog, Err: ctx.Err()}
+		err = &QueueFullError{Name: in.name, Err: ctx.Err()} // s.mu is not held: no Waiting
 	}
 	s.mu.Lock()
 	return err

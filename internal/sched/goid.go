@@ -6,22 +6,22 @@ import (
 	"sync/atomic"
 )
 
-// Worker identity. An emit, Flush or Close must know whether it runs on a
+// Worker identity. An Accept, Flush or Close must know whether it runs on a
 // worker goroutine, whatever context it was given: a worker must never wait
 // for backlog room (it could be waiting for itself, or for a worker of
-// another EventManager that waits for it), and Flush or Close on a worker of
-// their own EventManager would wait for the very handler that calls them.
+// another Scheduler that waits for it), and Flush or Close on a worker of
+// their own Scheduler would wait for the very handler that calls them.
 //
 // Workers enlist their goroutine ID in workerGoroutines, the package's one
-// piece of global state: it must span every EventManager, whatever its type
-// parameter, for the cross-manager case. Reading the ID costs a stack read,
+// piece of global state: it must span every Scheduler (every EventManager),
+// whatever its type parameters, for the cross-manager case. Reading the ID costs a stack read,
 // which walks the caller's stack (1 µs shallow, tens of µs at call depth 40;
-// see BenchmarkGoroutineID), so it is done only where waiting or a
-// re-entrant call is at stake: when an Emit would otherwise wait for room,
-// when an emit is made while Close drains the pool (workers still exist), in
-// Flush, Close and UnregisterAndWait, and once per worker start. A refused
-// TryEmit, an emit after the pool has finished and every emit that finds
-// room never read it.
+// see the eventbus's BenchmarkGoroutineID), so it is done only where
+// waiting or a re-entrant call is at stake: when an Accept would otherwise
+// wait for room, when an Accept is made while Close drains the pool
+// (workers still exist), in Flush, Close and Quiesce, and once per worker
+// start. A refused Accept that may not wait (TryEmit), an Accept after the
+// pool has finished and every Accept that finds room never read it.
 
 var (
 	workerGoroutines sync.Map      // goroutine ID → *Scheduler[E, C] of the worker

@@ -7,7 +7,7 @@ import "fmt"
 // so that a rare race becomes a failing test with a stack.
 //
 // The full walk costs O(mailboxes + workers): with many busy mailboxes (an
-// OrderedBy listener over thousands of keys) it runs on every 64th step.
+// keyed listener over thousands of keys) it runs on every 64th step.
 func (s *Scheduler[E, C]) verify() {
 	if !s.check {
 		return

@@ -117,7 +117,7 @@ var (
 // QueueFullError is Accept's error when a listener's backlog has no room.
 type QueueFullError struct {
 	Name        string // the listener's Config.Name
-	Waiting     int    // its backlog
+	Waiting     int    // its backlog (0 when Err is set)
 	ReserveUsed bool   // the emit came from a worker and used up the reserve
 	Err         error  // when non-nil: the context error that ended a wait for room
 }

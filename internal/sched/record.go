@@ -5,11 +5,11 @@ import "fmt"
 // Event records. An event accepted for n listeners is written once, in a
 // record that its n deliveries share; each listener's mailbox holds only a
 // small delivery (the record, the listener's own context when the emit's
-// carries values, and its attempt count). Emit's cost per listener is then a
-// 24-byte store into that listener's ring instead of a 64-byte one (for an
-// Event[int]): profiling Emit to 10 listeners put 38% of the CPU on that
-// store, one cache-line transfer per delivery from the worker that had
-// emptied the ring. A record is recycled, not collected: it counts the
+// carries values, and its attempt count). Accept's cost per listener is
+// then a 24-byte store into that listener's ring instead of a 64-byte one
+// (for an eventbus Event[int]): profiling Emit to 10 listeners put 38% of
+// the CPU on that store, one cache-line transfer per delivery from the
+// worker that had emptied the ring. A record is recycled, not collected: it counts the
 // deliveries not yet finished (refs, guarded by s.mu), and the last one to
 // finish (run, skipped, dropped or abandoned; a retry keeps its delivery's
 // reference) puts it back in the scheduler's free list, cleared so that it

@@ -2,9 +2,9 @@ package sched
 
 import "time"
 
-// Retries. A failed delivery of a listener with Retry waits out its backoff
-// on a timer, not on a worker, and then goes back to the front of its
-// mailbox. While it waits it stays in the listener's backlog (so it counts
+// Retries. A delivery whose attempt returned Retry waits out its backoff
+// (Listener.Backoff) on a timer, not on a worker, and then goes back to the
+// front of its mailbox. While it waits it stays in the listener's backlog (so it counts
 // against the bound) and in its Flush epoch (so Flush and Close wait for
 // it); an ordered mailbox is paused meanwhile, to keep its order.
 
@@ -92,7 +92,7 @@ func (s *Scheduler[E, C]) startBackoff(mb *mailbox[E, C], d delivery[E, C]) {
 	wait := mb.in.l.Backoff(d.attempt)
 	// A listener unregistered while this attempt ran skips its next one:
 	// queue it at once, so that Flush and Close need not wait out a
-	// backoff. (Unregister sets removed before dropRetries takes s.mu, so a
+	// backoff. (Unregister sets Removed before DropRetries takes s.mu, so a
 	// retry is either seen here or found in the heap by dropRetries.)
 	if wait == 0 || mb.in.l.Removed() { // straight back to the front of the mailbox
 		s.push(mb, d, true)

@@ -18,24 +18,26 @@ import (
 
 // The scheduler.
 //
-// Model. Every listener has an inbox (inbox.go): its own bounded backlog,
-// held in one mailbox, or one mailbox per key for OrderedBy. Emit pushes one
-// delivery into the mailbox of every listener the event matches, all under
-// s.mu, so every mailbox sees the same accept order (admit.go). The
-// listener is the unit of fairness and of the worker bound: a listener that
-// may start a batch (it runs fewer batches than its limit, and has a
-// delivery, or for OrderedBy a key, that may start: queued, not running,
-// not paused for a retry) waits in the ready list, once, first come first
-// served. A worker (worker.go) takes one batch from the listener at the head
-// of the list (from its mailbox, or from the key at the head of the
-// listener's own ready list of keys), and the listener goes back to the end
-// of the list if it may start another. The worker runs the batch without
-// the lock and accounts for it under the lock. So listeners take turns
-// whatever their number of keys; a delivery never waits behind another
-// listener's handler while a worker is idle; and a listener runs at most
-// its limit of batches (workers) at once, stalled ones included: WithWorkers
-// for a plain listener, 1 for Ordered, n for Concurrency(n), and for
-// OrderedBy one per key and n (Concurrency) or WithWorkers over all keys.
+// Model. Every listener has an inbox (inbox.go, made by NewInbox from its
+// Config): its own bounded backlog, held in one mailbox, or one mailbox per
+// key for a Keyed listener (the eventbus's OrderedBy). Accept pushes one
+// delivery into the mailbox of every listener it is given, all under s.mu,
+// so every mailbox sees the same accept order (admit.go). The listener is
+// the unit of fairness and of the worker bound: a listener that may start a
+// batch (it runs fewer batches than its limit, and has a delivery, or when
+// keyed a key, that may start: queued, not running, not paused for a
+// retry) waits in the ready list, once, first come first served. A worker
+// (worker.go) takes one batch from the listener at the head of the list
+// (from its mailbox, or from the key at the head of the listener's own
+// ready list of keys), and the listener goes back to the end of the list if
+// it may start another. The worker runs the batch without the lock, one
+// Listener.Deliver call per delivery, and accounts for it under the lock.
+// So listeners take turns whatever their number of keys; a delivery never
+// waits behind another listener's handler while a worker is idle; and a
+// listener runs at most its limit of batches (workers) at once, stalled
+// ones included: Options.Workers for a plain listener, 1 for Ordered, n for
+// Concurrency n, and for Keyed one per key and n (Concurrency) or
+// Options.Workers over all keys.
 //
 // Time. Batches are bounded in count (_batchSize) and in time: the watchdog
 // (watchdog.go), armed while a listener waits for a worker, tells a worker
@@ -57,24 +59,28 @@ import (
 // replacement starts), and at most maxWorkers worker goroutines exist.
 //
 // Idle. A worker with nothing to do for idleAfter (to twice that) exits
-// (watchdog.go), so an idle bus holds no goroutine. Retry backoffs wait in
-// one min-heap with one timer (retry.go). So the pool's goroutines are its
-// workers plus, at moments, the callbacks of its three timers (watchdog,
-// retries, idle).
+// (watchdog.go), so an idle scheduler holds no goroutine. Retry backoffs
+// wait in one min-heap with one timer (retry.go). So the pool's goroutines
+// are its workers plus, at moments, the callbacks of its three timers
+// (watchdog, retries, idle).
 //
-// Re-entrancy. A worker never waits for backlog room (admit.go): an Emit
-// from any EventManager's worker goroutine (see goid.go) may use a reserve
-// of the listener's bound again, then fails with ErrQueueFull. Flush and
-// Close called on a worker of their own EventManager do not wait. A
-// goroutine a handler starts is not a worker: its Emit waits like any other.
+// Re-entrancy. A worker never waits for backlog room (admit.go): an Accept
+// from any Scheduler's worker goroutine (see goid.go), whatever its type
+// parameters, may use a reserve of the listener's bound again, then fails
+// with a *QueueFullError. Flush, Close and Quiesce called on a worker of
+// their own Scheduler that they would wait for return ErrReentrant. A
+// goroutine a handler starts is not a worker: its Accept waits like any
+// other.
 //
 // Locks. s.mu guards every field below it, and the inboxes' and mailboxes'
-// mutable fields. Lock order: EventManager.mu (the registry) may be held
-// when s.mu is taken (Close does, to make ErrClosed final against
-// RegisterListener), never the reverse. Handlers, observers, the error
-// handler, key functions and timer callbacks are never called with s.mu
-// held; the error handler is called with no lock held. runtime/metrics is
-// read with s.mu held (it takes only runtime-internal locks).
+// mutable fields. Lock order: the user's own lock may be held when s.mu is
+// taken (the eventbus holds its registry's, EventManager.mu, around
+// SetClosed, to make ErrClosed final against RegisterListener), never the
+// reverse. Listener methods (so handlers, observers and the error handler
+// they lead to), Options.Report and timer callbacks are never called with
+// s.mu held, but for Listener.Backoff and Listener.Removed, which only read.
+// runtime/metrics is read with s.mu held (it takes only runtime-internal
+// locks).
 //
 // Invariants (checked by checkInvariants in tests, after every accounting
 // step, when s.check is set):
@@ -94,7 +100,7 @@ import (
 //   - a mailbox is in the busy list unless idle.
 //   - s.stalled ≤ s.workers ≤ s.maxWorkers; a worker marked to retire (idle
 //     timer) is parked; a parked worker runs no batch.
-//
+
 // Scheduler runs the deliveries of events of type E to its listeners on a
 // bounded, elastic pool of workers. C is the type of the value an Accept
 // may attach to each delivery (see Accept). Make one with New; it starts no
@@ -107,7 +113,7 @@ type Scheduler[E, C any] struct {
 	overflow   Overflow      // Options.Overflow: the default overflow policy
 	stallAfter time.Duration // how long a handler runs before its worker counts as stalled
 	idleAfter  time.Duration // how long a worker stays parked with nothing to do before it exits
-	report     func(error)   // the error handler; called with no lock held
+	report     func(error)   // Options.Report; called with no lock held
 	observed   bool          // Listener.Lost is called, and Accept records when it accepted
 	ctx        context.Context
 	cancel     context.CancelFunc // cancels ctx, the parent of pool listeners' contexts, when Close gives up

@@ -99,7 +99,7 @@ func (s *Scheduler[E, C]) watch() {
 // (runtime/metrics, less the watchdog's own goroutine) may be a computing
 // suspect, so at least len(suspects) minus that many suspects are blocked,
 // and that many are stalled, longest stuck first. So handlers that compute
-// are not replaced (at most WithWorkers of them run at once, one more while
+// are not replaced (at most Options.Workers of them run at once, one more while
 // a replacement starts, as the metrics are approximate), while blocked ones
 // are replaced as soon as the process has a goroutine's worth of CPU for
 // them. A suspect stuck for computeLimit (200 stall thresholds: a second,

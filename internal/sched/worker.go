@@ -142,7 +142,7 @@ func (s *Scheduler[E, C]) drained() bool {
 // s.mu held; it reports false when that listener could not start after all.
 // The listener goes back to the end of the list if it may start another
 // batch, so listeners take turns whatever their number of keys or backlog;
-// so do the keys of an OrderedBy listener inside it. An ordered mailbox
+// so do the keys of a keyed listener inside it. An ordered mailbox
 // gives up to _batchSize deliveries (they run in turn anyway); one that
 // runs several batches at once gives its fair share among them, so that its
 // limit's worth of workers can share its backlog.
@@ -334,14 +334,15 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 }
 
 // goexit runs on a worker whose goroutine is ending because something it
-// called ran runtime.Goexit: a handler (reported as a failed delivery) or
-// the error handler (the delivery was already counted). The worker's batch
-// is then accounted for as if it had stopped there: the rest goes back to
-// the mailbox, and another worker takes over if work is waiting, so nothing
-// is lost and Flush and Close do not wait forever. The accounting is
-// deferred so that it runs even if the error handler calls Goexit again
-// while the failure is reported; the report comes first, as for any failed
-// delivery, so that Flush returns after it.
+// called ran runtime.Goexit: a handler (Listener.Exited counts it as a
+// failed delivery, and its error is reported) or Options.Report (the
+// delivery was already counted). The worker's batch is then accounted for
+// as if it had stopped there: the rest goes back to the mailbox, and
+// another worker takes over if work is waiting, so nothing is lost and
+// Flush and Close do not wait forever. The accounting is deferred so that
+// it runs even if Options.Report calls Goexit again while the failure is
+// reported; the report comes first, as for any failed delivery, so that
+// Flush returns after it.
 func (s *Scheduler[E, C]) goexit(h *hand[E, C]) {
 	defer s.settle(h)
 	if !h.called {

@@ -365,10 +365,7 @@ func (m *EventManager[T]) ReportError(ctx context.Context, err *ListenerError) {
 // nothing, with an error matching ErrReentrant. From anywhere else,
 // including a handler of another EventManager, it waits as described.
 func (m *EventManager[T]) Flush(ctx context.Context) error {
-	if err := m.pool.Flush(ctx); err != nil {
-		return fmt.Errorf("eventbus: flush: %w", reentrant(err))
-	}
-	return nil
+	return flushError(m.pool.Flush(ctx))
 }
 
 // Close stops the EventManager gracefully. From its call on, RegisterListener
@@ -396,33 +393,13 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.pool.SetClosed()
 	m.mu.Unlock()
-	n, running, err := m.pool.Close(ctx)
-	switch {
-	case err == nil:
-		return nil
-	case reentrant(err) == ErrReentrant:
-		return fmt.Errorf("eventbus: close: %w: the shutdown has started; the pool drains and its workers exit by themselves", ErrReentrant)
-	}
-	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", err, n, running)
+	return closeError(m.pool.Close(ctx))
 }
 
 // Stats returns a snapshot of the EventManager's counters; see Stats for
 // how they add up.
 func (m *EventManager[T]) Stats() Stats {
-	p := m.pool.Stats()
-	s := Stats{
-		Emitted:   p.Emitted,
-		Matched:   p.Matched,
-		Delivered: p.Delivered,
-		Failed:    p.Failed,
-		Panicked:  p.Panicked,
-		Skipped:   p.Skipped,
-		Dropped:   p.Dropped,
-		Abandoned: p.Abandoned,
-		Retried:   p.Retried,
-		Queued:    p.Queued,
-		Running:   p.Running,
-	}
+	s := poolStats(m.pool.Stats())
 	calls, matched := m.calls.sum() // before the failures they include: see runSync
 	c, rejected := m.sync.sum()
 	undelivered := c.failed + c.panicked + c.skipped

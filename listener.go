@@ -143,14 +143,7 @@ func (e *entry[T]) unregister() {
 func (e *entry[T]) pending() int { return e.m.pool.Pending(e.in) }
 
 func (e *entry[T]) quiesce(ctx context.Context) error {
-	switch err := e.m.pool.Quiesce(ctx, e.in); {
-	case err == nil:
-		return nil
-	case reentrant(err) == ErrReentrant:
-		return fmt.Errorf("eventbus: unregister and wait: %w: called from the listener's own handler", ErrReentrant)
-	default:
-		return fmt.Errorf("eventbus: unregister and wait: %w", err)
-	}
+	return quiesceError(e.m.pool.Quiesce(ctx, e.in))
 }
 
 func (e *entry[T]) dropRetries() { e.m.pool.DropRetries(e.in) }

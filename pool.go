@@ -87,12 +87,54 @@ func acceptError(err error) error {
 	return err
 }
 
-// reentrant turns the scheduler's ErrReentrant into the package's.
-func reentrant(err error) error {
-	if err == sched.ErrReentrant {
-		return ErrReentrant
+// flushError is Flush's error, from the scheduler's.
+func flushError(err error) error {
+	switch err {
+	case nil:
+		return nil
+	case sched.ErrReentrant:
+		err = ErrReentrant
 	}
-	return err
+	return fmt.Errorf("eventbus: flush: %w", err)
+}
+
+// closeError is Close's error, from the scheduler's Close.
+func closeError(abandoned uint64, running int, err error) error {
+	switch err {
+	case nil:
+		return nil
+	case sched.ErrReentrant:
+		return fmt.Errorf("eventbus: close: %w: the shutdown has started; the pool drains and its workers exit by themselves", ErrReentrant)
+	}
+	return fmt.Errorf("eventbus: close: %w: %d deliveries abandoned, %d in workers' hands (abandoned unless already running)", err, abandoned, running)
+}
+
+// quiesceError is UnregisterAndWait's error, from the scheduler's Quiesce.
+func quiesceError(err error) error {
+	switch err {
+	case nil:
+		return nil
+	case sched.ErrReentrant:
+		return fmt.Errorf("eventbus: unregister and wait: %w: called from the listener's own handler", ErrReentrant)
+	}
+	return fmt.Errorf("eventbus: unregister and wait: %w", err)
+}
+
+// poolStats is the pool's part of Stats.
+func poolStats(p sched.Stats) Stats {
+	return Stats{
+		Emitted:   p.Emitted,
+		Matched:   p.Matched,
+		Delivered: p.Delivered,
+		Failed:    p.Failed,
+		Panicked:  p.Panicked,
+		Skipped:   p.Skipped,
+		Dropped:   p.Dropped,
+		Abandoned: p.Abandoned,
+		Retried:   p.Retried,
+		Queued:    p.Queued,
+		Running:   p.Running,
+	}
 }
 
 // poolContext returns the context of a delivery to e that carries named

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -404,3 +405,55 @@ func TestDropRetriesSkipsBackoffs(t *testing.T) {
 type longBackoff struct{ *fake }
 
 func (*longBackoff) Backoff(int) time.Duration { return time.Hour }
+
+// A handler that ends its goroutine (runtime.Goexit, as t.FailNow does) is
+// counted as failed through Listener.Exited and reported; the rest of its
+// batch goes back to the mailbox and runs on another worker, so nothing is
+// lost and Flush returns.
+func TestGoexitInAHandlerLosesNothing(t *testing.T) {
+	const events = 200
+	s, reps := newSched(t, Options{Workers: 2})
+	f := newFake("goexit")
+	f.run = func(e ev, _ int) (Result, error) {
+		if e.id == 50 {
+			runtime.Goexit()
+		}
+		return Delivered, nil
+	}
+	in := s.NewInbox(f, Config{Name: "goexit", Ordered: true})
+	for id := range events {
+		if err := s.Accept(context.Background(), []*Inbox[ev, tag]{in}, ev{id: id, seq: id}, nil, nil, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, s)
+	f.mu.Lock()
+	if len(f.seen) != events-1 || f.seen[50] != 0 {
+		t.Errorf("%d events delivered (event 50: %d), want every one but 50", len(f.seen), f.seen[50])
+	}
+	f.mu.Unlock()
+	st := s.Stats()
+	if f.exited.Load() != 1 || st.Failed != 1 || st.Delivered != events-1 || reps.len() != 1 {
+		t.Errorf("exited %d, stats %+v, reported %d; want 1 failed, %d delivered", f.exited.Load(), st, reps.len(), events-1)
+	}
+}
+
+// Workers with nothing to do exit after IdleAfter (to twice that), so an
+// idle scheduler holds no goroutine, and start again when work comes.
+func TestIdleWorkersExit(t *testing.T) {
+	s, _ := newSched(t, Options{Workers: 4, IdleAfter: 5 * time.Millisecond})
+	f := newFake("plain")
+	in := s.NewInbox(f, Config{Name: "plain"})
+	for round := range 2 {
+		for id := range 100 {
+			if err := s.Accept(context.Background(), []*Inbox[ev, tag]{in}, ev{id: round*100 + id}, nil, nil, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flush(t, s)
+		waitFor(t, "idle workers to exit", func() bool { w, _ := s.Workers(); return w == 0 })
+	}
+	if n := f.delivered.Load(); n != 200 {
+		t.Errorf("delivered %d, want 200", n)
+	}
+}

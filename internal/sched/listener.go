@@ -122,6 +122,7 @@ type QueueFullError struct {
 	Err         error  // when non-nil: the context error that ended a wait for room
 }
 
+// Error says whose backlog was full, or which context ended the wait.
 func (e *QueueFullError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("sched: queue full: %v", e.Err)
@@ -129,4 +130,5 @@ func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("sched: listener %q has %d deliveries waiting", e.Name, e.Waiting)
 }
 
+// Unwrap returns the context error that ended a wait for room, if any.
 func (e *QueueFullError) Unwrap() error { return e.Err }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
 // Sentinel errors. Errors returned by this package wrap them with context;
@@ -165,21 +167,18 @@ type emitError struct {
 func (e *emitError) Error() string { return fmt.Sprintf("emit %q: %v", e.name, e.err) }
 func (e *emitError) Unwrap() error { return e.err }
 
-// queueFullError is ErrQueueFull for the listener of pattern, whose backlog
-// holds waiting deliveries; reserveUsed says that an emit from a listener
-// also used up the reserve.
-type queueFullError struct {
-	pattern     string
-	waiting     int
-	reserveUsed bool
-}
+// queueFullError is ErrQueueFull for the scheduler's refusal q: the
+// listener of pattern q.Name, whose backlog holds q.Waiting deliveries;
+// q.ReserveUsed says that an emit from a listener also used up the
+// reserve. It is one pointer, so making an error of it does not allocate.
+type queueFullError struct{ q *sched.QueueFullError }
 
-func (e *queueFullError) Error() string {
-	s := fmt.Sprintf("%v: listener %q has %d deliveries waiting", ErrQueueFull, e.pattern, e.waiting)
-	if e.reserveUsed {
+func (e queueFullError) Error() string {
+	s := fmt.Sprintf("%v: listener %q has %d deliveries waiting", ErrQueueFull, e.q.Name, e.q.Waiting)
+	if e.q.ReserveUsed {
 		s += ", and the reserve for emits from listeners is used up"
 	}
 	return s
 }
 
-func (e *queueFullError) Unwrap() error { return ErrQueueFull }
+func (e queueFullError) Unwrap() error { return ErrQueueFull }

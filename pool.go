@@ -82,7 +82,7 @@ func acceptError(err error) error {
 		if q.Err != nil { // a wait for room ended with its context
 			return fmt.Errorf("%w: %w", ErrQueueFull, q.Err)
 		}
-		return &queueFullError{pattern: q.Name, waiting: q.Waiting, reserveUsed: q.ReserveUsed}
+		return queueFullError{q} // no allocation: see queueFullError
 	}
 	return err
 }

@@ -123,6 +123,7 @@ type entry[T any] struct {
 	obs      Observer  // the manager's, or nil
 	guarded  bool      // h stops at ErrUnregistered (see unlessUnregistered)
 	tied     bool      // CancelWithEmitter
+	plain    bool      // neither once nor observed: callSync's short path
 
 	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 
@@ -204,6 +205,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 		return nil, err
 	}
 	e := &entry[T]{h: h, pattern: pattern, priority: cfg.priority, once: cfg.once, retry: cfg.retry, obs: o.observer, guarded: cfg.guarded, tied: cfg.tied}
+	e.plain = !e.once && e.obs == nil
 	var keyFn func(Event[T]) string
 	switch {
 	case cfg.key != nil:

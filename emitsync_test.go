@@ -21,7 +21,7 @@ func TestEmitSyncFailureAtEveryPosition(t *testing.T) {
 	const listeners = 5
 	type key struct{}
 	contexts := map[string]context.Context{
-		"background": context.Background(),
+		"background":  context.Background(),
 		"with values": context.WithValue(context.Background(), key{}, "v"),
 	}
 	for _, kind := range []string{"fail", "panic"} {

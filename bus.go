@@ -89,6 +89,17 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // called (ErrClosed), or ctx is already done (ctx is checked once, before
 // the first listener runs). A name that matches no listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
+	// The hot path: a name emitted before, with listeners, no declared
+	// type and nobody observing.
+	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+		return m.runSync(ctx, name, rt, data)
+	}
+	return m.emitSync(ctx, name, data)
+}
+
+// emitSync is EmitSync off its hot path: the name looked up (or validated),
+// its declared type checked, and the Observer told.
+func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) error {
 	rt, err := m.route(name)
 	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)

@@ -289,6 +289,11 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 }
 
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
+	// The hot path, as in EmitSync: a remembered name, no declared type,
+	// nobody observing.
+	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+		return m.accept(ctx, name, rt, data, wait)
+	}
 	rt, err := m.route(name)
 	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)

@@ -90,6 +90,17 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 // called (ErrClosed), or ctx is already done (ctx is checked once, before
 // the first listener runs). A name that matches no listener is not an error.
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
+	// The hot path: a name emitted before, with listeners, no declared
+	// type and nobody observing.
+	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+		return m.runSync(ctx, name, rt, data)
+	}
+	return m.emitSync(ctx, name, data)
+}
+
+// emitSync is EmitSync off its hot path: the name looked up (or validated),
+// its declared type checked, and the Observer told.
+func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) error {
 	rt, err := m.route(name)
 	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)
@@ -112,49 +123,120 @@ func (m *EventManager[T]) observeSync(ctx context.Context, name string, rt *rout
 }
 
 // runSync is EmitSync to the listeners of a name already looked up (rt),
-// checked against its declared type if it has one.
-func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) error {
-	var err error
-	if m.pool.Refuses() {
-		err = ErrClosed
-	} else {
-		err = ctx.Err()
+// checked against its declared type if it has one. It is the hot path of
+// EmitSync: while every listener delivers it only calls them and counts,
+// under one deferred recover for the whole call (see syncCall); the first
+// listener that does not deliver (fails, panics, is skipped, or is Once or
+// observed and takes entry.call's path) hands the rest to syncRest.
+func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) (err error) {
+	if m.pool.Closed() && m.pool.Refuses() {
+		return m.syncRefused(name, ErrClosed)
 	}
-	if err != nil {
-		m.sync.add(cRejected, 1)
-		return &emitError{name: name, err: err}
+	bg := isBackground(ctx) // never done: no need to ask
+	if !bg {
+		if err := ctx.Err(); err != nil {
+			return m.syncRefused(name, err)
+		}
 	}
-	var c counters   // the outcomes other than delivered
-	var buf [1]error // the common failure: one listener's
-	errs := buf[:0]
-	n := 0
-	if rt != nil {
-		n = len(rt.all)
-		ev := Event[T]{Name: name, Data: data}
-		for _, e := range rt.all {
-			oc, err := e.call(ctx, ev, 0, 0, true)
-			if oc == delivered { // see count
-				e.l.counts.add(cDelivered, 1)
-				continue
+	if rt == nil {
+		m.calls.add(0)
+		return nil
+	}
+	c := syncCall[T]{m: m, ctx: ctx, all: rt.all, ev: Event[T]{Name: name, Data: data}}
+	defer func() {
+		if c.i < len(c.all) { // all[i]'s handler did not return
+			err = c.recovered(recover())
+		}
+	}()
+	for ; c.i < len(c.all); c.i++ {
+		e := c.all[c.i]
+		if !e.plain || e.l.removed.Load() {
+			if oc, err := e.call(ctx, c.ev, 0, 0, true); oc != delivered {
+				return c.rest(oc, err)
 			}
-			if lerr := e.count(ev, oc, err, 0, &c); lerr != nil {
-				errs = append(errs, lerr)
+		} else {
+			hctx := context.Context(e.bgCtx)
+			if !bg {
+				hctx = e.named(ctx)
+			}
+			if herr := e.h(hctx, c.ev); herr != nil {
+				return c.rest(e.failedWith(herr))
 			}
 		}
+		e.l.counts.add(cDelivered, 1)
+	}
+	// The call and its deliveries in one atomic add (see Stats).
+	m.calls.add(uint64(len(c.all)))
+	return nil
+}
+
+// syncCall is one EmitSync call in progress: the listeners it calls and
+// the one running (i; len(all) once the call is over). It lives on
+// runSync's stack, so that its deferred recover captures two words rather
+// than every variable of the call.
+type syncCall[T any] struct {
+	m   *EventManager[T]
+	ctx context.Context
+	all []*entry[T]
+	ev  Event[T]
+	i   int
+}
+
+// recovered is runSync's result when all[i]'s handler did not return,
+// given what recover returned: it panicked with r, and the panic becomes
+// that delivery's outcome and the call goes on with the listeners after
+// it; or (r is nil) it called runtime.Goexit, the goroutine ends and
+// nothing else runs.
+func (c *syncCall[T]) recovered(r any) error {
+	if r == nil {
+		return nil
+	}
+	return c.rest(panicked, &PanicError{Value: r, Stack: debug.Stack()})
+}
+
+// rest ends the call at all[i], whose outcome was oc: see syncRest.
+func (c *syncCall[T]) rest(oc outcome, err error) error {
+	at := c.i
+	c.i = len(c.all)
+	return c.m.syncRest(c.ctx, c.all, at, c.ev, oc, err)
+}
+
+// syncRest finishes an EmitSync call whose listener to[i] did not deliver
+// (outcome oc, error err): it counts that outcome, calls the listeners
+// after it, and returns the failures, each a *ListenerError, joined when
+// there are several.
+func (m *EventManager[T]) syncRest(ctx context.Context, to []*entry[T], i int, ev Event[T], oc outcome, err error) error {
+	var c counters // the outcomes other than delivered
+	var errs []error
+	for {
+		e := to[i]
+		if oc == delivered { // see count
+			e.l.counts.add(cDelivered, 1)
+		} else if lerr := e.count(ev, oc, err, 0, &c); lerr != nil {
+			errs = append(errs, lerr)
+		}
+		if i++; i == len(to) {
+			break
+		}
+		oc, err = to[i].call(ctx, ev, 0, 0, true)
 	}
 	// The call and its deliveries in one atomic add; the deliveries that
 	// were not delivered are counted apart, after them (see Stats).
-	m.calls.add(uint64(n))
+	m.calls.add(uint64(len(to)))
 	if c.failed|c.panicked|c.skipped != 0 {
 		m.sync.addFailures(&c)
 	}
-	switch len(errs) {
-	case 0:
-		return nil
-	case 1:
+	if len(errs) == 1 {
 		return errs[0]
 	}
 	return errors.Join(errs...)
+}
+
+// syncRefused counts an EmitSync call refused after routing (the manager is
+// closed, or ctx is done) and returns its error.
+func (m *EventManager[T]) syncRefused(name string, err error) error {
+	m.sync.add(cRejected, 1)
+	return &emitError{name: name, err: err}
 }
 
 // refuse counts an emit refused before it was routed (an invalid name, a
@@ -208,6 +290,11 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 }
 
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
+	// The hot path, as in EmitSync: a remembered name, no declared type,
+	// nobody observing.
+	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+		return m.accept(ctx, name, rt, data, wait)
+	}
 	rt, err := m.route(name)
 	if err == nil && (rt == nil || rt.topic != nil) {
 		err = m.checkType(name, rt, data)

@@ -127,6 +127,7 @@ type entry[T any] struct {
 	obs      Observer                        // the manager's, or nil
 	guarded  bool                            // h stops at ErrUnregistered (see unlessUnregistered)
 	tied     bool                            // CancelWithEmitter
+	plain    bool                            // neither once nor observed: callSync's short path
 
 	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 
@@ -214,6 +215,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 	if cfg.overflowSet {
 		e.overflow = cfg.overflow
 	}
+	e.plain = !e.once && e.obs == nil
 	switch {
 	case cfg.key != nil:
 		var ok bool

@@ -334,8 +334,13 @@ func (m *EventManager[T]) accept(ctx context.Context, name string, rt *route[T],
 		keys, err = m.keys(rt, ev, keyBuf[:0])
 	}
 	if err == nil {
-		lctx := m.listenerContext(ctx)
-		err = acceptError(m.pool.Accept(ctx, rt.pool, ev, keys, m.names(lctx, rt.all), wait))
+		var names []nameCtx // nil: the handlers get their poolCtx
+		if lctx := m.listenerContext(ctx); !sameContext(lctx, m.pool.Context()) {
+			names = m.names(lctx, rt.all)
+		}
+		if err = m.pool.Accept(ctx, rt.pool, ev, keys, names, wait); err != nil {
+			err = acceptError(err)
+		}
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)

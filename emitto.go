@@ -67,8 +67,13 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	}
 	if err == nil {
 		to, in := [1]*entry[T]{e}, [1]*sched.Inbox[Event[T], nameCtx]{e.in}
-		lctx := m.listenerContext(ctx)
-		err = acceptError(m.pool.Accept(ctx, in[:], ev, keys, m.names(lctx, to[:]), true))
+		var names []nameCtx
+		if lctx := m.listenerContext(ctx); !sameContext(lctx, m.pool.Context()) {
+			names = m.names(lctx, to[:])
+		}
+		if err = m.pool.Accept(ctx, in[:], ev, keys, names, true); err != nil {
+			err = acceptError(err)
+		}
 	}
 	if err != nil {
 		m.sync.add(cRejected, 1)

@@ -57,15 +57,13 @@ func schedConfig(pattern string, cfg *listenerConfig, keyed bool) sched.Config {
 	}
 }
 
-// names returns the contexts of the listeners of an event whose listeners'
-// context (see listenerContext) is lctx, for the scheduler to carry with
-// each delivery: one per listener of to, made in one allocation rather than
-// one per delivery, or nil when lctx carries no values (the handlers then
-// get their poolCtx).
+// names returns the contexts of the listeners to of an event whose
+// listeners' context (see listenerContext) is lctx, for the scheduler to
+// carry with each delivery: one per listener, made in one allocation rather
+// than one per delivery. Its callers call it only when lctx carries values
+// (it is not the pool's context); otherwise deliveries carry none, and the
+// handlers get their poolCtx.
 func (m *EventManager[T]) names(lctx context.Context, to []*entry[T]) []nameCtx {
-	if sameContext(lctx, m.pool.Context()) {
-		return nil
-	}
 	names := make([]nameCtx, len(to))
 	for i, e := range to {
 		names[i] = nameCtx{Context: lctx, l: e.l}

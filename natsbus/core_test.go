@@ -191,6 +191,43 @@ func TestCoreNoLoops(t *testing.T) {
 	assert.Equal(t, uint64(1), bB.Stats().Received)
 }
 
+// A core-mode listener that has an inbound event finds it counted in
+// Received (it is counted before the emit), with and without
+// WithSyncInbound; a refused emit takes its count back.
+func TestCoreReceivedCountsWhatListenersHave(t *testing.T) {
+	for _, syncIn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sync %v", syncIn), func(t *testing.T) {
+			ts := startServer(t)
+			nc, raw := connect(t, ts), connect(t, ts)
+			m := newManager(t)
+			opts := []natsbus.Option{natsbus.Inbound("in.>"), natsbus.WithErrorHandler(func(error) {})}
+			if syncIn {
+				opts = append(opts, natsbus.WithSyncInbound())
+			}
+			b := newBridge(t, m, nc, opts...)
+			seen := make(chan uint64, 3)
+			_, err := m.RegisterListener("in.>", func(_ context.Context, e eventbus.Event[order]) error {
+				seen <- b.Stats().Received
+				if e.Data.ID == 3 {
+					return errors.New("refused")
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			for id := 1; id <= 3; id++ {
+				require.NoError(t, raw.Publish("in.x", []byte(fmt.Sprintf(`{"id":%d}`, id))))
+				assert.Equal(t, uint64(id), receive(t, seen), "event %d is counted when its listener runs", id)
+			}
+			require.NoError(t, b.Close(ctxTimeout(t, 10*time.Second)))
+			want := uint64(3)
+			if syncIn {
+				want = 2 // the failed EmitSync takes its count back
+			}
+			assert.Equal(t, want, b.Stats().Received)
+		})
+	}
+}
+
 type correlationKey struct{}
 
 func TestCoreContextValuesTravelInHeaders(t *testing.T) {

@@ -121,11 +121,14 @@ func (b *Bridge[T]) coreHandler(i int, cs *coreSub) nats.MsgHandler {
 		if b.o.syncInbound {
 			emit = b.m.EmitSync
 		}
+		// Counted before the emit, so that a listener that has the event
+		// finds it counted; taken back if the emit refuses it.
+		b.st.received.Add(1)
 		if err := emit(ev.ctx, ev.name, ev.data); err != nil {
+			b.st.received.Add(^uint64(0))
 			b.st.listenerErrors.Add(1)
 			b.report(&MessageError{Subject: msg.Subject, ID: ev.id, Delivered: 1, Err: fmt.Errorf("%w: %w", ErrEmit, err)})
 			return
 		}
-		b.st.received.Add(1)
 	}
 }

@@ -39,8 +39,12 @@ type Stats struct {
 	// Retries counts JetStream resends with the same Nats-Msg-Id, after an
 	// ack timeout, a "no responders" answer or a reconnect.
 	Retries uint64
-	// Received counts inbound messages handed to the local EventManager
-	// (core: queued with Emit; JetStream: handled and acknowledged).
+	// Received counts inbound messages handed to the local EventManager.
+	// Core: counted as the event is emitted (taken back if the emit fails:
+	// refused, or under WithSyncInbound a listener failed), so a listener
+	// that has the event finds it counted. JetStream: counted once the
+	// listeners have returned and the message is acknowledged, so a
+	// listener does not yet find its own message counted.
 	Received uint64
 	// DecodeErrors counts inbound messages the bridge could not turn into
 	// an event: payloads the codec rejected (empty ones included, whatever

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventbus-go/eventbus"
 	"github.com/eventbus-go/eventbus/natsbus"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -268,28 +269,82 @@ func TestJetStreamRedeliveryIsBounded(t *testing.T) {
 
 // A listener running longer than the ack wait keeps its message with
 // in-progress acks: no redelivery.
+//
+// What is watched, rather than how long the listener sleeps: the listener
+// holds its message until a second connection has seen three in-progress
+// acks for it (one every AckWait/2, so it ran one and a half ack waits),
+// then asks the server whether the message, still unacknowledged, was
+// redelivered meanwhile. AckWait is 1s, so that a keep-alive may come up
+// to 500ms late (a loaded machine) before the server gives the message up;
+// with 200ms and a sleep, as this test once had, 100ms late was enough.
+// Without keep-alives no in-progress ack comes: the listener gives up
+// waiting after 10s, long after the server redelivered.
 func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
+	const ackWait = time.Second
 	ts := startServer(t, withJetStream(t.TempDir()))
 	ncA, ncB := connect(t, ts), connect(t, ts)
 	stream := createStream(t, ncA, "S", "s.>")
 	mA, mB := newManager(t), newManager(t)
 	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
 	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
-		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: 200 * time.Millisecond}))
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+
+	// The acks of consumer d go to "$JS.ACK.S.d.>": watch the in-progress ones.
+	var wpi atomic.Int64
+	kept := make(chan struct{})
+	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
+		if string(m.Data) == "+WPI" && wpi.Add(1) == 3 {
+			close(kept)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Unsubscribe() })
+	require.NoError(t, ncA.Flush())
+
 	var calls atomic.Int64
-	done := make(chan struct{})
-	_, err := mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
-		calls.Add(1)
-		time.Sleep(700 * time.Millisecond) // the work: three ack waits long
-		close(done)
+	type held struct {
+		ran         time.Duration
+		redelivered int
+		pending     int
+		err         error
+	}
+	first := make(chan held, 1)
+	_, err = mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
+		if calls.Add(1) > 1 {
+			return nil // a redelivery: counted, and reported by the asserts below
+		}
+		began := time.Now()
+		select {
+		case <-kept:
+		case <-time.After(10 * ackWait): // no keep-alive: bounds the failing case only
+		}
+		var h held
+		h.ran = time.Since(began)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := stream.Consumer(ctx, "d")
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				h.redelivered, h.pending = info.NumRedelivered, info.NumAckPending
+			}
+		}
+		h.err = err
+		first <- h
 		return nil
 	})
 	require.NoError(t, err)
 	require.NoError(t, mA.EmitSync(ctxTimeout(t, 5*time.Second), "s.slow", order{ID: 1}))
-	receive(t, done)
+	h := receive(t, first)
+	require.NoError(t, h.err)
+	assert.GreaterOrEqual(t, wpi.Load(), int64(3), "in-progress acks while the listener ran (it ran %v)", h.ran)
+	assert.Greater(t, h.ran, ackWait, "the listener outlived the ack wait")
+	assert.Equal(t, 1, h.pending, "the message is held, unacknowledged")
+	assert.Zero(t, h.redelivered, "the server did not redeliver the held message")
 	consumerSettled(t, stream, "d")
 	assert.Equal(t, int64(1), calls.Load())
 	assert.Zero(t, b.Stats().Redelivered)
+	assert.Equal(t, uint64(1), b.Stats().Received)
 }
 
 // Overlapping inbound and outbound patterns on one stream: a bridge's own

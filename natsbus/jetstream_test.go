@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,13 +275,14 @@ func TestJetStreamRedeliveryIsBounded(t *testing.T) {
 // holds its message until a second connection has seen three in-progress
 // acks for it (one every AckWait/2, so it ran one and a half ack waits),
 // then asks the server whether the message, still unacknowledged, was
-// redelivered meanwhile. AckWait is 1s, so that a keep-alive may come up
-// to 500ms late (a loaded machine) before the server gives the message up;
-// with 200ms and a sleep, as this test once had, 100ms late was enough.
-// Without keep-alives no in-progress ack comes: the listener gives up
-// waiting after 10s, long after the server redelivered.
+// redelivered meanwhile. AckWait is 2s, so that an in-progress ack may
+// reach the server up to 1s late (a loaded machine, on the client or in
+// the server) before the server gives the message up; with 200ms and a
+// sleep, as this test once had, 100ms late was enough. Without
+// keep-alives no in-progress ack comes: the listener gives up waiting
+// after 10 ack waits, long after the server redelivered.
 func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
-	const ackWait = time.Second
+	const ackWait = 2 * time.Second
 	ts := startServer(t, withJetStream(t.TempDir()))
 	ncA, ncB := connect(t, ts), connect(t, ts)
 	stream := createStream(t, ncA, "S", "s.>")
@@ -290,9 +292,25 @@ func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
 
 	// The acks of consumer d go to "$JS.ACK.S.d.>": watch the in-progress ones.
-	var wpi atomic.Int64
+	var (
+		wpi   atomic.Int64
+		mu    sync.Mutex
+		acks  []string // what was seen, and when: for the failure messages
+		start = time.Now()
+	)
+	seen := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(acks, ", ")
+	}
+	note := func(what string) {
+		mu.Lock()
+		acks = append(acks, fmt.Sprintf("%s at %v", what, time.Since(start).Round(time.Millisecond)))
+		mu.Unlock()
+	}
 	kept := make(chan struct{})
 	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
+		note(string(m.Data))
 		if string(m.Data) == "+WPI" && wpi.Add(1) == 3 {
 			close(kept)
 		}
@@ -310,6 +328,7 @@ func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 	}
 	first := make(chan held, 1)
 	_, err = mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
+		note("delivery")
 		if calls.Add(1) > 1 {
 			return nil // a redelivery: counted, and reported by the asserts below
 		}
@@ -337,12 +356,12 @@ func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 	require.NoError(t, mA.EmitSync(ctxTimeout(t, 5*time.Second), "s.slow", order{ID: 1}))
 	h := receive(t, first)
 	require.NoError(t, h.err)
-	assert.GreaterOrEqual(t, wpi.Load(), int64(3), "in-progress acks while the listener ran (it ran %v)", h.ran)
+	assert.GreaterOrEqual(t, wpi.Load(), int64(3), "in-progress acks while the listener ran (it ran %v): %s", h.ran, seen())
 	assert.Greater(t, h.ran, ackWait, "the listener outlived the ack wait")
-	assert.Equal(t, 1, h.pending, "the message is held, unacknowledged")
-	assert.Zero(t, h.redelivered, "the server did not redeliver the held message")
+	assert.Equal(t, 1, h.pending, "the message is held, unacknowledged: %s", seen())
+	assert.Zero(t, h.redelivered, "the server did not redeliver the held message: %s", seen())
 	consumerSettled(t, stream, "d")
-	assert.Equal(t, int64(1), calls.Load())
+	assert.Equal(t, int64(1), calls.Load(), seen())
 	assert.Zero(t, b.Stats().Redelivered)
 	assert.Equal(t, uint64(1), b.Stats().Received)
 }

@@ -102,6 +102,12 @@ type jsConsumer struct {
 	left      int    // messages the pull in progress may still bring
 	leftBytes int    // bytes it may still bring
 	quiet     bool   // an interruption was reported and nothing arrived since
+	// alive is the last sign of life of the pull in progress: its
+	// sending, its heartbeat, or the end of handling a stored message
+	// (time spent in handle does not count against the pull). Messages
+	// about earlier pulls are no sign of it: a trickle of them must not
+	// keep a dead pull waiting.
+	alive time.Time
 	fails     int    // interruptions since the last message or heartbeat
 }
 
@@ -326,9 +332,10 @@ func (c *jsConsumer) run() {
 				continue
 			}
 		}
-		wait := 2 * c.heartbeat
-		if c.cur == "" {
-			wait = 0 // draining: until the subscription is closed
+		wait := time.Duration(0) // draining: until the subscription is closed
+		if c.cur != "" {
+			// Two heartbeats since the last sign of life of this pull.
+			wait = max(time.Until(c.alive.Add(2*c.heartbeat)), time.Nanosecond)
 		}
 		msg, kept, timeout := c.nextMsg(wait)
 		switch {
@@ -337,7 +344,7 @@ func (c *jsConsumer) run() {
 		case timeout:
 			// The server sends a heartbeat to a pending pull every
 			// heartbeat interval: the pull (or its server) is gone.
-			c.interrupted(fmt.Errorf("no heartbeat for %v", wait))
+			c.interrupted(fmt.Errorf("no heartbeat for %v", 2*c.heartbeat))
 			c.cur, waitLeader = "", true
 			continue
 		case msg == nil:
@@ -377,6 +384,7 @@ func (c *jsConsumer) dispatch(msg *nats.Msg, kept time.Time) (waitLeader bool) {
 			}
 		}
 		c.handle(msg, md, kept)
+		c.alive = time.Now()
 		return false
 	}
 	status := msg.Header.Get(headerStatus)
@@ -391,6 +399,7 @@ func (c *jsConsumer) dispatch(msg *nats.Msg, kept time.Time) (waitLeader bool) {
 	switch status {
 	case "100": // idle heartbeat: the pull is alive
 		c.quiet, c.fails = false, 0
+		c.alive = time.Now()
 		return false
 	case "404", "408":
 		// No messages, or the pull expired: pull again.
@@ -424,6 +433,7 @@ func (c *jsConsumer) pull() error {
 		c.cur = ""
 		return err
 	}
+	c.alive = time.Now()
 	return nil
 }
 

@@ -108,7 +108,7 @@ type jsConsumer struct {
 	// about earlier pulls are no sign of it: a trickle of them must not
 	// keep a dead pull waiting.
 	alive time.Time
-	fails     int    // interruptions since the last message or heartbeat
+	fails int // interruptions since the last message or heartbeat
 }
 
 // queued is a message of the subscription waiting for run.

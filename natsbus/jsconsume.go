@@ -102,13 +102,13 @@ type jsConsumer struct {
 	left      int    // messages the pull in progress may still bring
 	leftBytes int    // bytes it may still bring
 	quiet     bool   // an interruption was reported and nothing arrived since
+	fails     int    // interruptions since the last message or heartbeat
 	// alive is the last sign of life of the pull in progress: its
 	// sending, its heartbeat, or the end of handling a stored message
 	// (time spent in handle does not count against the pull). Messages
 	// about earlier pulls are no sign of it: a trickle of them must not
 	// keep a dead pull waiting.
 	alive time.Time
-	fails int // interruptions since the last message or heartbeat
 }
 
 // queued is a message of the subscription waiting for run.

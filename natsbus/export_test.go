@@ -35,3 +35,11 @@ func SetAckHook[T any](b *Bridge[T], f func(*nats.Msg) *nats.Msg) { b.pub.ackHoo
 // has stopped (subscriptions drained or unsubscribed, callbacks returned),
 // before the outbound side. Set it before calling Close or Drain.
 func SetAfterInboundStopped[T any](b *Bridge[T], f func()) { b.afterInbound = f }
+
+// ConsumerInbox returns the reply prefix of the bridge's JetStream
+// consumer's pulls (each pull's reply subject is this plus a token).
+func ConsumerInbox[T any](b *Bridge[T]) string { return b.consumer.inbox }
+
+// InjectConsumerMsg hands m to the bridge's JetStream consumer as if its
+// subscription had received it.
+func InjectConsumerMsg[T any](b *Bridge[T], m *nats.Msg) { b.consumer.onMsg(m) }

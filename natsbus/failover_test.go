@@ -47,22 +47,44 @@ func TestJetStreamPublishRidesOutNoResponders(t *testing.T) {
 	s.stored(t, n)
 }
 
-// When the budget is spent, the report says what the sends met.
+// When the budget is spent, the report says what the sends met. Every
+// send is answered "no responders" and none is left without an answer
+// (the ack timeout is far beyond the clock moves), so the publish is known
+// not stored: ErrPublishRejected, with as many sends as answers seen.
+//
+// The clock is moved 10 minutes forward only after an answer came, six
+// times: the budget (1h) is spent while the publish pauses after a
+// refusal, never while a send awaits its answer, however slowly the
+// answers travel. (Moving it on a timer, as this test once did, made a
+// send whose answer was a few milliseconds late count as unanswered on a
+// loaded machine: outcome unknown, not rejected.)
 func TestJetStreamSpentBudgetSaysWhatWasTried(t *testing.T) {
-	s := newJSSender(t, natsbus.JetStreamConfig{RetryWait: 10 * time.Millisecond, PublishTimeout: time.Hour})
-	ctx := ctxTimeout(t, 30*time.Second)
+	const step, steps = 10 * time.Minute, 6
+	s := newJSSender(t, natsbus.JetStreamConfig{RetryWait: 10 * time.Millisecond, PublishTimeout: time.Hour, AckTimeout: 1000 * time.Hour})
+	var answers atomic.Int64
+	natsbus.SetAckHook(s.b, func(m *nats.Msg) *nats.Msg {
+		answers.Add(1)
+		return m
+	})
+	ctx := ctxTimeout(t, 60*time.Second)
 	require.NoError(t, s.direct.DeleteStream(ctx, "S"))
 	s.emit(t, 1)
-	require.Eventually(t, func() bool {
-		natsbus.SkewClock(s.b, 10*time.Minute)
-		return s.b.Stats().PublishErrors == 1
-	}, 20*time.Second, 5*time.Millisecond)
-	require.NoError(t, s.b.Flush(ctx))
+	for i := range int64(steps) {
+		require.Eventually(t, func() bool { return answers.Load() > i }, 20*time.Second, time.Millisecond, "answer %d", i+1)
+		natsbus.SkewClock(s.b, step)
+	}
 	err := s.errs.next(t)
+	require.NoError(t, s.b.Flush(ctx))
+	n := answers.Load()
 	assert.ErrorIs(t, err, natsbus.ErrPublishRejected, "every send refused: known not stored")
-	assert.ErrorContains(t, err, `answered "no responders"`)
+	assert.ErrorContains(t, err, fmt.Sprintf(`%d sends, %d answered "no responders"`, n, n))
+	assert.NotContains(t, err.Error(), "without an ack in time")
 	assert.ErrorContains(t, err, "1h0m0s")
-	assert.Zero(t, s.b.Stats().Unconfirmed)
+	st := s.b.Stats()
+	assert.Equal(t, uint64(1), st.PublishErrors, "%+v", st)
+	assert.Zero(t, st.Unconfirmed, "%+v", st)
+	assert.Equal(t, uint64(n-1), st.Retries, "%+v", st)
+	assert.Len(t, s.errs.all(), 1)
 }
 
 // "duplicate message id is in process" (err_code 10158) means the server

@@ -84,6 +84,7 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 		}
 		c := newJSConsumer(b.nc, js, cfg)
 		c.handle, c.refuse, c.report, c.restarts = b.jsHandler, b.refuseJS, b.report, &b.st.consumerRestarts
+		c.ackErr = func(m *nats.Msg, err error) { b.ackOp(m, 0, err) }
 		if err := c.start(); err != nil {
 			return err
 		}
@@ -104,8 +105,11 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 // MaxDeliver deliveries; after the last one the message is reported with
 // ErrMaxDeliver and terminated, so that one poison message cannot block
 // the consumer forever. Messages that cannot be decoded are terminated at
-// once: redelivering them cannot help.
-func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata) {
+// once: redelivering them cannot help. While the listeners run, the
+// message is kept alive with in-progress acks every AckWait/2, the first
+// AckWait/2 after kept (its arrival, or its last in-progress ack while it
+// waited in the consumer).
+func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata, kept time.Time) {
 	if !b.enterInbound() {
 		return // not acked: redelivered after AckWait
 	}
@@ -127,7 +131,8 @@ func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata) {
 		return
 	}
 
-	ka := startKeepAlive(cfg.AckWait/2, func() error { return inProgress(b.nc, msg) },
+	every := cfg.AckWait / 2
+	ka := startKeepAlive(max(time.Until(kept.Add(every)), 0), every, func() error { return inProgress(b.nc, msg) },
 		func(err error) { b.ackOp(msg, delivered, err) })
 	err := b.m.EmitSync(ev.ctx, ev.name, ev.data)
 	ka.stop()
@@ -184,11 +189,12 @@ type keepAlive struct {
 	t       *time.Timer
 }
 
-func startKeepAlive(every time.Duration, send func() error, onErr func(error)) *keepAlive {
+// startKeepAlive calls send after first, then every every, until stop.
+func startKeepAlive(first, every time.Duration, send func() error, onErr func(error)) *keepAlive {
 	k := &keepAlive{}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.t = time.AfterFunc(every, func() {
+	k.t = time.AfterFunc(first, func() {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		if k.stopped {

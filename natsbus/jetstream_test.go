@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/eventbus-go/eventbus"
 	"github.com/eventbus-go/eventbus/natsbus"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -268,28 +271,212 @@ func TestJetStreamRedeliveryIsBounded(t *testing.T) {
 
 // A listener running longer than the ack wait keeps its message with
 // in-progress acks: no redelivery.
+//
+// What is watched, rather than how long the listener sleeps: the listener
+// holds its message until a second connection has seen three in-progress
+// acks for it (one every AckWait/2, so it ran one and a half ack waits),
+// then asks the server whether the message, still unacknowledged, was
+// redelivered meanwhile. AckWait is 2s, so that an in-progress ack may
+// reach the server up to 1s late (a loaded machine, on the client or in
+// the server) before the server gives the message up; with 200ms and a
+// sleep, as this test once had, 100ms late was enough. Without
+// keep-alives no in-progress ack comes: the listener gives up waiting
+// after 10 ack waits, long after the server redelivered.
 func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
+	const ackWait = 2 * time.Second
 	ts := startServer(t, withJetStream(t.TempDir()))
 	ncA, ncB := connect(t, ts), connect(t, ts)
 	stream := createStream(t, ncA, "S", "s.>")
 	mA, mB := newManager(t), newManager(t)
 	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
 	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
-		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: 200 * time.Millisecond}))
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+
+	// The acks of consumer d go to "$JS.ACK.S.d.>": watch the in-progress ones.
+	var (
+		wpi   atomic.Int64
+		mu    sync.Mutex
+		acks  []string // what was seen, and when: for the failure messages
+		start = time.Now()
+	)
+	seen := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(acks, ", ")
+	}
+	note := func(what string) {
+		mu.Lock()
+		acks = append(acks, fmt.Sprintf("%s at %v", what, time.Since(start).Round(time.Millisecond)))
+		mu.Unlock()
+	}
+	kept := make(chan struct{})
+	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
+		note(string(m.Data))
+		if string(m.Data) == "+WPI" && wpi.Add(1) == 3 {
+			close(kept)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Unsubscribe() })
+	require.NoError(t, ncA.Flush())
+
 	var calls atomic.Int64
-	done := make(chan struct{})
-	_, err := mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
-		calls.Add(1)
-		time.Sleep(700 * time.Millisecond) // the work: three ack waits long
-		close(done)
+	type held struct {
+		ran         time.Duration
+		redelivered int
+		pending     int
+		err         error
+	}
+	first := make(chan held, 1)
+	_, err = mB.RegisterListener("s.>", func(context.Context, eventbus.Event[order]) error {
+		note("delivery")
+		if calls.Add(1) > 1 {
+			return nil // a redelivery: counted, and reported by the asserts below
+		}
+		began := time.Now()
+		select {
+		case <-kept:
+		case <-time.After(10 * ackWait): // no keep-alive: bounds the failing case only
+		}
+		var h held
+		h.ran = time.Since(began)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := stream.Consumer(ctx, "d")
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				h.redelivered, h.pending = info.NumRedelivered, info.NumAckPending
+			}
+		}
+		h.err = err
+		first <- h
 		return nil
 	})
 	require.NoError(t, err)
 	require.NoError(t, mA.EmitSync(ctxTimeout(t, 5*time.Second), "s.slow", order{ID: 1}))
-	receive(t, done)
+	h := receive(t, first)
+	require.NoError(t, h.err)
+	assert.GreaterOrEqual(t, wpi.Load(), int64(3), "in-progress acks while the listener ran (it ran %v): %s", h.ran, seen())
+	assert.Greater(t, h.ran, ackWait, "the listener outlived the ack wait")
+	assert.Equal(t, 1, h.pending, "the message is held, unacknowledged: %s", seen())
+	assert.Zero(t, h.redelivered, "the server did not redeliver the held message: %s", seen())
 	consumerSettled(t, stream, "d")
-	assert.Equal(t, int64(1), calls.Load())
+	assert.Equal(t, int64(1), calls.Load(), seen())
 	assert.Zero(t, b.Stats().Redelivered)
+	assert.Equal(t, uint64(1), b.Stats().Received)
+}
+
+// A message received while a long listener holds the one before it waits
+// in the bridge (the pulls bring messages ahead), with the server's ack
+// wait running: it is kept alive too, with in-progress acks at least
+// every AckWait/2 after its arrival, and is not redelivered. (Before, only
+// the message being handled was kept alive: one queued behind a listener
+// longer than AckWait was redelivered, again every AckWait, while it
+// waited, and each copy was handled in turn.)
+//
+// The first listener holds its message until a second connection has
+// seen six in-progress acks for the queued one: the bridge sends one only
+// after AckWait/4 without (see jsConsumer), so the queued message was held
+// one and a half ack waits at least. Then the server is asked whether it
+// redelivered either.
+func TestJetStreamQueuedMessageIsKeptAlive(t *testing.T) {
+	const ackWait = 2 * time.Second
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	stream := createStream(t, ncA, "S", "s.>")
+	mA, mB := newManager(t), newManager(t)
+	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+
+	var (
+		mu   sync.Mutex
+		wpi  = map[uint64]int{} // in-progress acks by stream sequence
+		acks []string           // what was seen, and when: for the failure messages
+	)
+	start := time.Now()
+	seen := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(acks, ", ")
+	}
+	queuedKept := make(chan struct{})
+	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
+		// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+		tok := strings.Split(m.Subject, ".")
+		var seq uint64
+		if len(tok) == 9 {
+			seq, _ = strconv.ParseUint(tok[5], 10, 64)
+		}
+		if seq == 0 {
+			t.Errorf("ack subject %q", m.Subject)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		acks = append(acks, fmt.Sprintf("%s #%d at %v", m.Data, seq, time.Since(start).Round(time.Millisecond)))
+		if string(m.Data) == "+WPI" {
+			if wpi[seq]++; seq == 2 && wpi[2] == 6 {
+				close(queuedKept)
+			}
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Unsubscribe() })
+	require.NoError(t, ncA.Flush())
+
+	type held struct {
+		redelivered, pending int
+		err                  error
+	}
+	first := make(chan held, 1)
+	var calls sync.Map // event name -> *atomic.Int64
+	_, err = mB.RegisterListener("s.>", func(_ context.Context, e eventbus.Event[order]) error {
+		n, _ := calls.LoadOrStore(e.Name, new(atomic.Int64))
+		if n.(*atomic.Int64).Add(1) > 1 || e.Name != "s.slow" {
+			return nil
+		}
+		select {
+		case <-queuedKept:
+		case <-time.After(10 * ackWait): // not kept alive: bounds the failing case only
+		}
+		var h held
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := stream.Consumer(ctx, "d")
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				h.redelivered, h.pending = info.NumRedelivered, info.NumAckPending
+			}
+		}
+		h.err = err
+		first <- h
+		return nil
+	})
+	require.NoError(t, err)
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.NoError(t, mA.EmitSync(ctx, "s.slow", order{ID: 1}))
+	require.NoError(t, mA.EmitSync(ctx, "s.next", order{ID: 2}))
+	h := receive(t, first)
+	require.NoError(t, h.err)
+	assert.Equal(t, 2, h.pending, "both messages held, unacknowledged: %s", seen())
+	assert.Zero(t, h.redelivered, "the server redelivered neither: %s", seen())
+	consumerSettled(t, stream, "d")
+	for _, name := range []string{"s.slow", "s.next"} {
+		n, ok := calls.Load(name)
+		if assert.True(t, ok, name) {
+			assert.Equal(t, int64(1), n.(*atomic.Int64).Load(), "%s handled once: %s", name, seen())
+		}
+	}
+	mu.Lock()
+	assert.GreaterOrEqual(t, wpi[1], 3, "the held message kept alive too")
+	mu.Unlock()
+	st := b.Stats()
+	assert.Zero(t, st.Redelivered, "%+v", st)
+	assert.Equal(t, uint64(2), st.Received, "%+v", st)
+	assert.Zero(t, st.AckErrors, "%+v", st)
 }
 
 // Overlapping inbound and outbound patterns on one stream: a bridge's own

@@ -42,6 +42,14 @@ import (
 // them all), so the status replies of an earlier pull (a late "batch
 // completed", say) cannot end the current one.
 //
+// A stored message is held from its arrival until handle acknowledges it,
+// and the server's ack wait runs all that time, queued here behind a long
+// listener included. The keeper sends an in-progress ack for each queued
+// stored message at least every keepEvery after its arrival (or its last
+// one), and handle gets the time of the last one, so that its own
+// keep-alive goes on from there: no held message goes longer than
+// keepEvery (AckWait/2) without one, however long it waited here.
+//
 // All the state below the configuration is owned by the run goroutine.
 type jsConsumer struct {
 	nc        *nats.Conn
@@ -55,10 +63,14 @@ type jsConsumer struct {
 	expires   time.Duration
 	heartbeat time.Duration
 	reqTO     time.Duration
-	handle    func(msg *nats.Msg, md *nats.MsgMetadata)
-	refuse    func(msg *nats.Msg, err error)
-	report    func(error)
-	restarts  *atomic.Uint64
+	keepEvery time.Duration // AckWait/2: the longest a held message goes without an in-progress ack
+	// handle gets each stored message, with the time it arrived or was
+	// last kept alive, whichever is later.
+	handle   func(msg *nats.Msg, md *nats.MsgMetadata, kept time.Time)
+	refuse   func(msg *nats.Msg, err error)
+	ackErr   func(msg *nats.Msg, err error) // an in-progress ack failed
+	report   func(error)
+	restarts *atomic.Uint64
 
 	sub      *nats.Subscription
 	ctx      context.Context // cancelled by Stop and Drain: no more pulls
@@ -72,8 +84,17 @@ type jsConsumer struct {
 	// message can look like that. The stored messages queued are bounded
 	// by the pulls; consecutive heartbeats are coalesced.
 	mu    sync.Mutex
-	queue []*nats.Msg   // guarded by mu
+	queue []queued      // guarded by mu
 	wake  chan struct{} // capacity 1: something was queued
+
+	// keepMu serialises the keeper's rounds (which take mu inside it, to
+	// pick the messages due, then send without it) with run's barrier
+	// after taking a message off the queue: once past the barrier, no
+	// in-progress ack for that message is in flight from the keeper, so
+	// none can follow the message's ack or nak.
+	keepMu      sync.Mutex
+	keeper      *time.Timer // guarded by keepMu
+	keeperEnded bool        // guarded by keepMu: run has returned
 
 	// Owned by run.
 	seq       uint64 // pulls sent
@@ -82,6 +103,18 @@ type jsConsumer struct {
 	leftBytes int    // bytes it may still bring
 	quiet     bool   // an interruption was reported and nothing arrived since
 	fails     int    // interruptions since the last message or heartbeat
+	// alive is the last sign of life of the pull in progress: its
+	// sending, its heartbeat, or the end of handling a stored message
+	// (time spent in handle does not count against the pull). Messages
+	// about earlier pulls are no sign of it: a trickle of them must not
+	// keep a dead pull waiting.
+	alive time.Time
+}
+
+// queued is a message of the subscription waiting for run.
+type queued struct {
+	msg  *nats.Msg
+	kept time.Time // arrival, or the last in-progress ack sent for it
 }
 
 // pullRequest is the body of a pull ($JS.API.CONSUMER.MSG.NEXT).
@@ -112,6 +145,7 @@ func newJSConsumer(nc *nats.Conn, js jetstream.JetStream, cfg *JetStreamConfig) 
 		expires:   cfg.PullExpiry,
 		heartbeat: cfg.Heartbeat,
 		reqTO:     cfg.RequestTimeout,
+		keepEvery: cfg.AckWait / 2,
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 	}
@@ -132,18 +166,61 @@ func (c *jsConsumer) start() error {
 		return fmt.Errorf("natsbus: JetStream consumer %q: %w", c.durable, err)
 	}
 	c.sub = sub
+	c.keepMu.Lock()
+	c.keeper = time.AfterFunc(c.keepRound(), c.keep)
+	c.keepMu.Unlock()
 	go c.run()
 	return nil
+}
+
+// keep sends an in-progress ack for each queued stored message that went
+// keepEvery/2 or more without one. It runs every keepRound (keepEvery/2),
+// so none goes longer than keepEvery without one, until run returns.
+func (c *jsConsumer) keep() {
+	c.keepMu.Lock()
+	defer c.keepMu.Unlock()
+	if c.keeperEnded {
+		return
+	}
+	now := time.Now()
+	var due []*nats.Msg
+	c.mu.Lock()
+	for i := range c.queue {
+		q := &c.queue[i]
+		if strings.HasPrefix(q.msg.Reply, _jsAckPrefix) && now.Sub(q.kept) >= c.keepEvery/2 {
+			q.kept = now
+			due = append(due, q.msg)
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range due {
+		if err := inProgress(c.nc, m); err != nil {
+			c.ackErr(m, err)
+		}
+	}
+	c.keeper.Reset(c.keepRound())
+}
+
+// keepRound is the keeper's period: keepEvery/2, at least a millisecond
+// (a tiny AckWait must not make it spin).
+func (c *jsConsumer) keepRound() time.Duration { return max(c.keepEvery/2, time.Millisecond) }
+
+// stopKeeper stops the keeper for good; a round in progress ends first.
+func (c *jsConsumer) stopKeeper() {
+	c.keepMu.Lock()
+	c.keeperEnded = true
+	c.keeper.Stop()
+	c.keepMu.Unlock()
 }
 
 // onMsg queues a message for run.
 func (c *jsConsumer) onMsg(m *nats.Msg) {
 	c.mu.Lock()
-	if n := len(c.queue); n > 0 && isHeartbeat(m) && isHeartbeat(c.queue[n-1]) {
+	if n := len(c.queue); n > 0 && isHeartbeat(m) && isHeartbeat(c.queue[n-1].msg) {
 		c.mu.Unlock()
 		return
 	}
-	c.queue = append(c.queue, m)
+	c.queue = append(c.queue, queued{msg: m, kept: time.Now()})
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -155,10 +232,11 @@ func isHeartbeat(m *nats.Msg) bool {
 	return m.Reply == "" && len(m.Data) == 0 && m.Header.Get(headerStatus) == "100"
 }
 
-// nextMsg returns the next queued message. It reports a timeout if none
-// came within wait (0: no limit), and returns nil when the consumer is
-// stopped, or drained and nothing is left.
-func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, timeout bool) {
+// nextMsg returns the next queued message and when it arrived or was last
+// kept alive. It reports a timeout if none came within wait (0: no limit),
+// and returns nil when the consumer is stopped, or drained and nothing is
+// left.
+func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, kept time.Time, timeout bool) {
 	var timer <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -168,11 +246,16 @@ func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, timeout bool) {
 	for {
 		c.mu.Lock()
 		if len(c.queue) > 0 {
-			msg = c.queue[0]
-			c.queue[0] = nil
+			q := c.queue[0]
+			c.queue[0] = queued{}
 			c.queue = c.queue[1:]
 			c.mu.Unlock()
-			return msg, false
+			// The barrier (see keepMu): a keeper round that picked
+			// this message before it left the queue has sent.
+			c.keepMu.Lock()
+			//lint:ignore SA2001 an empty critical section is the point
+			c.keepMu.Unlock()
+			return q.msg, q.kept, false
 		}
 		c.mu.Unlock()
 		var (
@@ -181,7 +264,7 @@ func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, timeout bool) {
 		)
 		if c.ctx.Err() != nil {
 			if !c.draining.Load() || !c.sub.IsValid() {
-				return nil, false
+				return nil, time.Time{}, false
 			}
 			// Draining: nats.go closes the subscription once it has
 			// handed over what it buffered; it does not say when.
@@ -192,7 +275,7 @@ func (c *jsConsumer) nextMsg(wait time.Duration) (msg *nats.Msg, timeout bool) {
 		case <-c.wake:
 		case <-tick:
 		case <-timer:
-			return nil, true
+			return nil, time.Time{}, true
 		case <-c.ctxDone():
 		}
 		if poll != nil {
@@ -230,6 +313,7 @@ func (c *jsConsumer) Closed() <-chan struct{} { return c.done }
 
 func (c *jsConsumer) run() {
 	defer close(c.done)
+	defer c.stopKeeper()
 	waitLeader := true
 	for {
 		if c.ctx.Err() == nil && waitLeader {
@@ -248,24 +332,25 @@ func (c *jsConsumer) run() {
 				continue
 			}
 		}
-		wait := 2 * c.heartbeat
-		if c.cur == "" {
-			wait = 0 // draining: until the subscription is closed
+		wait := time.Duration(0) // draining: until the subscription is closed
+		if c.cur != "" {
+			// Two heartbeats since the last sign of life of this pull.
+			wait = max(time.Until(c.alive.Add(2*c.heartbeat)), time.Nanosecond)
 		}
-		msg, timeout := c.nextMsg(wait)
+		msg, kept, timeout := c.nextMsg(wait)
 		switch {
 		case timeout && c.nc.IsClosed():
 			return // for good: nothing more can arrive
 		case timeout:
 			// The server sends a heartbeat to a pending pull every
 			// heartbeat interval: the pull (or its server) is gone.
-			c.interrupted(fmt.Errorf("no heartbeat for %v", wait))
+			c.interrupted(fmt.Errorf("no heartbeat for %v", 2*c.heartbeat))
 			c.cur, waitLeader = "", true
 			continue
 		case msg == nil:
 			return // stopped, or drained
 		}
-		if waitLeader = c.dispatch(msg); waitLeader {
+		if waitLeader = c.dispatch(msg, kept); waitLeader {
 			c.cur = ""
 		}
 	}
@@ -273,7 +358,7 @@ func (c *jsConsumer) run() {
 
 // dispatch handles one message of the subscription. It reports whether
 // the consumer must wait for a leader again.
-func (c *jsConsumer) dispatch(msg *nats.Msg) (waitLeader bool) {
+func (c *jsConsumer) dispatch(msg *nats.Msg, kept time.Time) (waitLeader bool) {
 	if strings.HasPrefix(msg.Reply, _jsAckPrefix) {
 		md, err := msg.Metadata()
 		if err != nil {
@@ -298,7 +383,8 @@ func (c *jsConsumer) dispatch(msg *nats.Msg) (waitLeader bool) {
 				}
 			}
 		}
-		c.handle(msg, md)
+		c.handle(msg, md, kept)
+		c.alive = time.Now()
 		return false
 	}
 	status := msg.Header.Get(headerStatus)
@@ -313,6 +399,7 @@ func (c *jsConsumer) dispatch(msg *nats.Msg) (waitLeader bool) {
 	switch status {
 	case "100": // idle heartbeat: the pull is alive
 		c.quiet, c.fails = false, 0
+		c.alive = time.Now()
 		return false
 	case "404", "408":
 		// No messages, or the pull expired: pull again.
@@ -346,6 +433,7 @@ func (c *jsConsumer) pull() error {
 		c.cur = ""
 		return err
 	}
+	c.alive = time.Now()
 	return nil
 }
 

@@ -255,8 +255,11 @@ type JetStreamConfig struct {
 	// listeners at most; after the last failure it is reported as
 	// ErrMaxDeliver and terminated. Default 5.
 	MaxDeliver int
-	// AckWait is the consumer's ack wait. Listeners that run longer are
-	// kept alive with in-progress acks every AckWait/2. Default 30s.
+	// AckWait is the consumer's ack wait. Every message the bridge holds
+	// (being handled, or pulled ahead and waiting for the listeners) gets
+	// an in-progress ack at least every AckWait/2 from its arrival until
+	// it is acknowledged, so that a long listener neither has its message
+	// nor the ones queued behind it redelivered. Default 30s.
 	AckWait time.Duration
 	// NakDelay is the delay before a failed message is redelivered.
 	// Default 1s.

@@ -127,7 +127,8 @@ type entry[T any] struct {
 	obs      Observer                        // the manager's, or nil
 	guarded  bool                            // h stops at ErrUnregistered (see unlessUnregistered)
 	tied     bool                            // CancelWithEmitter
-	plain    bool                            // neither once nor observed: callSync's short path
+	plain    bool                            // neither once nor observed: EmitSync's short path (runSync)
+	lean     bool                            // plain, and neither tied nor retried: Deliver's short path (deliverLean)
 
 	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 
@@ -216,6 +217,7 @@ func newEntry[T any](pattern string, h Handler[T], cfg *listenerConfig, o *optio
 		e.overflow = cfg.overflow
 	}
 	e.plain = !e.once && e.obs == nil
+	e.lean = e.plain && !e.tied && e.retry == nil
 	switch {
 	case cfg.key != nil:
 		var ok bool

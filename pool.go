@@ -148,8 +148,12 @@ func (e *entry[T]) poolContext(named *nameCtx) context.Context {
 // the delivery failed and must be run again (mayRetry is false once Close
 // has given up); otherwise it counts the outcome for the listener, but for
 // delivered (counted per batch, see Delivered), and returns the failure to
-// report, if any.
+// report, if any. A lean listener (see entry.lean) that is still
+// registered takes deliverLean.
 func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted int64, mayRetry bool) (sched.Result, error) {
+	if e.lean && !e.l.removed.Load() {
+		return e.deliverLean(named, ev)
+	}
 	ctx := e.poolContext(named)
 	again := mayRetry && e.retry != nil && e.retry.again(attempt)
 	hctx := ctx
@@ -166,6 +170,51 @@ func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted in
 		e.l.counts.add(cRetried, 1)
 		return sched.Retry, nil
 	}
+	return e.settle(ctx, ev, attempt, oc, err)
+}
+
+// deliverLean is Deliver for a listener with nothing to do around its
+// handler (no Retry, Once, Observer or CancelWithEmitter), the common
+// case: the handler gets its context as the delivery carries it (already
+// named for the listener), and a panic is recovered here, without
+// entry.call's checks. It is always a first and final attempt.
+func (e *entry[T]) deliverLean(named *nameCtx, ev Event[T]) (r sched.Result, err error) {
+	ctx := context.Context(e.poolCtx)
+	if named != nil {
+		ctx = named
+	}
+	returned := false
+	defer func() {
+		if !returned { // recover only then: it is a call into the runtime
+			if oc, perr := recovered(recover()); oc == panicked {
+				r, err = e.settle(ctx, ev, 0, oc, perr)
+			} // else runtime.Goexit: the worker's goroutine ends (see sched)
+		}
+	}()
+	herr := e.h(ctx, ev)
+	returned = true
+	if herr == nil {
+		return sched.Delivered, nil
+	}
+	oc, herr := e.failedWith(herr)
+	return e.settle(ctx, ev, 0, oc, herr)
+}
+
+// recovered is the outcome of a handler that did not return, given what
+// recover returned: panicked, with a *PanicError; or, when r is nil (it
+// called runtime.Goexit: the goroutine ends and nobody sees the outcome),
+// delivered.
+func recovered(r any) (outcome, error) {
+	if r == nil {
+		return delivered, nil
+	}
+	return panicked, &PanicError{Value: r, Stack: debug.Stack()}
+}
+
+// settle counts a pool delivery that did not deliver and will not be
+// retried (outcome oc, error err), made with ctx, and returns its result
+// and the failure to report, if any.
+func (e *entry[T]) settle(ctx context.Context, ev Event[T], attempt int, oc outcome, err error) (sched.Result, error) {
 	var c counters // the scheduler counts its own
 	lerr := e.count(ev, oc, err, attempt, &c)
 	if lerr == nil {

@@ -80,16 +80,18 @@ func startCluster() (*cluster, error) {
 			return nil, errors.New("embedded nats-server did not start")
 		}
 	}
-	// JetStream answers once the cluster has elected a meta leader.
+	// JetStream places an R3 stream once the cluster has elected a meta
+	// leader and that leader has heard from every node (before that,
+	// creating the stream fails with "no suitable peers for placement").
 	for deadline := time.Now().Add(time.Minute); ; {
 		for _, s := range c.servers {
-			if s.JetStreamIsLeader() {
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == len(c.servers) {
 				return c, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			c.stop()
-			return nil, errors.New("no JetStream meta leader")
+			return nil, errors.New("no JetStream meta leader that knows every node")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

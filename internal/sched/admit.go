@@ -153,8 +153,8 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 	if drops != nil {
 		s.tellLost(drops, LostDropped, false)
 		for _, d := range drops {
-			if err := d.in.l.Dropped(d.named, d.ev, d.attempt, d.backlog); err != nil {
-				s.report(err)
+			if d.err != nil {
+				s.report(d.err)
 			}
 		}
 	}
@@ -194,8 +194,10 @@ func (s *Scheduler[E, C]) full(to []*Inbox[E, C], reserve bool) (*Inbox[E, C], e
 // drop makes room in a full backlog by its drop policy, with s.mu held:
 // DropNewest drops d, the new delivery, itself; DropOldest drops the oldest
 // delivery queued for the same key (or d, when that key has nothing
-// queued). The dropped delivery is counted, and returned with the backlog it
-// was dropped from, for Listener.Dropped and Lost once s.mu is released.
+// queued). The dropped delivery is counted, by the scheduler and, with
+// s.mu still held so that a Flush that returns after it finds it counted,
+// by Listener.Dropped; it is returned with that error, for Lost and the
+// report once s.mu is released.
 // d's record is not released: the caller has not counted it yet.
 func (s *Scheduler[E, C]) drop(in *Inbox[E, C], key string, d delivery[E, C]) lostOne[E, C] {
 	victim := lostOne[E, C]{in: in, named: d.named, ev: d.rec.ev, attempt: d.attempt, at: d.rec.at}
@@ -216,6 +218,7 @@ func (s *Scheduler[E, C]) drop(in *Inbox[E, C], key string, d delivery[E, C]) lo
 	}
 	s.stats.Dropped++
 	victim.backlog = in.backlog
+	victim.err = in.l.Dropped(victim.named, victim.ev, victim.attempt, in.backlog)
 	return victim
 }
 

@@ -16,8 +16,10 @@ import (
 // Its methods are called from workers, the retry timer and the goroutines
 // that call the scheduler, concurrently: they must be safe for concurrent
 // use. They are called without the scheduler's lock held, but for Backoff
-// and Removed, which must only read (they are called under it). named is nil when the emit attached
-// nothing; attempt counts the attempts of that delivery that already failed;
+// and Removed, which must only read, and Skipped and Dropped, which count
+// (so that a Flush that returns after a drop or a skip finds it counted):
+// these four are called under it and must not call the scheduler. named is
+// nil when the emit attached nothing; attempt counts the attempts of that delivery that already failed;
 // accepted is when the event was accepted, in Unix nanoseconds, or 0 when
 // the scheduler is not Observed.
 type Listener[E, C any] interface {

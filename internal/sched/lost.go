@@ -11,7 +11,8 @@ type lostOne[E, C any] struct {
 	ev      E
 	attempt int
 	at      int64
-	backlog int // for a drop: the backlog it was dropped from
+	backlog int   // for a drop: the backlog it was dropped from
+	err     error // for a drop: what Listener.Dropped returned, to report
 }
 
 // lostOf describes d, a delivery of in, with s.mu held, before its record

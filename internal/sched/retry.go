@@ -203,10 +203,10 @@ func (s *Scheduler[E, C]) DropRetries(in *Inbox[E, C]) {
 		s.idle = 0
 		s.work.Broadcast() // the pool may have drained
 	}
+	if dropped > 0 {
+		in.l.Skipped(uint64(dropped)) // under s.mu: see Listener
+	}
 	s.verify()
 	s.mu.Unlock()
-	if dropped > 0 {
-		in.l.Skipped(uint64(dropped))
-	}
 	s.tellLost(lost, LostSkipped, false)
 }

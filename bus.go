@@ -124,11 +124,10 @@ func (m *EventManager[T]) observeSync(ctx context.Context, name string, rt *rout
 
 // runSync is EmitSync to the listeners of a name already looked up (rt),
 // checked against its declared type if it has one. It is the hot path of
-// EmitSync: while every listener delivers it only calls them and counts,
-// under one deferred recover for the whole call (see syncCall); the first
-// listener that does not deliver (fails, panics, is skipped, or is Once or
-// observed and takes entry.call's path) hands the rest to syncRest.
-func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) (err error) {
+// EmitSync: callAll runs the listeners while they deliver, under one
+// deferred recover for all of them; the first that does not deliver (it
+// fails, panics or is skipped) hands the rest of the call to syncRest.
+func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T], data T) error {
 	if m.pool.Closed() && m.pool.Refuses() {
 		return m.syncRefused(name, ErrClosed)
 	}
@@ -142,63 +141,71 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 		m.calls.add(0)
 		return nil
 	}
-	c := syncCall[T]{m: m, ctx: ctx, all: rt.all, ev: Event[T]{Name: name, Data: data}}
+	c := syncCall[T]{ctx: ctx, all: rt.all, ev: Event[T]{Name: name, Data: data}}
+	if c.callAll(bg) {
+		// The call and its deliveries in one atomic add (see Stats).
+		m.calls.add(uint64(len(c.all)))
+		return nil
+	}
+	return m.syncRest(ctx, c.all, c.i, c.ev, c.oc, c.err)
+}
+
+// syncCall is one EmitSync call in progress: the listeners it calls, the
+// one running (i), and, once one did not deliver, its outcome and error.
+type syncCall[T any] struct {
+	ctx context.Context
+	all []*entry[T]
+	ev  Event[T]
+	i   int
+	oc  outcome
+	err error
+}
+
+// callAll calls the listeners from all[i] on, in order, counting each
+// delivery, while they deliver, and reports whether all of them did;
+// otherwise all[i] is the one that did not, with its outcome and error in
+// c. A plain listener's handler is called directly (bg says that ctx is
+// context.Background()); a Once, observed or unregistered one goes through
+// entry.call, which recovers its own panics. A panic of a plain handler is
+// recovered here, and callAll returns, so that the listeners after it run
+// (in syncRest) once its frames are gone: their own panics' stacks do not
+// show them. A handler that calls runtime.Goexit ends the goroutine; nothing
+// after it runs.
+func (c *syncCall[T]) callAll(bg bool) (all bool) {
 	defer func() {
-		if c.i < len(c.all) { // all[i]'s handler did not return
-			err = c.recovered(recover())
+		if !all && c.oc == delivered { // all[i]'s handler did not return
+			// A panic; or, under GODEBUG=panicnil=1, panic(nil), which
+			// recovers as nil and then counts as delivered, as it did
+			// before this path existed.
+			c.oc, c.err = recovered(recover())
 		}
 	}()
 	for ; c.i < len(c.all); c.i++ {
 		e := c.all[c.i]
 		if !e.plain || e.l.removed.Load() {
-			if oc, err := e.call(ctx, c.ev, 0, 0, true); oc != delivered {
-				return c.rest(oc, err)
+			if c.oc, c.err = e.call(c.ctx, c.ev, 0, 0, true); c.oc != delivered {
+				return false
 			}
 		} else {
 			hctx := context.Context(e.bgCtx)
 			if !bg {
-				hctx = e.named(ctx)
+				hctx = e.named(c.ctx)
 			}
 			if herr := e.h(hctx, c.ev); herr != nil {
-				return c.rest(e.failedWith(herr))
+				c.oc, c.err = e.failedWith(herr)
+				return false
 			}
 		}
 		e.l.counts.add(cDelivered, 1)
 	}
-	// The call and its deliveries in one atomic add (see Stats).
-	m.calls.add(uint64(len(c.all)))
-	return nil
+	return true
 }
 
-// syncCall is one EmitSync call in progress: the listeners it calls and
-// the one running (i; len(all) once the call is over). It lives on
-// runSync's stack, so that its deferred recover captures two words rather
-// than every variable of the call.
-type syncCall[T any] struct {
-	m   *EventManager[T]
-	ctx context.Context
-	all []*entry[T]
-	ev  Event[T]
-	i   int
-}
-
-// recovered is runSync's result when all[i]'s handler did not return,
-// given what recover returned: it panicked with r, and the panic becomes
-// that delivery's outcome and the call goes on with the listeners after
-// it; or (r is nil) it called runtime.Goexit, the goroutine ends and
-// nothing else runs.
-func (c *syncCall[T]) recovered(r any) error {
-	if r == nil {
-		return nil
-	}
-	return c.rest(panicked, &PanicError{Value: r, Stack: debug.Stack()})
-}
-
-// rest ends the call at all[i], whose outcome was oc: see syncRest.
-func (c *syncCall[T]) rest(oc outcome, err error) error {
-	at := c.i
-	c.i = len(c.all)
-	return c.m.syncRest(c.ctx, c.all, at, c.ev, oc, err)
+// syncRefused counts an EmitSync call refused after routing (the manager is
+// closed, or ctx is done) and returns its error.
+func (m *EventManager[T]) syncRefused(name string, err error) error {
+	m.sync.add(cRejected, 1)
+	return &emitError{name: name, err: err}
 }
 
 // syncRest finishes an EmitSync call whose listener to[i] did not deliver
@@ -230,13 +237,6 @@ func (m *EventManager[T]) syncRest(ctx context.Context, to []*entry[T], i int, e
 		return errs[0]
 	}
 	return errors.Join(errs...)
-}
-
-// syncRefused counts an EmitSync call refused after routing (the manager is
-// closed, or ctx is done) and returns its error.
-func (m *EventManager[T]) syncRefused(name string, err error) error {
-	m.sync.add(cRejected, 1)
-	return &emitError{name: name, err: err}
 }
 
 // refuse counts an emit refused before it was routed (an invalid name, a

@@ -139,3 +139,31 @@ func TestEmitSyncGoexitEndsTheCaller(t *testing.T) {
 	require.NoError(t, m.EmitSync(context.Background(), "e", 2))
 	assert.Equal(t, 1, after)
 }
+
+// firstPanicker and secondPanicker are named so that their frames can be
+// told apart in a PanicError's stack.
+func firstPanicker(context.Context, eventbus.Event[int]) error  { panic("first") }
+func secondPanicker(context.Context, eventbus.Event[int]) error { panic("second") }
+
+// Each panic's stack shows its own handler, not the frames of a handler
+// that panicked before it in the same EmitSync call.
+func TestEmitSyncPanicStacksAreTheirOwn(t *testing.T) {
+	m := newManager[int](t)
+	_, err := m.RegisterListener("e", firstPanicker, eventbus.Priority(2))
+	require.NoError(t, err)
+	_, err = m.RegisterListener("e", secondPanicker, eventbus.Priority(1))
+	require.NoError(t, err)
+
+	err = m.EmitSync(context.Background(), "e", 0)
+
+	var stacks []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var perr *eventbus.PanicError
+		require.ErrorAs(t, e, &perr)
+		stacks = append(stacks, string(perr.Stack))
+	}
+	require.Len(t, stacks, 2)
+	assert.Contains(t, stacks[0], "firstPanicker")
+	assert.Contains(t, stacks[1], "secondPanicker")
+	assert.NotContains(t, stacks[1], "firstPanicker", "the first panic's frames are gone")
+}

@@ -9,8 +9,11 @@ import (
 
 // Running one delivery: the handler call, its outcome and its counting,
 // shared by EmitSync and the pool (whose scheduler calls it through
-// entry.Deliver, pool.go). This is the one place where a listener's
-// outcomes are counted, so it is where a metrics hook belongs.
+// entry.Deliver, pool.go). Outcomes are counted here (count) and, on the
+// short paths, where those call handlers directly: runSync's callAll
+// (delivered) and pool.go's Listener methods (Delivered per batch,
+// Retried, Dropped, Exited, Skipped). A metrics hook belongs with the
+// Observer (observe.go), which every path already calls.
 
 // outcome is what became of one delivery; its values are those of Outcome.
 type outcome = Outcome

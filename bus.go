@@ -61,6 +61,12 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 	if rt := m.memo.Find(name, &m.version); rt != nil {
 		return rt, nil
 	}
+	return m.lookup(name)
+}
+
+// lookup is route past the memo: the registry's lookup, remembered in the
+// memo when the name has listeners.
+func (m *EventManager[T]) lookup(name string) (*route[T], error) {
 	v := m.version.Load() // before the lookup: see registry.Memo
 	r := m.reg.Load()
 	if rt, ok := r.Lookup(name); ok {
@@ -92,26 +98,36 @@ func (m *EventManager[T]) route(name string) (*route[T], error) {
 func (m *EventManager[T]) EmitSync(ctx context.Context, name string, data T) error {
 	// The hot path: a name emitted before, with listeners, no declared
 	// type and nobody observing.
-	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+	rt := m.memo.Find(name, &m.version)
+	if rt != nil && rt.topic == nil && m.opts.observer == nil {
 		return m.runSync(ctx, name, rt, data)
 	}
-	return m.emitSync(ctx, name, data)
-}
-
-// emitSync is EmitSync off its hot path: the name looked up (or validated),
-// its declared type checked, and the Observer told.
-func (m *EventManager[T]) emitSync(ctx context.Context, name string, data T) error {
-	rt, err := m.route(name)
-	if err == nil && (rt == nil || rt.topic != nil) {
-		err = m.checkType(name, rt, data)
-	}
+	rt, err := m.checked(ctx, name, data, rt)
 	if err != nil {
-		return m.refuse(ctx, name, err)
+		return err
 	}
 	if m.opts.observer != nil {
 		return m.observeSync(ctx, name, rt, data)
 	}
 	return m.runSync(ctx, name, rt, data)
+}
+
+// checked is the start of an emit off its hot path: the route of name,
+// given rt when the memo found it, else looked up (or name validated), and
+// data checked against the type declared for name, if any. Its error is
+// the emit's, already counted (see refuse).
+func (m *EventManager[T]) checked(ctx context.Context, name string, data T, rt *route[T]) (*route[T], error) {
+	var err error
+	if rt == nil {
+		rt, err = m.lookup(name)
+	}
+	if err == nil && (rt == nil || rt.topic != nil) {
+		err = m.checkType(name, rt, data)
+	}
+	if err != nil {
+		return nil, m.refuse(ctx, name, err)
+	}
+	return rt, nil
 }
 
 // observeSync is runSync between the Observer's Emit and done.
@@ -292,15 +308,13 @@ func (m *EventManager[T]) TryEmit(name string, data T) error {
 func (m *EventManager[T]) emit(ctx context.Context, name string, data T, wait bool) error {
 	// The hot path, as in EmitSync: a remembered name, no declared type,
 	// nobody observing.
-	if rt := m.memo.Find(name, &m.version); rt != nil && rt.topic == nil && m.opts.observer == nil {
+	rt := m.memo.Find(name, &m.version)
+	if rt != nil && rt.topic == nil && m.opts.observer == nil {
 		return m.accept(ctx, name, rt, data, wait)
 	}
-	rt, err := m.route(name)
-	if err == nil && (rt == nil || rt.topic != nil) {
-		err = m.checkType(name, rt, data)
-	}
+	rt, err := m.checked(ctx, name, data, rt)
 	if err != nil {
-		return m.refuse(ctx, name, err)
+		return err
 	}
 	if m.opts.observer != nil {
 		return m.observeEmit(ctx, name, rt, data, wait)

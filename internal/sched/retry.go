@@ -115,17 +115,10 @@ func (s *Scheduler[E, C]) startBackoff(mb *mailbox[E, C], d delivery[E, C]) {
 // held, or stops it when no retry waits.
 func (s *Scheduler[E, C]) armRetries() {
 	if len(s.retries) == 0 {
-		if s.retryT != nil {
-			s.retryT.Stop()
-		}
+		s.retryT.stop()
 		return
 	}
-	wait := max(s.retries[0].due-s.now(), 0)
-	if s.retryT == nil {
-		s.retryT = time.AfterFunc(wait, s.retriesDue)
-		return
-	}
-	s.retryT.Reset(wait)
+	s.retryT.reset(max(s.retries[0].due-s.now(), 0))
 }
 
 // retriesDue is the retry timer's callback: it puts every delivery whose

@@ -141,20 +141,18 @@ type Scheduler[E, C any] struct {
 	// and the one timer armed for the earliest while any waits.
 	born    time.Time // the origin of s.now
 	retries retryHeap[E, C]
-	retryT  *time.Timer
+	retryT  poolTimer // timer.go
 
 	// Workers.
-	hands     []*hand[E, C] // one per worker goroutine
-	workers   int           // worker goroutines started and not yet exited
-	stalled   int           // workers whose handler has run past stallAfter
-	idle      int           // workers waiting on work and not yet signalled
-	watching  bool          // the watchdog timer is armed
-	watchdog  *time.Timer
+	hands     []*hand[E, C]    // one per worker goroutine
+	workers   int              // worker goroutines started and not yet exited
+	stalled   int              // workers whose handler has run past stallAfter
+	idle      int              // workers waiting on work and not yet signalled
+	watchdog  poolTimer        // replaces stalled workers, bounds batches in time (watchdog.go)
 	suspects  []*hand[E, C]    // the watchdog's scratch list
 	probe     []metrics.Sample // the watchdog's runtime metrics
-	reaping   bool             // the idle timer is armed (watchdog.go)
 	reapTicks uint64           // times the idle timer fired
-	reaper    *time.Timer      // retires workers parked for idleAfter
+	reaper    poolTimer        // retires workers parked for idleAfter (watchdog.go)
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes
@@ -261,6 +259,7 @@ func New[E, C any](o Options) *Scheduler[E, C] {
 		born:       time.Now(),
 	}
 	s.work.L = &s.mu
+	s.watchdog.f, s.reaper.f, s.retryT.f = s.watch, s.reap, s.retriesDue
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

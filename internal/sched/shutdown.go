@@ -109,14 +109,8 @@ func (s *Scheduler[E, C]) finish() {
 	if s.closed.Load() && !s.finished && s.workers == 0 && s.drained() {
 		s.finished = true
 		close(s.done)
-		if s.watchdog != nil {
-			s.watchdog.Stop()
-		}
-		if s.retryT != nil {
-			s.retryT.Stop()
-		}
-		if s.reaper != nil {
-			s.reaper.Stop()
-		}
+		s.watchdog.stop()
+		s.retryT.stop()
+		s.reaper.stop()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"runtime/metrics"
 	"slices"
-	"time"
 )
 
 // The watchdog keeps waiting listeners from waiting long behind others:
@@ -34,22 +33,16 @@ import (
 
 // armWatchdog arms the timer unless it is armed, with s.mu held.
 func (s *Scheduler[E, C]) armWatchdog() {
-	if s.watching || s.finished {
-		return
+	if !s.finished {
+		s.watchdog.arm(s.stallAfter)
 	}
-	s.watching = true
-	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.stallAfter, s.watch)
-		return
-	}
-	s.watchdog.Reset(s.stallAfter)
 }
 
 // watch is the watchdog timer's callback.
 func (s *Scheduler[E, C]) watch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.watching = false
+	s.watchdog.fired()
 	if s.finished {
 		return
 	}
@@ -154,22 +147,16 @@ func (s *Scheduler[E, C]) stall(h *hand[E, C]) {
 
 // armReaper arms the idle timer unless it is armed, with s.mu held.
 func (s *Scheduler[E, C]) armReaper() {
-	if s.reaping || s.finished {
-		return
+	if !s.finished {
+		s.reaper.arm(s.idleAfter)
 	}
-	s.reaping = true
-	if s.reaper == nil {
-		s.reaper = time.AfterFunc(s.idleAfter, s.reap)
-		return
-	}
-	s.reaper.Reset(s.idleAfter)
 }
 
 // reap is the idle timer's callback.
 func (s *Scheduler[E, C]) reap() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reaping = false
+	s.reaper.fired()
 	if s.finished {
 		return
 	}

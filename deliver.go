@@ -49,11 +49,8 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 	// return (a call into the runtime on every delivery otherwise).
 	returned := false
 	defer func() {
-		if returned {
-			return
-		}
-		if r := recover(); r != nil {
-			oc, err = panicked, &PanicError{Value: r, Stack: debug.Stack()}
+		if !returned {
+			oc, err = recovered(recover())
 		}
 	}()
 	herr := e.h(ctx, ev)
@@ -62,6 +59,17 @@ func (e *entry[T]) call(ctx context.Context, ev Event[T], attempt int, accepted 
 		return e.failedWith(herr)
 	}
 	return delivered, nil
+}
+
+// recovered is the outcome of a handler that did not return, given what
+// recover returned: panicked, with a *PanicError; or, when r is nil (it
+// called runtime.Goexit: the goroutine ends and nobody sees the outcome),
+// delivered.
+func recovered(r any) (outcome, error) {
+	if r == nil {
+		return delivered, nil
+	}
+	return panicked, &PanicError{Value: r, Stack: debug.Stack()}
 }
 
 // failedWith is the outcome of a handler that returned err: skipped when

@@ -200,17 +200,6 @@ func (e *entry[T]) deliverLean(named *nameCtx, ev Event[T]) (r sched.Result, err
 	return e.settle(ctx, ev, 0, oc, herr)
 }
 
-// recovered is the outcome of a handler that did not return, given what
-// recover returned: panicked, with a *PanicError; or, when r is nil (it
-// called runtime.Goexit: the goroutine ends and nobody sees the outcome),
-// delivered.
-func recovered(r any) (outcome, error) {
-	if r == nil {
-		return delivered, nil
-	}
-	return panicked, &PanicError{Value: r, Stack: debug.Stack()}
-}
-
 // settle counts a pool delivery that did not deliver and will not be
 // retried (outcome oc, error err), made with ctx, and returns its result
 // and the failure to report, if any.

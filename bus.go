@@ -374,19 +374,22 @@ func (m *EventManager[T]) keys(rt *route[T], ev Event[T], buf []string) (keys []
 		if keys == nil {
 			keys = append(buf[:0], make([]string, len(rt.all))...)
 		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
-				}
-			}()
-			keys[i] = e.keyFn(ev)
-		}()
-		if err != nil {
+		if keys[i], err = e.key(ev); err != nil {
 			return nil, err
 		}
 	}
 	return keys, nil
+}
+
+// key returns e's OrderedBy key of ev; a panicking key function fails the
+// emit, with a *ListenerError whose Err wraps the *PanicError.
+func (e *entry[T]) key(ev Event[T]) (key string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
+		}
+	}()
+	return e.keyFn(ev), nil
 }
 
 // listenerContext returns the context that pool listeners of an event

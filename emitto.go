@@ -3,7 +3,6 @@ package eventbus
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 
 	"github.com/eventbus-go/eventbus/internal/sched"
 )
@@ -55,15 +54,9 @@ func emitTo[T any](ctx context.Context, m *EventManager[T], l *Listener, name st
 	var keys []string
 	var key [1]string
 	if err == nil && e.keyFn != nil {
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					err = e.failure(ev, 0, fmt.Errorf("OrderedBy key function: %w", &PanicError{Value: r, Stack: debug.Stack()}))
-				}
-			}()
-			key[0] = e.keyFn(ev)
+		if key[0], err = e.key(ev); err == nil {
 			keys = key[:]
-		}()
+		}
 	}
 	if err == nil {
 		to, in := [1]*entry[T]{e}, [1]*sched.Inbox[Event[T], nameCtx]{e.in}
@@ -154,26 +147,13 @@ func emitSyncTo[T any](ctx context.Context, m *EventManager[T], l *Listener, nam
 		m.sync.add(cRejected, 1)
 		return fmt.Errorf("emit %q to listener %q: %w", name, targetName(l), err)
 	}
-	var c counters
 	ev := Event[T]{Name: name, Data: data}
 	oc, err := e.call(ctx, ev, 0, 0, true)
-	var lerr *ListenerError
-	if oc == delivered { // see count
-		e.l.counts.add(cDelivered, 1)
-	} else {
-		lerr = e.count(ev, oc, err, 0, &c)
-	}
-	// As runSync counts: the call and its delivery in one add, the
-	// outcomes other than delivered apart (see Stats).
-	m.calls.add(1)
-	if c.failed|c.panicked|c.skipped != 0 {
-		m.sync.addFailures(&c)
-	}
-	switch {
-	case lerr != nil:
-		return lerr
-	case oc == skipped:
+	// Counted as EmitSync counts (syncRest): one call, one delivery, its
+	// outcome; the error is its *ListenerError, if any.
+	to := [1]*entry[T]{e}
+	if err = m.syncRest(ctx, to[:], 0, ev, oc, err); err == nil && oc == skipped {
 		return fmt.Errorf("emit %q to listener %q: %w", name, l.name, ErrUnregistered)
 	}
-	return nil
+	return err
 }

@@ -124,6 +124,7 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 	rec.ev, rec.ep, rec.at = ev, s.cur, at
 	var lost []lostOne[E, C]
 	pushed, fast := 0, 0 // deliveries queued; those of them queued inline
+	signals := 0         // parked workers to signal after unlocking
 	for i, in := range to {
 		d := delivery[E, C]{rec: rec}
 		if named != nil {
@@ -167,7 +168,18 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 		if !in.queued && in.active < in.limit && !mb.paused() {
 			in.queued = true
 			s.ready.push(in)
-			s.wake()
+			if s.idle > 0 {
+				// wake, but the parked worker is signalled once s.mu is
+				// released, so that it does not wake up only to wait for
+				// the lock this emitter holds: a worker counted out of
+				// s.idle is in s.work's wait list (it joined it before
+				// releasing s.mu), so the Signal finds it, or a worker
+				// that a Broadcast woke meanwhile.
+				s.idle--
+				signals++
+			} else {
+				s.wake()
+			}
 		}
 	}
 	pushed += fast
@@ -182,6 +194,9 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 	s.stats.Matched += uint64(len(to))
 	s.verify()
 	s.mu.Unlock()
+	for ; signals > 0; signals-- {
+		s.work.Signal()
+	}
 	if lost != nil {
 		s.tellLost(lost, LostDropped, false)
 		for _, d := range lost {

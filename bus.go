@@ -157,7 +157,9 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 		m.calls.add(0)
 		return nil
 	}
-	c := syncCall[T]{ctx: ctx, all: rt.all, ev: Event[T]{Name: name, Data: data}}
+	var c syncCall[T] // fields set one by one: a composite literal was built aside and copied
+	c.ctx, c.all = ctx, rt.all
+	c.ev.Name, c.ev.Data = name, data
 	if c.callAll(bg) {
 		// The call and its deliveries in one atomic add (see Stats).
 		m.calls.add(uint64(len(c.all)))

@@ -291,6 +291,7 @@ func (s *Scheduler[E, C]) wake() {
 func (s *Scheduler[E, C]) start() {
 	s.workers++
 	h := &hand[E, C]{stuck: -1}
+	h.view = Batch[E, C]{s: s, h: h}
 	s.hands = append(s.hands, h)
 	go s.run(h)
 }

@@ -173,3 +173,38 @@ func recordMax(peak *atomic.Int32, v int32) {
 		}
 	}
 }
+
+// batcher is a fake that runs its batches itself (BatchListener): it
+// claims each delivery with Next, runs it as fake.Deliver does (a Retry is
+// a failure: a BatchListener does not retry), and settles those that did
+// not deliver. It counts the batches it ran.
+type batcher struct {
+	*fake
+	batches atomic.Int64
+}
+
+func newBatcher(name string) *batcher { return &batcher{fake: newFake(name)} }
+
+func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
+	b.batches.Add(1)
+	for {
+		named, e, ok := bt.Next()
+		if !ok {
+			return true
+		}
+		if cn, ce := bt.Current(); cn != named || ce != e {
+			b.mu.Lock()
+			b.bad = append(b.bad, b.name+": Current is not the delivery Next returned")
+			b.mu.Unlock()
+		}
+		if r, err := b.Deliver(named, e, 0, 0, false); r != Delivered {
+			bt.Settle(r, err)
+		}
+	}
+}
+
+// decliner implements BatchListener but declines every batch: the worker
+// runs them through Deliver.
+type decliner struct{ *fake }
+
+func (decliner) RunBatch(*Batch[ev, tag]) bool { return false }

@@ -49,8 +49,8 @@ type hand[E, C any] struct {
 	batched bool        // run by its BatchListener: delivered ones are counted by tally
 	at      int32       // the delivery claimed last, -1 before the first; it runs while ran == at
 	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
-	back    int32   // batch[back:] was not run and goes back to the mailbox
-	retries []int32 // indexes of batch[:ran] that failed and will be retried
+	back    int32       // batch[back:] was not run and goes back to the mailbox
+	retries []int32     // indexes of batch[:ran] that failed and will be retried
 	c       Counters
 	lost    []lostOne[E, C] // abandoned in account, for Lost (after unlock)
 }

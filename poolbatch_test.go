@@ -76,11 +76,13 @@ func (c *calls) once(t *testing.T, n int) {
 // named so that its frames can be counted in a PanicError's stack.
 type panicky struct {
 	calls
-	at map[int]bool
+	at  map[int]bool
+	ran func()
 }
 
 func (p *panicky) handle(_ context.Context, e eventbus.Event[int]) error {
 	p.add(e)
+	p.ran()
 	if p.at[e.Data] {
 		panic(fmt.Sprintf("panic %d", e.Data))
 	}
@@ -90,7 +92,9 @@ func (p *panicky) handle(_ context.Context, e eventbus.Event[int]) error {
 // A panic at any position of a pool batch, or several, is the delivery's:
 // counted as panicked and reported once, as a *ListenerError whose stack
 // shows that panic only (the batch resumes in a fresh call after each),
-// while every other delivery of the batch runs once and is counted.
+// while every other delivery of the batch runs once and is counted. The
+// batch goes on after a panic: the rest of it runs before the turn of
+// another listener of the same events.
 func TestPoolBatchPanicAtEveryPosition(t *testing.T) {
 	cases := map[string]map[int]bool{"every": {}, "alternate": {}}
 	for i := range batchEvents {
@@ -104,10 +108,22 @@ func TestPoolBatchPanicAtEveryPosition(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			sink := &errorSink{}
 			m := newManager[int](t, eventbus.WithWorkers(1), eventbus.WithErrorHandler(sink.handle))
-			p := &panicky{at: at}
+			var mu sync.Mutex
+			var order []string // which listener ran, in order
+			p := &panicky{at: at, ran: func() { mu.Lock(); order = append(order, "p"); mu.Unlock() }}
 			l, err := m.RegisterListener("e", p.handle)
 			require.NoError(t, err)
+			_, err = m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+				mu.Lock()
+				order = append(order, "other")
+				mu.Unlock()
+				return nil
+			})
+			require.NoError(t, err)
 			queueBatch(t, m, 1, batchEvents)
+			mu.Lock()
+			assert.Equal(t, strings.Repeat("p", batchEvents), strings.Join(order[:batchEvents], ""), "the panicking listener's batch ran in one go: %v", order)
+			mu.Unlock()
 
 			p.once(t, batchEvents)
 			errs := sink.all()
@@ -135,7 +151,7 @@ func TestPoolBatchPanicAtEveryPosition(t *testing.T) {
 			assert.Equal(t, uint64(batchEvents-len(at)), ls.Delivered, "listener's delivered: %+v", ls)
 			s := m.Stats()
 			assert.Equal(t, uint64(len(at)), s.Panicked)
-			assert.Equal(t, uint64(batchEvents-len(at)+1), s.Delivered) // and the holder's
+			assert.Equal(t, uint64(2*batchEvents-len(at)+1), s.Delivered) // and the other's, and the holder's
 			checkAccounting(t, s)
 		})
 	}
@@ -163,6 +179,9 @@ func TestPoolBatchPanicNil(t *testing.T) {
 	ls := l.Stats()
 	if child {
 		assert.Equal(t, uint64(batchEvents), ls.Delivered, "panicnil=1: %+v", ls)
+		s := m.Stats()
+		assert.Equal(t, uint64(batchEvents+1), s.Delivered, "panicnil=1: %+v", s) // and the holder's
+		assert.Zero(t, s.Panicked+s.Skipped+s.Failed, "panicnil=1: %+v", s)
 		assert.Empty(t, sink.all())
 	} else {
 		assert.Equal(t, uint64(batchEvents/2), ls.Panicked, "%+v", ls)

@@ -10,12 +10,13 @@ import (
 )
 
 // The pool: Emit's deliveries run on the scheduler of internal/sched, which
-// knows a listener only as a sched.Listener and its settings as a
+// knows a listener only as a sched.BatchListener and its settings as a
 // sched.Config. This file is the glue: an entry is the scheduler's
-// Listener (it runs one delivery, and counts and reports those that fail or
-// do not run), its options become a Config once, at registration, and the
-// scheduler's errors become the package's (ErrClosed, ErrQueueFull,
-// ErrReentrant) with the same messages.
+// listener (it runs one delivery, or for a lean listener a whole batch, and
+// counts and reports those that fail or do not run), its options become a
+// Config once, at registration, and the scheduler's errors become the
+// package's (ErrClosed, ErrQueueFull, ErrReentrant) with the same
+// messages.
 //
 // A delivery carries a *nameCtx, the context its handler gets, when the
 // emit's context carries values (see names); otherwise nil, and the handler

@@ -8,6 +8,7 @@ import (
 
 // Listener is what the scheduler knows of a listener: how to run one
 // delivery of it, and whom to tell about the deliveries it counts or loses.
+// A listener may also run whole batches itself (BatchListener, batch.go).
 // The scheduler's user implements it (the eventbus package, with its
 // listener entries); E is the event a delivery carries, and C the type of
 // the per-listener value (a context, to the eventbus) that an emit may
@@ -29,7 +30,8 @@ type Listener[E, C any] interface {
 	// the outcome and, for a failure to report, its error (which the
 	// scheduler hands to Options.Report). It counts its outcomes for the
 	// listener itself, except Delivered: the scheduler adds those up per
-	// batch and calls Delivered.
+	// batch and calls Delivered. A BatchListener's batches that it takes
+	// itself (RunBatch) do not come here.
 	Deliver(named *C, ev E, attempt int, accepted int64, mayRetry bool) (Result, error)
 	// Delivered counts n deliveries that returned Delivered, once per batch.
 	Delivered(n uint64)

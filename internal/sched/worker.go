@@ -11,9 +11,15 @@ import (
 // A worker takes a batch from the mailbox at the head of the ready list
 // under s.mu (one lock round trip for up to _batchSize deliveries of one
 // listener), runs it without the lock, and accounts for it under the lock.
-// It claims the deliveries of its batch one at a time with an atomic
-// counter, so that the watchdog can hand the ones it has not started back to
-// the mailbox if it stalls (watchdog.go).
+// It runs the batch through its listener's RunBatch when the listener is a
+// BatchListener that takes it (batch.go), else with one Listener.Deliver
+// call per delivery (deliverEach). Either way it claims the deliveries of
+// its batch one at a time with an atomic counter before starting each, so
+// that the watchdog, or an idle worker, can hand the ones it has not
+// started back to the mailbox if it stalls (watchdog.go, steal); and it
+// honours the watchdog's yield and Close giving up between deliveries.
+// Accounting completes the finished deliveries' epochs, and releases their
+// records, per run of deliveries (finishRun).
 
 // hand is a worker's batch and state.
 type hand[E, C any] struct {

@@ -3,11 +3,11 @@
 // eventbus: it knows listeners through the Listener interface (run one
 // delivery, count or report a lost one) and the optional BatchListener (run
 // a whole batch, claiming each delivery from the scheduler), their
-// scheduling settings through a
-// Config read once by NewInbox, events as opaque values of type E, and the
-// per-listener value an emit may attach to each delivery (a context, to the
-// eventbus) as an opaque *C. Its errors are its own (ErrClosed,
-// ErrReentrant, *QueueFullError); its user turns them into public ones.
+// scheduling settings through a Config read once by NewInbox, events as
+// opaque values of type E, and the per-listener value an emit may attach to
+// each delivery (a context, to the eventbus) as an opaque *C. Its errors
+// are its own (ErrClosed, ErrReentrant, *QueueFullError); its user turns
+// them into public ones.
 package sched
 
 import (

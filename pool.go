@@ -10,7 +10,7 @@ import (
 )
 
 // The pool: Emit's deliveries run on the scheduler of internal/sched, which
-// knows a listener only as a sched.BatchListener and its settings as a
+// knows a listener only as a sched.Listener and its settings as a
 // sched.Config. This file is the glue: an entry is the scheduler's
 // listener (it runs one delivery, or for a lean listener a whole batch, and
 // counts and reports those that fail or do not run), its options become a
@@ -24,7 +24,7 @@ import (
 
 // The entry is its pool's listener, and runs a lean listener's batches
 // itself (RunBatch).
-var _ sched.BatchListener[Event[int], nameCtx] = (*entry[int])(nil)
+var _ sched.Listener[Event[int], nameCtx] = (*entry[int])(nil)
 
 // newPool makes the scheduler of an EventManager configured by o, which
 // reports failures to report.
@@ -172,7 +172,7 @@ func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted in
 	return e.settle(ctx, ev, attempt, oc, err)
 }
 
-// RunBatch runs a batch of a lean listener (sched.BatchListener): one with
+// RunBatch runs a batch of a lean listener (sched.Listener): one with
 // nothing to do around its handler (no Retry, Once, Observer or
 // CancelWithEmitter), the common case. Other listeners decline, and their
 // deliveries go through Deliver. Its handler is called directly, with the

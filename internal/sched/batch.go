@@ -1,10 +1,11 @@
 package sched
 
-// Batches a listener runs itself. A worker runs a batch one
-// Listener.Deliver call per delivery (runBatch), unless the listener is a
-// BatchListener that takes the whole batch: it then loops over the batch
-// with Next, calling its handlers directly, and tells the outcome of the
-// deliveries that did not deliver with Settle. The scheduler's rules hold
+// Batches a listener runs itself. A worker offers each batch it takes to
+// its listener (Listener.RunBatch); if the listener declines, the worker
+// runs the batch with one Listener.Deliver call per delivery
+// (deliverEach). A listener that takes it loops over the batch with Next,
+// calling its handlers directly, and tells the outcome of the deliveries
+// that did not deliver with Settle. The scheduler's rules hold
 // all the same, because they live in Next: each delivery is claimed (the
 // hand's next counter) before it starts, so the watchdog may take back the
 // unstarted rest at any time and no delivery runs twice or is lost; a
@@ -22,27 +23,8 @@ package sched
 // one by one: once it stops, those finished and not counted otherwise are
 // (tally).
 
-// BatchListener is a Listener that may run the batches a worker takes of
-// it itself, cheaper than one Deliver call per delivery: it is asked
-// (RunBatch) at each batch, and runs it or declines.
-type BatchListener[E, C any] interface {
-	Listener[E, C]
-	// RunBatch runs the deliveries of b, on a worker, and reports true; or
-	// it reports false without calling b's methods, and the worker runs
-	// the batch through Deliver. Running b means calling b.Next until it
-	// reports false, running each delivery it returns, and calling
-	// b.Settle for one that did not deliver before the next call of Next.
-	// A delivery that Next returned and that was not settled counts as
-	// delivered (Listener.Delivered) when Next is called again or RunBatch
-	// returns. Each delivery is a first and final attempt: a BatchListener
-	// does not retry. RunBatch may return early, before Next reports false:
-	// the deliveries not claimed go back to the mailbox, as those of a
-	// batch that yields do.
-	RunBatch(b *Batch[E, C]) bool
-}
-
-// Batch is a worker's batch as a BatchListener runs it: only its owner
-// worker's goroutine uses it, during RunBatch.
+// Batch is a worker's batch as its listener runs it (Listener.RunBatch):
+// only the worker's goroutine uses it, during RunBatch.
 type Batch[E, C any] struct {
 	s *Scheduler[E, C]
 	h *hand[E, C]
@@ -92,7 +74,7 @@ func (b *Batch[E, C]) Current() (named *C, ev E) {
 	return d.named, d.rec.ev
 }
 
-// tally counts the deliveries of a batched hand that were delivered, once
+// tally counts the deliveries of a batched hand (its listener ran the batch) that were delivered, once
 // it stopped: those finished, but for the ones counted otherwise.
 func (h *hand[E, C]) tally() {
 	h.c.Delivered = uint64(h.ran) - h.c.Failed - h.c.Panicked - h.c.Skipped - h.c.Abandoned

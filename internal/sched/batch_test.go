@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// Batches run by their listener (BatchListener) keep the scheduler's
+// Batches run by their listener (RunBatch) keep the scheduler's
 // guarantees: every delivery runs exactly once and in order where the
 // listener is ordered (per key when keyed), each outcome is counted once,
 // and the value an emit attaches reaches its delivery.
-func TestBatchListenersRunEveryDeliveryExactlyOnce(t *testing.T) {
+func TestBatchesRunByTheirListenersRunEveryDeliveryOnce(t *testing.T) {
 	const emitters, perEmitter, keys = 4, 1000, 16
 	s, reps := newSched(t, Options{Workers: 4, QueueSize: 64})
 
@@ -24,7 +24,7 @@ func TestBatchListenersRunEveryDeliveryExactlyOnce(t *testing.T) {
 	keyed := newBatcher("keyed")
 	conc := newBatcher("concurrency")
 	failing := newBatcher("failing") // fails some deliveries, skips others
-	declines := decliner{newFake("declines")}
+	declines := newFake("declines")  // runs its batches through Deliver
 	ordered.run = func(e ev, _ int) (Result, error) { ordered.checkOrder(e); return Delivered, nil }
 	keyed.run = func(e ev, _ int) (Result, error) { keyed.checkOrder(e); return Delivered, nil }
 	var failed, skipped atomic.Uint64
@@ -40,7 +40,7 @@ func TestBatchListenersRunEveryDeliveryExactlyOnce(t *testing.T) {
 		return Delivered, nil
 	}
 	batchers := []*batcher{plain, ordered, keyed, conc, failing}
-	fakes := []*fake{plain.fake, ordered.fake, keyed.fake, conc.fake, failing.fake, declines.fake}
+	fakes := []*fake{plain.fake, ordered.fake, keyed.fake, conc.fake, failing.fake, declines}
 	to := []*Inbox[ev, tag]{
 		s.NewInbox(plain, Config{Name: "plain"}),
 		s.NewInbox(ordered, Config{Name: "ordered", Ordered: true}),
@@ -121,7 +121,7 @@ func TestBatchListenersRunEveryDeliveryExactlyOnce(t *testing.T) {
 // is counted as failed (Exited) and reported, the deliveries before it as
 // delivered, and the rest of the batch goes back to the mailbox and runs on
 // another worker, each once.
-func TestGoexitInABatchListenerLosesNothing(t *testing.T) {
+func TestGoexitInABatchRunByItsListenerLosesNothing(t *testing.T) {
 	const events = 8
 	for at := range events {
 		t.Run("at "+strconv.Itoa(at), func(t *testing.T) {
@@ -177,7 +177,7 @@ func TestGoexitInABatchListenerLosesNothing(t *testing.T) {
 // The deliveries of a batch that its listener runs and has not started go
 // to an idle worker while the one running blocks (hand-back, see steal):
 // each runs once, none waits for the blocked handler.
-func TestBatchListenerHandsBackWhatItHasNotStarted(t *testing.T) {
+func TestBatchRunByItsListenerHandsBackWhatItHasNotStarted(t *testing.T) {
 	const events = 40
 	s, _ := newSched(t, Options{Workers: 2, StallAfter: time.Millisecond})
 	b := newBatcher("blocks")
@@ -220,7 +220,7 @@ func TestBatchListenerHandsBackWhatItHasNotStarted(t *testing.T) {
 // Close giving up while a batch runs: the deliveries its listener has not
 // claimed are abandoned, in Next, and told to Lost; the one running ends
 // normally.
-func TestBatchListenerAbandonsOnceCloseGivesUp(t *testing.T) {
+func TestBatchRunByItsListenerAbandonsOnceCloseGivesUp(t *testing.T) {
 	const events = 10
 	s := New[ev, tag](Options{Workers: 1, QueueSize: 64, Report: func(error) {}, Observed: true, CheckInvariants: true})
 	b := newBatcher("abandoned")

@@ -93,6 +93,10 @@ func (f *fake) Backoff(attempt int) time.Duration {
 }
 func (f *fake) Removed() bool { return f.removed.Load() }
 
+// RunBatch declines: the worker runs the fake's batches through Deliver
+// (batcher runs them itself).
+func (f *fake) RunBatch(*Batch[ev, tag]) bool { return false }
+
 // newSched returns a scheduler with its invariant checker on, closed when
 // the test ends, and a channel that collects the errors it reports.
 func newSched(t *testing.T, o Options) (*Scheduler[ev, tag], *reports) {
@@ -174,9 +178,9 @@ func recordMax(peak *atomic.Int32, v int32) {
 	}
 }
 
-// batcher is a fake that runs its batches itself (BatchListener): it
+// batcher is a fake that runs its batches itself (RunBatch): it
 // claims each delivery with Next, runs it as fake.Deliver does (a Retry is
-// a failure: a BatchListener does not retry), and settles those that did
+// a failure: a listener that runs its batches does not retry), and settles those that did
 // not deliver. It counts the batches it ran.
 type batcher struct {
 	*fake
@@ -202,9 +206,3 @@ func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 		}
 	}
 }
-
-// decliner implements BatchListener but declines every batch: the worker
-// runs them through Deliver.
-type decliner struct{ *fake }
-
-func (decliner) RunBatch(*Batch[ev, tag]) bool { return false }

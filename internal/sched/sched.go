@@ -1,8 +1,8 @@
 // Package sched runs deliveries on a bounded, elastic pool of workers: the
 // scheduler behind the eventbus package's Emit. It imports nothing from the
 // eventbus: it knows listeners through the Listener interface (run one
-// delivery, count or report a lost one) and the optional BatchListener (run
-// a whole batch, claiming each delivery from the scheduler), their
+// delivery or, if it will, a whole batch, claiming each delivery from the
+// scheduler; count or report a lost one), their
 // scheduling settings through a Config read once by NewInbox, events as
 // opaque values of type E, and the per-listener value an emit may attach to
 // each delivery (a context, to the eventbus) as an opaque *C. Its errors
@@ -33,8 +33,8 @@ import (
 // (from its mailbox, or from the key at the head of the listener's own
 // ready list of keys), and the listener goes back to the end of the list if
 // it may start another. The worker runs the batch without the lock (one
-// Listener.Deliver call per delivery, or, for a BatchListener that takes
-// it, one RunBatch call for the whole batch: batch.go), and accounts for
+// Listener.RunBatch call for the whole batch if the listener takes it,
+// batch.go; else one Listener.Deliver call per delivery), and accounts for
 // it under the lock.
 // So listeners take turns whatever their number of keys; a delivery never
 // waits behind another listener's handler while a worker is idle; and a

@@ -11,9 +11,9 @@ import (
 // A worker takes a batch from the mailbox at the head of the ready list
 // under s.mu (one lock round trip for up to _batchSize deliveries of one
 // listener), runs it without the lock, and accounts for it under the lock.
-// It runs the batch through its listener's RunBatch when the listener is a
-// BatchListener that takes it (batch.go), else with one Listener.Deliver
-// call per delivery (deliverEach). Either way it claims the deliveries of
+// Its listener runs the batch if it takes it (Listener.RunBatch, batch.go);
+// otherwise the worker does, with one Listener.Deliver call per delivery
+// (deliverEach). Either way it claims the deliveries of
 // its batch one at a time with an atomic counter before starting each, so
 // that the watchdog, or an idle worker, can hand the ones it has not
 // started back to the mailbox if it stalls (watchdog.go, steal); and it
@@ -51,8 +51,8 @@ type hand[E, C any] struct {
 
 	// Owner only, while running: where it is and what it ran, accounted
 	// for under the lock afterwards.
-	view    Batch[E, C] // the batch as a BatchListener runs it (batch.go)
-	batched bool        // run by its BatchListener: delivered ones are counted by tally
+	view    Batch[E, C] // the batch as its listener runs it (batch.go)
+	batched bool        // its listener runs it: delivered ones are counted by tally
 	at      int32       // the delivery claimed last, -1 before the first; it runs while ran == at
 	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
 	back    int32       // batch[back:] was not run and goes back to the mailbox
@@ -235,23 +235,19 @@ func (s *Scheduler[E, C]) handBack(h *hand[E, C]) bool {
 }
 
 // runBatch runs h's batch in order, without s.mu: through its listener's
-// RunBatch if it is a BatchListener that takes it (batch.go), else one
+// RunBatch if the listener takes it (batch.go), else with one
 // Listener.Deliver call per delivery. It stops at a delivery to retry if
 // the mailbox is ordered, when the watchdog tells it to yield, and when it
 // runs out of claimed deliveries (the rest may have been handed back by the
 // watchdog).
 func (s *Scheduler[E, C]) runBatch(h *hand[E, C]) {
 	l := h.mb.in.l
-	if bl, ok := l.(BatchListener[E, C]); ok {
-		h.batched = true
-		if bl.RunBatch(&h.view) {
-			h.ran = h.at + 1 // the last delivery claimed is finished
-			h.tally()
-		} else {
-			h.batched = false
-			s.deliverEach(h, l)
-		}
+	h.batched = true // before the call: a handler may end the goroutine
+	if l.RunBatch(&h.view) {
+		h.ran = h.at + 1 // the last delivery claimed is finished
+		h.tally()
 	} else {
+		h.batched = false
 		s.deliverEach(h, l)
 	}
 	// Claim what is left, if the loop stopped early, to give it back.

@@ -219,7 +219,7 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 			more = true
 		}
 	}()
-	pctx := context.Context(e.poolCtx)
+	pctx, l := context.Context(e.poolCtx), e.l
 	for {
 		named, ev, ok := b.Next()
 		if !ok {
@@ -229,7 +229,7 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 		if named != nil {
 			ctx = named
 		}
-		if e.l.removed.Load() {
+		if l.removed.Load() {
 			b.Settle(e.settle(ctx, ev, 0, skipped, nil))
 			continue
 		}

@@ -39,20 +39,26 @@ type Batch[E, C any] struct {
 // told to Listener.Lost here, and not returned.
 func (b *Batch[E, C]) Next() (named *C, ev E, ok bool) {
 	h := b.h
-	for !h.yield.Load() {
-		i := h.next.Add(1) - 1
-		if i >= h.units {
-			break
-		}
-		h.at, h.ran = i, i // batch[:i] is finished; batch[i] runs
-		d := &h.batch[i]
-		if b.s.aborted.Load() {
-			b.s.abandonRunning(h, d)
-			continue
-		}
-		return d.named, d.rec.ev, true
+	if h.yield.Load() {
+		return nil, ev, false
 	}
-	return nil, ev, false
+	i := h.next.Add(1) - 1
+	if i >= h.units {
+		return nil, ev, false
+	}
+	h.at, h.ran = i, i // batch[:i] is finished; batch[i] runs
+	if b.s.aborted.Load() {
+		return b.abandon()
+	}
+	d := &h.batch[i]
+	return d.named, d.rec.ev, true
+}
+
+// abandon abandons the delivery that Next claimed, Close having given up,
+// and goes on with Next. (Apart, so that Next's common path makes no call.)
+func (b *Batch[E, C]) abandon() (named *C, ev E, ok bool) {
+	b.s.abandonRunning(b.h, &b.h.batch[b.h.at])
+	return b.Next()
 }
 
 // Settle finishes the delivery that Next returned last with outcome r

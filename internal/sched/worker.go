@@ -349,19 +349,18 @@ func (s *Scheduler[E, C]) finishRun(ds []delivery[E, C]) {
 	if len(ds) == 0 {
 		return
 	}
-	ep, n := ds[0].rec.ep, 0
+	ep, start := ds[0].rec.ep, 0
 	for i := range ds {
 		r := ds[i].rec
 		if r.ep != ep {
-			s.completeN(ep, n)
-			ep, n = r.ep, 0
+			s.completeN(ep, i-start)
+			ep, start = r.ep, i
 		}
-		n++
 		if r.refs--; r.refs <= 0 {
 			s.unreferenced(r)
 		}
 	}
-	s.completeN(ep, n)
+	s.completeN(ep, len(ds)-start)
 	s.refs -= len(ds)
 }
 

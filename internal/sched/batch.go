@@ -5,15 +5,15 @@ package sched
 // runs the batch with one Listener.Deliver call per delivery
 // (deliverEach). A listener that takes it loops over the batch with Next,
 // calling its handlers directly, and tells the outcome of the deliveries
-// that did not deliver with Settle. The scheduler's rules hold
-// all the same, because they live in Next: each delivery is claimed (the
-// hand's next counter) before it starts, so the watchdog may take back the
-// unstarted rest at any time and no delivery runs twice or is lost; a
-// yield from the watchdog, and Close giving up (abandoned deliveries), are
-// honoured between deliveries; and the hand records which delivery runs
-// and which are finished, so that a handler that ends the worker's
-// goroutine (runtime.Goexit) is counted as Exited and the rest of the batch
-// goes back to its mailbox (goexit).
+// that did not deliver with Settle. The scheduler's rules hold all the
+// same, because they live in Next: each delivery is claimed (the hand's
+// next counter) before it starts, so the watchdog or an idle worker may
+// take back the unstarted rest at any time (handBack) and no delivery runs
+// twice or is lost; a yield from the watchdog, and Close giving up
+// (abandoned deliveries), are honoured between deliveries; and the hand
+// records which delivery runs and which are finished, so that a handler
+// that ends the worker's goroutine (runtime.Goexit) is counted as Exited
+// and the rest of the batch goes back to its mailbox (goexit).
 //
 // Positions: h.at is the delivery claimed last (-1 before the first), and
 // h.ran counts the finished ones, batch[:ran]. Deliveries are claimed in

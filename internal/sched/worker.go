@@ -308,8 +308,34 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 		}
 		s.push(mb, d, true)
 	}
-	// The rest ran: those to retry start their backoff (or are abandoned),
-	// the runs between them are finished.
+	// The rest ran and is finished (finishRan), but for retries. A batch of
+	// one, as a Concurrency n > 1 listener takes, is finished here.
+	if h.ran == 1 && len(h.retries) == 0 {
+		d := &h.batch[0]
+		s.complete(d.rec.ep)
+		s.release(d)
+	} else {
+		s.finishRan(h, aborted)
+	}
+	s.running -= h.held
+	mb.active--
+	in.active--
+	if in.active == 0 && in.quiet != nil {
+		close(in.quiet)
+		in.quiet = nil
+	}
+	s.makeReady(mb)
+	s.retire(mb)
+	h.reset()
+	s.finish()
+	s.verify()
+}
+
+// finishRan finishes the deliveries h ran, batch[:ran], with s.mu held:
+// those to retry start their backoff (or are abandoned if Close gave up,
+// aborted), the runs between them are finished (finishRun).
+func (s *Scheduler[E, C]) finishRan(h *hand[E, C], aborted bool) {
+	mb := h.mb
 	start := int32(0)
 	for _, i := range h.retries {
 		s.finishRun(h.batch[start:i])
@@ -326,18 +352,6 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 		s.finishRun(h.batch[i:start])
 	}
 	s.finishRun(h.batch[start:h.ran])
-	s.running -= h.held
-	mb.active--
-	in.active--
-	if in.active == 0 && in.quiet != nil {
-		close(in.quiet)
-		in.quiet = nil
-	}
-	s.makeReady(mb)
-	s.retire(mb)
-	h.reset()
-	s.finish()
-	s.verify()
 }
 
 // finishRun finishes ds, deliveries of a batch that ran or were abandoned

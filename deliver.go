@@ -11,8 +11,9 @@ import (
 // shared by EmitSync and the pool (whose scheduler calls it through
 // entry.Deliver, pool.go). Outcomes are counted here (count) and, on the
 // short paths, where those call handlers directly: runSync's callAll
-// (delivered) and pool.go's Listener methods (Delivered per batch,
-// Retried, Dropped, Exited, Skipped). A metrics hook belongs with the
+// (delivered), the pool's lean batches (entry.RunBatch and runLean:
+// failures through settle, delivered per batch) and pool.go's Listener
+// methods (Delivered per batch, Retried, Dropped, Exited, Skipped). A metrics hook belongs with the
 // Observer (observe.go), which every path already calls.
 
 // outcome is what became of one delivery; its values are those of Outcome.

@@ -128,7 +128,7 @@ type entry[T any] struct {
 	guarded  bool                            // h stops at ErrUnregistered (see unlessUnregistered)
 	tied     bool                            // CancelWithEmitter
 	plain    bool                            // neither once nor observed: EmitSync's short path (runSync)
-	lean     bool                            // plain, and neither tied nor retried: Deliver's short path (deliverLean)
+	lean     bool                            // plain, and neither tied nor retried: the pool runs its batches itself (RunBatch)
 
 	prev, next *entry[T] // in EventManager.live, guarded by EventManager.mu
 

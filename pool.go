@@ -12,16 +12,18 @@ import (
 // The pool: Emit's deliveries run on the scheduler of internal/sched, which
 // knows a listener only as a sched.Listener and its settings as a
 // sched.Config. This file is the glue: an entry is the scheduler's
-// Listener (it runs one delivery, and counts and reports those that fail or
-// do not run), its options become a Config once, at registration, and the
-// scheduler's errors become the package's (ErrClosed, ErrQueueFull,
-// ErrReentrant) with the same messages.
+// listener (it runs one delivery, or for a lean listener a whole batch, and
+// counts and reports those that fail or do not run), its options become a
+// Config once, at registration, and the scheduler's errors become the
+// package's (ErrClosed, ErrQueueFull, ErrReentrant) with the same
+// messages.
 //
 // A delivery carries a *nameCtx, the context its handler gets, when the
 // emit's context carries values (see names); otherwise nil, and the handler
 // gets the listener's poolCtx.
 
-// The entry is its pool's listener.
+// The entry is its pool's listener, and runs a lean listener's batches
+// itself (RunBatch).
 var _ sched.Listener[Event[int], nameCtx] = (*entry[int])(nil)
 
 // newPool makes the scheduler of an EventManager configured by o, which
@@ -148,12 +150,9 @@ func (e *entry[T]) poolContext(named *nameCtx) context.Context {
 // the delivery failed and must be run again (mayRetry is false once Close
 // has given up); otherwise it counts the outcome for the listener, but for
 // delivered (counted per batch, see Delivered), and returns the failure to
-// report, if any. A lean listener (see entry.lean) that is still
-// registered takes deliverLean.
+// report, if any. The batches of a lean listener (see entry.lean) do not
+// come here: RunBatch runs them.
 func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted int64, mayRetry bool) (sched.Result, error) {
-	if e.lean && !e.l.removed.Load() {
-		return e.deliverLean(named, ev)
-	}
 	ctx := e.poolContext(named)
 	again := mayRetry && e.retry != nil && e.retry.again(attempt)
 	hctx := ctx
@@ -173,31 +172,75 @@ func (e *entry[T]) Deliver(named *nameCtx, ev Event[T], attempt int, accepted in
 	return e.settle(ctx, ev, attempt, oc, err)
 }
 
-// deliverLean is Deliver for a listener with nothing to do around its
-// handler (no Retry, Once, Observer or CancelWithEmitter), the common
-// case: the handler gets its context as the delivery carries it (already
-// named for the listener), and a panic is recovered here, without
-// entry.call's checks. It is always a first and final attempt.
-func (e *entry[T]) deliverLean(named *nameCtx, ev Event[T]) (r sched.Result, err error) {
-	ctx := context.Context(e.poolCtx)
-	if named != nil {
-		ctx = named
+// RunBatch runs a batch of a lean listener (sched.Listener): one with
+// nothing to do around its handler (no Retry, Once, Observer or
+// CancelWithEmitter), the common case. Other listeners decline, and their
+// deliveries go through Deliver. Its handler is called directly, with the
+// context the delivery carries (already named for the listener), as
+// EmitSync's callAll does: runLean runs the batch under one deferred
+// recover; when a handler panics it returns, RunBatch settles that delivery
+// (counted and reported as a *ListenerError, with the panic's stack) and
+// calls runLean again for the rest, so that a later panic's stack does not
+// show the frames of an earlier one. Each delivery is a first and final
+// attempt. A handler that calls runtime.Goexit ends the worker's goroutine:
+// the scheduler counts that delivery as failed (Exited) and hands the rest
+// of the batch back.
+func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
+	if !e.lean {
+		return false
 	}
-	returned := false
+	for {
+		oc, err, more := e.runLean(b)
+		if !more {
+			return true
+		}
+		if oc == delivered {
+			// panic(nil) under GODEBUG=panicnil=1, which recovers as nil:
+			// delivered, as on EmitSync (see recovered). Next counts it.
+			continue
+		}
+		named, ev := b.Current()
+		b.Settle(e.settle(e.poolContext(named), ev, 0, oc, err))
+	}
+}
+
+// runLean runs the deliveries of b from the next one on, while their
+// handlers return, and reports more false once b is over. A delivery whose
+// handler returns an error, and one to a listener that was unregistered
+// meanwhile (skipped, as Deliver would), is settled here. When a handler
+// panics, runLean recovers it once and returns, with more true and the
+// outcome of the panic (see recovered): that delivery, b.Current(), is not
+// settled yet.
+func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err error, more bool) {
+	calling := false
 	defer func() {
-		if !returned { // recover only then: it is a call into the runtime
-			if oc, perr := recovered(recover()); oc == panicked {
-				r, err = e.settle(ctx, ev, 0, oc, perr)
-			} // else runtime.Goexit: the worker's goroutine ends (see sched)
+		if calling { // a handler did not return: recover only then (a call into the runtime)
+			oc, err = recovered(recover())
+			more = true
 		}
 	}()
-	herr := e.h(ctx, ev)
-	returned = true
-	if herr == nil {
-		return sched.Delivered, nil
+	pctx, l := context.Context(e.poolCtx), e.l
+	for {
+		named, ev, ok := b.Next()
+		if !ok {
+			return delivered, nil, false
+		}
+		ctx := pctx
+		if named != nil {
+			ctx = named
+		}
+		if l.removed.Load() {
+			b.Settle(e.settle(ctx, ev, 0, skipped, nil))
+			continue
+		}
+		calling = true
+		herr := e.h(ctx, ev)
+		calling = false
+		if herr != nil {
+			oc, herr := e.failedWith(herr)
+			b.Settle(e.settle(ctx, ev, 0, oc, herr))
+		}
 	}
-	oc, herr := e.failedWith(herr)
-	return e.settle(ctx, ev, 0, oc, herr)
 }
 
 // settle counts a pool delivery that did not deliver and will not be

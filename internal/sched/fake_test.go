@@ -93,6 +93,10 @@ func (f *fake) Backoff(attempt int) time.Duration {
 }
 func (f *fake) Removed() bool { return f.removed.Load() }
 
+// RunBatch declines: the worker runs the fake's batches through Deliver
+// (batcher runs them itself).
+func (f *fake) RunBatch(*Batch[ev, tag]) bool { return false }
+
 // newSched returns a scheduler with its invariant checker on, closed when
 // the test ends, and a channel that collects the errors it reports.
 func newSched(t *testing.T, o Options) (*Scheduler[ev, tag], *reports) {
@@ -170,6 +174,35 @@ func recordMax(peak *atomic.Int32, v int32) {
 		p := peak.Load()
 		if v <= p || peak.CompareAndSwap(p, v) {
 			return
+		}
+	}
+}
+
+// batcher is a fake that runs its batches itself (RunBatch): it
+// claims each delivery with Next, runs it as fake.Deliver does (a Retry is
+// a failure: a listener that runs its batches does not retry), and settles those that did
+// not deliver. It counts the batches it ran.
+type batcher struct {
+	*fake
+	batches atomic.Int64
+}
+
+func newBatcher(name string) *batcher { return &batcher{fake: newFake(name)} }
+
+func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
+	b.batches.Add(1)
+	for {
+		named, e, ok := bt.Next()
+		if !ok {
+			return true
+		}
+		if cn, ce := bt.Current(); cn != named || ce != e {
+			b.mu.Lock()
+			b.bad = append(b.bad, b.name+": Current is not the delivery Next returned")
+			b.mu.Unlock()
+		}
+		if r, err := b.Deliver(named, e, 0, 0, false); r != Delivered {
+			bt.Settle(r, err)
 		}
 	}
 }

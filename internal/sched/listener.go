@@ -8,6 +8,7 @@ import (
 
 // Listener is what the scheduler knows of a listener: how to run one
 // delivery of it, and whom to tell about the deliveries it counts or loses.
+// It may run whole batches itself (RunBatch), or leave them to Deliver.
 // The scheduler's user implements it (the eventbus package, with its
 // listener entries); E is the event a delivery carries, and C the type of
 // the per-listener value (a context, to the eventbus) that an emit may
@@ -29,7 +30,8 @@ type Listener[E, C any] interface {
 	// the outcome and, for a failure to report, its error (which the
 	// scheduler hands to Options.Report). It counts its outcomes for the
 	// listener itself, except Delivered: the scheduler adds those up per
-	// batch and calls Delivered.
+	// batch and calls Delivered. The batches that the listener takes
+	// (RunBatch) do not come here.
 	Deliver(named *C, ev E, attempt int, accepted int64, mayRetry bool) (Result, error)
 	// Delivered counts n deliveries that returned Delivered, once per batch.
 	Delivered(n uint64)
@@ -55,6 +57,19 @@ type Listener[E, C any] interface {
 	// delivery to retry then goes back to its mailbox at once instead of
 	// waiting out its backoff.
 	Removed() bool
+	// RunBatch is offered each batch a worker takes of the listener, on
+	// that worker: it runs the batch itself and reports true, cheaper than
+	// one Deliver call per delivery, or reports false without calling b's
+	// methods, and the worker runs the batch through Deliver. Running b
+	// means calling b.Next until it reports false, running each delivery
+	// it returns, and calling b.Settle for one that did not deliver (having
+	// counted it) before the next call of Next. A delivery that Next
+	// returned and that was not settled counts as delivered (Delivered is
+	// called once for the batch). Each delivery is a first and final
+	// attempt: a listener that retries must decline. RunBatch may return
+	// true early, before Next reports false: the deliveries not claimed go
+	// back to the mailbox, as those of a batch that yields do. See batch.go.
+	RunBatch(b *Batch[E, C]) bool
 }
 
 // Result is what became of one attempt of a delivery (Listener.Deliver).

@@ -52,13 +52,20 @@ func (s *Scheduler[E, C]) recycle(r *record[E]) {
 // d.rec.
 func (s *Scheduler[E, C]) release(d *delivery[E, C]) {
 	r := d.rec
-	r.refs--
 	s.refs--
-	if r.refs == 0 {
-		s.recycle(r)
-	} else if r.refs < 0 {
-		s.overReleased()
+	if r.refs--; r.refs <= 0 {
+		s.unreferenced(r)
 	}
+}
+
+// unreferenced recycles r once its last delivery released it (refs 0),
+// with s.mu held; s.refs is the caller's to update.
+func (s *Scheduler[E, C]) unreferenced(r *record[E]) {
+	if r.refs < 0 {
+		s.overReleased()
+		return
+	}
+	s.recycle(r)
 }
 
 // overReleased reports a record released more times than it was delivered

@@ -1,11 +1,13 @@
 // Package sched runs deliveries on a bounded, elastic pool of workers: the
 // scheduler behind the eventbus package's Emit. It imports nothing from the
 // eventbus: it knows listeners through the Listener interface (run one
-// delivery, count or report a lost one), their scheduling settings through a
-// Config read once by NewInbox, events as opaque values of type E, and the
-// per-listener value an emit may attach to each delivery (a context, to the
-// eventbus) as an opaque *C. Its errors are its own (ErrClosed,
-// ErrReentrant, *QueueFullError); its user turns them into public ones.
+// delivery or, if it will, a whole batch, claiming each delivery from the
+// scheduler; count or report a lost one), their
+// scheduling settings through a Config read once by NewInbox, events as
+// opaque values of type E, and the per-listener value an emit may attach to
+// each delivery (a context, to the eventbus) as an opaque *C. Its errors
+// are its own (ErrClosed, ErrReentrant, *QueueFullError); its user turns
+// them into public ones.
 package sched
 
 import (
@@ -30,8 +32,10 @@ import (
 // (worker.go) takes one batch from the listener at the head of the list
 // (from its mailbox, or from the key at the head of the listener's own
 // ready list of keys), and the listener goes back to the end of the list if
-// it may start another. The worker runs the batch without the lock, one
-// Listener.Deliver call per delivery, and accounts for it under the lock.
+// it may start another. The worker runs the batch without the lock (one
+// Listener.RunBatch call for the whole batch if the listener takes it,
+// batch.go; else one Listener.Deliver call per delivery), and accounts for
+// it under the lock.
 // So listeners take turns whatever their number of keys; a delivery never
 // waits behind another listener's handler while a worker is idle; and a
 // listener runs at most its limit of batches (workers) at once, stalled
@@ -291,6 +295,7 @@ func (s *Scheduler[E, C]) wake() {
 func (s *Scheduler[E, C]) start() {
 	s.workers++
 	h := &hand[E, C]{stuck: -1}
+	h.view = Batch[E, C]{s: s, h: h}
 	s.hands = append(s.hands, h)
 	go s.run(h)
 }

@@ -147,6 +147,7 @@ func (c *checkTag) Exited(*tag, ev, int) error            { return nil }
 func (c *checkTag) Lost(*tag, ev, int, int64, Loss, bool) {}
 func (c *checkTag) Backoff(int) time.Duration             { return 0 }
 func (c *checkTag) Removed() bool                         { return false }
+func (c *checkTag) RunBatch(*Batch[ev, tag]) bool         { return false }
 
 // A listener runs at most its limit of deliveries at once, stalled workers
 // included: its Concurrency, or for a keyed listener without one

@@ -11,9 +11,15 @@ import (
 // A worker takes a batch from the mailbox at the head of the ready list
 // under s.mu (one lock round trip for up to _batchSize deliveries of one
 // listener), runs it without the lock, and accounts for it under the lock.
-// It claims the deliveries of its batch one at a time with an atomic
-// counter, so that the watchdog can hand the ones it has not started back to
-// the mailbox if it stalls (watchdog.go).
+// Its listener runs the batch if it takes it (Listener.RunBatch, batch.go);
+// otherwise the worker does, with one Listener.Deliver call per delivery
+// (deliverEach). Either way it claims the deliveries of
+// its batch one at a time with an atomic counter before starting each, so
+// that the watchdog, or an idle worker, can hand the ones it has not
+// started back to the mailbox if it stalls (watchdog.go, steal); and it
+// honours the watchdog's yield and Close giving up between deliveries.
+// Accounting completes the finished deliveries' epochs, and releases their
+// records, per run of deliveries (finishRun).
 
 // hand is a worker's batch and state.
 type hand[E, C any] struct {
@@ -45,11 +51,12 @@ type hand[E, C any] struct {
 
 	// Owner only, while running: where it is and what it ran, accounted
 	// for under the lock afterwards.
-	at      int32   // the delivery being run
-	called  bool    // its handler returned (see goexit)
-	ran     int32   // deliveries claimed and finished: batch[:ran], but for retries
-	back    int32   // batch[back:] was not run and goes back to the mailbox
-	retries []int32 // indexes of batch[:ran] that failed and will be retried
+	view    Batch[E, C] // the batch as its listener runs it (batch.go)
+	batched bool        // its listener runs it: delivered ones are counted by tally
+	at      int32       // the delivery claimed last, -1 before the first; it runs while ran == at
+	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
+	back    int32       // batch[back:] was not run and goes back to the mailbox
+	retries []int32     // indexes of batch[:ran] that failed and will be retried
 	c       Counters
 	lost    []lostOne[E, C] // abandoned in account, for Lost (after unlock)
 }
@@ -65,6 +72,7 @@ func (h *hand[E, C]) reset() {
 	h.running = false
 	h.held = 0
 	h.ran, h.back = 0, 0
+	h.batched = false
 	h.retries = h.retries[:0]
 	h.c = Counters{}
 }
@@ -172,7 +180,7 @@ func (s *Scheduler[E, C]) take(h *hand[E, C]) bool {
 	}
 	n = min(n, in.batch)
 	h.batch = mb.q.popTo(h.batch, n)
-	h.mb, h.units = mb, int32(n)
+	h.mb, h.units, h.at = mb, int32(n), -1
 	h.running, h.held = true, n
 	h.takes++
 	mb.active++
@@ -226,30 +234,41 @@ func (s *Scheduler[E, C]) handBack(h *hand[E, C]) bool {
 	}
 }
 
-// runBatch runs h's batch in order, without s.mu. It stops at a delivery
-// to retry if the mailbox is ordered, when the watchdog tells it to yield,
-// and when it runs out of claimed deliveries (the rest may have been handed
-// back by the watchdog).
+// runBatch runs h's batch in order, without s.mu: through its listener's
+// RunBatch if the listener takes it (batch.go), else with one
+// Listener.Deliver call per delivery. It stops at a delivery to retry if
+// the mailbox is ordered, when the watchdog tells it to yield, and when it
+// runs out of claimed deliveries (the rest may have been handed back by the
+// watchdog).
 func (s *Scheduler[E, C]) runBatch(h *hand[E, C]) {
 	l := h.mb.in.l
+	h.batched = true // before the call: a handler may end the goroutine
+	if l.RunBatch(&h.view) {
+		h.ran = h.at + 1 // the last delivery claimed is finished
+		h.tally()
+	} else {
+		h.batched = false
+		s.deliverEach(h, l)
+	}
+	// Claim what is left, if the loop stopped early, to give it back.
+	h.back = min(h.next.Swap(h.units), h.units)
+}
+
+// deliverEach runs h's batch with one call of l.Deliver per delivery.
+func (s *Scheduler[E, C]) deliverEach(h *hand[E, C], l Listener[E, C]) {
 	ordered := h.mb.in.ordered
 	for !h.yield.Load() {
 		i := h.next.Add(1) - 1
 		if i >= h.units {
 			break
 		}
-		h.at, h.called = i, false
+		h.at = i
 		d := &h.batch[i]
 		if s.aborted.Load() {
-			h.c.Abandoned++
-			h.ran = i + 1
-			if s.observed {
-				l.Lost(d.named, d.rec.ev, d.attempt, d.rec.at, LostAbandoned, true)
-			}
+			s.abandonRunning(h, d)
 			continue
 		}
 		r, err := l.Deliver(d.named, d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load())
-		h.called = true
 		h.ran = i + 1
 		if r == Delivered {
 			h.c.Delivered++
@@ -266,8 +285,6 @@ func (s *Scheduler[E, C]) runBatch(h *hand[E, C]) {
 			}
 		}
 	}
-	// Claim what is left, if the loop stopped early, to give it back.
-	h.back = min(h.next.Swap(h.units), h.units)
 }
 
 // account finishes what h ran, with s.mu held: finished deliveries complete
@@ -291,33 +308,14 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 		}
 		s.push(mb, d, true)
 	}
-	r := 0
-	var ep *epoch // deliveries of a batch mostly share an epoch: complete them in runs
-	done := 0
-	for i := range h.ran {
-		d := &h.batch[i]
-		if r < len(h.retries) && h.retries[r] == i {
-			r++
-			if !aborted {
-				retry := *d
-				retry.attempt++
-				s.startBackoff(mb, retry)
-				continue
-			}
-			s.stats.Abandoned++ // Close gave up while it ran: no retry
-			h.lost = s.observeLost(h.lost, mb, *d)
-		}
-		if d.rec.ep != ep {
-			if done > 0 {
-				s.completeN(ep, done)
-			}
-			ep, done = d.rec.ep, 0
-		}
-		done++
+	// The rest ran and is finished (finishRan), but for retries. A batch of
+	// one, as a Concurrency n > 1 listener takes, is finished here.
+	if h.ran == 1 && len(h.retries) == 0 {
+		d := &h.batch[0]
+		s.complete(d.rec.ep)
 		s.release(d)
-	}
-	if done > 0 {
-		s.completeN(ep, done)
+	} else {
+		s.finishRan(h, aborted)
 	}
 	s.running -= h.held
 	mb.active--
@@ -333,6 +331,53 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 	s.verify()
 }
 
+// finishRan finishes the deliveries h ran, batch[:ran], with s.mu held:
+// those to retry start their backoff (or are abandoned if Close gave up,
+// aborted), the runs between them are finished (finishRun).
+func (s *Scheduler[E, C]) finishRan(h *hand[E, C], aborted bool) {
+	mb := h.mb
+	start := int32(0)
+	for _, i := range h.retries {
+		s.finishRun(h.batch[start:i])
+		start = i + 1
+		d := &h.batch[i]
+		if !aborted {
+			retry := *d
+			retry.attempt++
+			s.startBackoff(mb, retry)
+			continue
+		}
+		s.stats.Abandoned++ // Close gave up while it ran: no retry
+		h.lost = s.observeLost(h.lost, mb, *d)
+		s.finishRun(h.batch[i:start])
+	}
+	s.finishRun(h.batch[start:h.ran])
+}
+
+// finishRun finishes ds, deliveries of a batch that ran or were abandoned
+// and will not be retried, with s.mu held: each completes its epoch and
+// releases its record. A batch's deliveries mostly share an epoch, so
+// epochs are completed per run of deliveries, and the records' total
+// (s.refs) once.
+func (s *Scheduler[E, C]) finishRun(ds []delivery[E, C]) {
+	if len(ds) == 0 {
+		return
+	}
+	ep, start := ds[0].rec.ep, 0
+	for i := range ds {
+		r := ds[i].rec
+		if r.ep != ep {
+			s.completeN(ep, i-start)
+			ep, start = r.ep, i
+		}
+		if r.refs--; r.refs <= 0 {
+			s.unreferenced(r)
+		}
+	}
+	s.completeN(ep, len(ds)-start)
+	s.refs -= len(ds)
+}
+
 // goexit runs on a worker whose goroutine is ending because something it
 // called ran runtime.Goexit: a handler (Listener.Exited counts it as a
 // failed delivery, and its error is reported) or Options.Report (the
@@ -345,7 +390,7 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 // Flush returns after it.
 func (s *Scheduler[E, C]) goexit(h *hand[E, C]) {
 	defer s.settle(h)
-	if !h.called {
+	if h.ran == h.at { // batch[at] was running: its handler ended the goroutine
 		d := h.batch[h.at]
 		h.c.Failed++
 		if err := h.mb.in.l.Exited(d.named, d.rec.ev, d.attempt); err != nil {
@@ -366,6 +411,9 @@ func (s *Scheduler[E, C]) countDelivered(h *hand[E, C]) {
 // settle is goexit's accounting.
 func (s *Scheduler[E, C]) settle(h *hand[E, C]) {
 	h.ran = h.at + 1
+	if h.batched {
+		h.tally()
+	}
 	h.retries = slices.DeleteFunc(h.retries, func(i int32) bool { return i >= h.ran })
 	h.back = min(h.next.Swap(h.units), h.units)
 	s.countDelivered(h)

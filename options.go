@@ -157,8 +157,12 @@ const (
 	OverflowDropNewest
 	// OverflowDropOldest drops, for this listener only, the oldest delivery
 	// queued with the same key (OrderedBy) or at all, to make room for the
-	// new one; if that key has nothing queued, the new one is dropped. Drops
-	// are counted and reported as for OverflowDropNewest.
+	// new one; if that key has nothing queued, the new one is dropped. A
+	// backlog can be past its bound (a retry with no backoff, or the rest of
+	// a batch that yielded, goes back to it whatever its size): the emit
+	// then drops as many of the oldest as it takes to make room, and the
+	// new one too if that key runs out first. Drops are counted and reported
+	// as for OverflowDropNewest, one each.
 	OverflowDropOldest
 )
 

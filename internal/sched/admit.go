@@ -212,8 +212,8 @@ func (s *Scheduler[E, C]) queueEach(to []*Inbox[E, C], rec *record[E], keys []st
 			key = keys[i]
 		}
 		if s.overflowing(in, reserve) {
-			lost = append(lost, s.drop(in, key, d))
-			if in.overflow == OverflowDropNewest || in.backlog >= in.bound {
+			var room bool
+			if lost, room = s.drop(in, key, d, lost); !room {
 				continue
 			}
 		}
@@ -257,31 +257,45 @@ func (s *Scheduler[E, C]) full(to []*Inbox[E, C], reserve bool) (wait *Inbox[E, 
 	return wait, drops, nil
 }
 
-// drop makes room in a full backlog by its drop policy, with s.mu held:
-// DropNewest drops d, the new delivery, itself; DropOldest drops the oldest
-// delivery queued for the same key (or d, when that key has nothing
-// queued). The dropped delivery is counted, by the scheduler and, with
-// s.mu still held so that a Flush that returns after it finds it counted,
-// by Listener.Dropped; it is returned with that error, for Lost and the
-// report once s.mu is released.
-// d's record is not released: the caller has not counted it yet.
-func (s *Scheduler[E, C]) drop(in *Inbox[E, C], key string, d delivery[E, C]) lostOne[E, C] {
-	victim := lostOne[E, C]{in: in, named: d.named, ev: d.rec.ev, attempt: d.attempt, at: d.rec.at}
+// drop makes room in a full backlog by its drop policy, with s.mu held,
+// appending what it drops to lost, and reports whether d, the new delivery,
+// may be queued. DropNewest drops d. DropOldest drops the oldest deliveries
+// queued for the same key, as many as it takes to make room: one, unless a
+// retry or a batch handed back has taken the backlog past its bound; if
+// that key runs out of queued deliveries first, it drops d too. Each
+// dropped delivery is counted, by the scheduler and, with s.mu still held
+// so that a Flush that returns after it finds it counted, by
+// Listener.Dropped; it is returned with that error, for Lost and the report
+// once s.mu is released. d's record is not released: the caller has not
+// counted it yet.
+func (s *Scheduler[E, C]) drop(in *Inbox[E, C], key string, d delivery[E, C], lost []lostOne[E, C]) ([]lostOne[E, C], bool) {
 	if in.overflow == OverflowDropOldest {
 		mb := in.box
 		if in.keyed {
 			mb = in.keys[key]
 		}
-		if mb != nil && mb.q.len() > 0 {
+		for mb != nil && mb.q.len() > 0 && in.backlog >= in.bound {
 			old := mb.q.pop()
-			victim = s.lostOf(in, old)
+			victim := s.lostOf(in, old)
 			s.queued--
 			s.shrink(in, 1)
 			s.complete(old.rec.ep)
 			s.release(&old)
+			lost = append(lost, s.dropped(in, victim))
+		}
+		if mb != nil {
 			s.retire(mb)
 		}
+		if in.backlog < in.bound {
+			return lost, true
+		}
 	}
+	return append(lost, s.dropped(in, s.lostOf(in, d))), false
+}
+
+// dropped counts a dropped delivery, with s.mu held, and returns it with
+// the backlog it was dropped from and the error Listener.Dropped returns.
+func (s *Scheduler[E, C]) dropped(in *Inbox[E, C], victim lostOne[E, C]) lostOne[E, C] {
 	s.stats.Dropped++
 	victim.backlog = in.backlog
 	victim.err = in.l.Dropped(victim.named, victim.ev, victim.attempt, in.backlog)

@@ -123,9 +123,9 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 	rec := s.newRecord()
 	rec.ev, rec.ep, rec.at = ev, s.cur, at
 	var lost []lostOne[E, C]
-	var pushed, signals int
+	var pushed int
 	if keys == nil && !drops {
-		pushed, signals = s.queue(to, rec, named)
+		pushed = s.queue(to, rec, named)
 	} else {
 		pushed, lost = s.queueEach(to, rec, keys, named, reserve)
 	}
@@ -139,9 +139,6 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 	s.stats.Matched += uint64(len(to))
 	s.verify()
 	s.mu.Unlock()
-	for ; signals > 0; signals-- {
-		s.work.Signal()
-	}
 	if lost != nil {
 		s.tellLost(lost, LostDropped, false)
 		for _, d := range lost {
@@ -155,11 +152,16 @@ func (s *Scheduler[E, C]) Accept(ctx context.Context, to []*Inbox[E, C], ev E, k
 
 // queue queues a delivery of rec for each listener of to, with s.mu held,
 // when none is keyed and each has room (Accept's common case), and returns
-// how many it queued and how many parked workers to signal once s.mu is
-// released. It is push and makeReady written out, since the compiler does
-// not inline them into a generic function: Emit to 10 listeners spent a
-// third of its emitter's instructions on those calls.
-func (s *Scheduler[E, C]) queue(to []*Inbox[E, C], rec *record[E], named []C) (pushed, signals int) {
+// how many it queued. It is push and makeReady written out, since the
+// compiler does not inline them into a generic function: Emit to 10
+// listeners spent a third of its emitter's instructions on those calls.
+//
+// It wakes a worker with s.mu held, as every other path does: a Signal
+// made after unlocking could reach a worker that a Broadcast (leave,
+// SetClosed) had woken meanwhile and that had parked again, counted in
+// s.idle anew, which would leave s.idle counting one parked worker too
+// many, and a later wake signalling nobody.
+func (s *Scheduler[E, C]) queue(to []*Inbox[E, C], rec *record[E], named []C) int {
 	for i, in := range to {
 		d := delivery[E, C]{rec: rec}
 		if named != nil {
@@ -179,22 +181,11 @@ func (s *Scheduler[E, C]) queue(to []*Inbox[E, C], rec *record[E], named []C) (p
 		if !in.queued && in.active < in.limit && !mb.paused() {
 			in.queued = true
 			s.ready.push(in)
-			if s.idle > 0 {
-				// wake, but the parked worker is signalled once s.mu is
-				// released, so that it does not wake up only to wait for
-				// the lock this emitter holds: a worker counted out of
-				// s.idle is in s.work's wait list (it joined it before
-				// releasing s.mu), so the Signal finds it, or a worker
-				// that a Broadcast woke meanwhile.
-				s.idle--
-				signals++
-			} else {
-				s.wake()
-			}
+			s.wake()
 		}
 	}
 	s.queued += len(to)
-	return len(to), signals
+	return len(to)
 }
 
 // queueEach is queue for any listeners, with s.mu held: a keyed one's

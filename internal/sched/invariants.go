@@ -70,12 +70,21 @@ func (s *Scheduler[E, C]) checkInvariants() error {
 			keys[mb] = true
 		}
 	}
-	held := 0
+	held, parked := 0, 0
 	for _, h := range s.hands {
 		held += h.held
+		if h.parked {
+			parked++
+		}
 		if (h.retire && !h.parked) || (h.parked && h.running) {
 			return fmt.Errorf("sched: invariant: worker parked %v, retiring %v, running %v", h.parked, h.retire, h.running)
 		}
+	}
+	if s.idle > parked {
+		// Each worker counted in s.idle waits on s.work and is marked
+		// parked; a wake takes one out of the count as it signals it
+		// (with s.mu held), a Broadcast takes them all.
+		return fmt.Errorf("sched: invariant: %d idle workers counted, %d parked", s.idle, parked)
 	}
 	if held != s.running {
 		return fmt.Errorf("sched: invariant: running %d, hands hold %d", s.running, held)

@@ -103,7 +103,9 @@ import (
 //     marked queued, and tracked; an unkeyed mailbox is never marked queued.
 //   - a mailbox is in the busy list unless idle.
 //   - s.stalled ≤ s.workers ≤ s.maxWorkers; a worker marked to retire (idle
-//     timer) is parked; a parked worker runs no batch.
+//     timer) is parked; a parked worker runs no batch; s.idle counts at
+//     most the parked workers (a wake signals, with s.mu held, the worker
+//     it takes out of the count).
 
 // Scheduler runs the deliveries of events of type E to its listeners on a
 // bounded, elastic pool of workers. C is the type of the value an Accept

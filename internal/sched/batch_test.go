@@ -5,7 +5,6 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,50 +50,11 @@ func TestBatchesRunByTheirListenersRunEveryDeliveryOnce(t *testing.T) {
 	}
 	const keyedAt = 2
 
-	var wg sync.WaitGroup
-	for em := range emitters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := range perEmitter {
-				e := ev{id: em*perEmitter + seq, emitter: em, seq: seq, key: "k" + strconv.Itoa(seq%keys)}
-				ks := make([]string, len(to))
-				ks[keyedAt] = e.key
-				var named []tag
-				if seq%3 == 0 {
-					named = make([]tag, len(to))
-					for i := range named {
-						named[i] = tag{emit: em}
-					}
-				}
-				if err := s.Accept(context.Background(), to, e, ks, named, true); err != nil {
-					t.Errorf("accept: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	emitFrom(t, s, to, emitters, perEmitter, keys, keyedAt)
 	flush(t, s)
 
 	const events = emitters * perEmitter
-	var delivered uint64
-	for _, f := range fakes {
-		f.mu.Lock()
-		if len(f.seen) != events {
-			t.Errorf("%s: %d events run, want %d", f.name, len(f.seen), events)
-		}
-		for id, n := range f.seen {
-			if n != 1 {
-				t.Errorf("%s: event %d run %d times", f.name, id, n)
-			}
-		}
-		for _, b := range f.bad {
-			t.Error(b)
-		}
-		f.mu.Unlock()
-		delivered += f.delivered.Load()
-	}
+	delivered := checkRunOnce(t, fakes, events)
 	for _, b := range batchers {
 		if b.batches.Load() == 0 {
 			t.Errorf("%s: ran no batch itself", b.name)

@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +206,60 @@ func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 			bt.Settle(r, err)
 		}
 	}
+}
+
+// emitFrom accepts perEmitter events from each of emitters goroutines at
+// once into to, whose listener at keyedAt is keyed (over keys keys); one
+// event in three carries a value for every listener. It returns once every
+// emit has returned.
+func emitFrom(t *testing.T, s *Scheduler[ev, tag], to []*Inbox[ev, tag], emitters, perEmitter, keys, keyedAt int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for em := range emitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range perEmitter {
+				e := ev{id: em*perEmitter + seq, emitter: em, seq: seq, key: "k" + strconv.Itoa(seq%keys)}
+				ks := make([]string, len(to))
+				ks[keyedAt] = e.key
+				var named []tag
+				if seq%3 == 0 {
+					named = make([]tag, len(to))
+					for i := range named {
+						named[i] = tag{emit: em}
+					}
+				}
+				if err := s.Accept(context.Background(), to, e, ks, named, true); err != nil {
+					t.Errorf("accept: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// checkRunOnce checks that each fake ran each of the events once, and saw
+// no order or value broken, and returns the deliveries they counted as
+// delivered in all.
+func checkRunOnce(t *testing.T, fakes []*fake, events int) (delivered uint64) {
+	t.Helper()
+	for _, f := range fakes {
+		f.mu.Lock()
+		if len(f.seen) != events {
+			t.Errorf("%s: %d events run, want %d", f.name, len(f.seen), events)
+		}
+		for id, n := range f.seen {
+			if n != 1 {
+				t.Errorf("%s: event %d run %d times", f.name, id, n)
+			}
+		}
+		for _, b := range f.bad {
+			t.Error(b)
+		}
+		f.mu.Unlock()
+		delivered += f.delivered.Load()
+	}
+	return delivered
 }

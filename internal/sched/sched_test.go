@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,52 +56,15 @@ func TestEveryDeliveryRunsExactlyOnce(t *testing.T) {
 	}
 	const keyedAt = 2
 
-	var wg sync.WaitGroup
-	for em := range emitters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := range perEmitter {
-				e := ev{id: em*perEmitter + seq, emitter: em, seq: seq, key: "k" + strconv.Itoa(seq%keys)}
-				ks := make([]string, len(to))
-				ks[keyedAt] = e.key
-				var named []tag
-				if seq%3 == 0 {
-					named = make([]tag, len(to))
-					for i := range named {
-						named[i] = tag{emit: em}
-					}
-				}
-				if err := s.Accept(context.Background(), to, e, ks, named, true); err != nil {
-					t.Errorf("accept: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	emitFrom(t, s, to, emitters, perEmitter, keys, keyedAt)
 	flush(t, s)
 
 	const events = emitters * perEmitter
-	var sum uint64
+	sum := checkRunOnce(t, fakes, events)
 	for _, f := range fakes {
-		f.mu.Lock()
-		if len(f.seen) != events {
-			t.Errorf("%s: %d events delivered, want %d", f.name, len(f.seen), events)
-		}
-		for id, n := range f.seen {
-			if n != 1 {
-				t.Errorf("%s: event %d delivered %d times", f.name, id, n)
-			}
-		}
-		for _, b := range f.bad {
-			t.Error(b)
-		}
-		f.mu.Unlock()
 		if got := f.delivered.Load(); got != events {
 			t.Errorf("%s: Delivered counted %d, want %d", f.name, got, events)
 		}
-		sum += f.delivered.Load()
 	}
 	st := s.Stats()
 	want := Stats{Counters: Counters{Emitted: events, Matched: events * uint64(len(to)), Delivered: sum, Retried: uint64(retries.Load())}}

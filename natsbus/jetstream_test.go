@@ -284,31 +284,12 @@ func TestJetStreamRedeliveryIsBounded(t *testing.T) {
 // after 10 ack waits, long after the server redelivered.
 func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 	const ackWait = 2 * time.Second
-	ts := startServer(t, withJetStream(t.TempDir()))
-	ncA, ncB := connect(t, ts), connect(t, ts)
-	stream := createStream(t, ncA, "S", "s.>")
-	mA, mB := newManager(t), newManager(t)
-	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
-	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
-		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+	k := newKeepAlive(t, ackWait)
+	ncA, stream, mA, mB, b := k.ncA, k.stream, k.mA, k.mB, k.b
 
 	// The acks of consumer d go to "$JS.ACK.S.d.>": watch the in-progress ones.
-	var (
-		wpi   atomic.Int64
-		mu    sync.Mutex
-		acks  []string // what was seen, and when: for the failure messages
-		start = time.Now()
-	)
-	seen := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Join(acks, ", ")
-	}
-	note := func(what string) {
-		mu.Lock()
-		acks = append(acks, fmt.Sprintf("%s at %v", what, time.Since(start).Round(time.Millisecond)))
-		mu.Unlock()
-	}
+	var wpi atomic.Int64
+	seen, note := k.seen, k.note
 	kept := make(chan struct{})
 	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
 		note(string(m.Data))
@@ -340,16 +321,7 @@ func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 		}
 		var h held
 		h.ran = time.Since(began)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := stream.Consumer(ctx, "d")
-		if err == nil {
-			var info *jetstream.ConsumerInfo
-			if info, err = c.Info(ctx); err == nil {
-				h.redelivered, h.pending = info.NumRedelivered, info.NumAckPending
-			}
-		}
-		h.err = err
+		h.redelivered, h.pending, h.err = consumerState(stream, "d")
 		first <- h
 		return nil
 	})
@@ -382,25 +354,14 @@ func TestJetStreamLongListenerIsKeptAlive(t *testing.T) {
 // redelivered either.
 func TestJetStreamQueuedMessageIsKeptAlive(t *testing.T) {
 	const ackWait = 2 * time.Second
-	ts := startServer(t, withJetStream(t.TempDir()))
-	ncA, ncB := connect(t, ts), connect(t, ts)
-	stream := createStream(t, ncA, "S", "s.>")
-	mA, mB := newManager(t), newManager(t)
-	newBridge(t, mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
-	b := newBridge(t, mB, ncB, natsbus.Inbound("s.>"),
-		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+	k := newKeepAlive(t, ackWait)
+	ncA, stream, mA, mB, b := k.ncA, k.stream, k.mA, k.mB, k.b
 
 	var (
-		mu   sync.Mutex
-		wpi  = map[uint64]int{} // in-progress acks by stream sequence
-		acks []string           // what was seen, and when: for the failure messages
+		mu  sync.Mutex
+		wpi = map[uint64]int{} // in-progress acks by stream sequence
 	)
-	start := time.Now()
-	seen := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Join(acks, ", ")
-	}
+	seen := k.seen
 	queuedKept := make(chan struct{})
 	watch, err := ncA.Subscribe("$JS.ACK.S.d.>", func(m *nats.Msg) {
 		// $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
@@ -413,9 +374,9 @@ func TestJetStreamQueuedMessageIsKeptAlive(t *testing.T) {
 			t.Errorf("ack subject %q", m.Subject)
 			return
 		}
+		k.note(fmt.Sprintf("%s #%d", m.Data, seq))
 		mu.Lock()
 		defer mu.Unlock()
-		acks = append(acks, fmt.Sprintf("%s #%d at %v", m.Data, seq, time.Since(start).Round(time.Millisecond)))
 		if string(m.Data) == "+WPI" {
 			if wpi[seq]++; seq == 2 && wpi[2] == 6 {
 				close(queuedKept)
@@ -442,16 +403,7 @@ func TestJetStreamQueuedMessageIsKeptAlive(t *testing.T) {
 		case <-time.After(10 * ackWait): // not kept alive: bounds the failing case only
 		}
 		var h held
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := stream.Consumer(ctx, "d")
-		if err == nil {
-			var info *jetstream.ConsumerInfo
-			if info, err = c.Info(ctx); err == nil {
-				h.redelivered, h.pending = info.NumRedelivered, info.NumAckPending
-			}
-		}
-		h.err = err
+		h.redelivered, h.pending, h.err = consumerState(stream, "d")
 		first <- h
 		return nil
 	})
@@ -538,4 +490,59 @@ func TestJetStreamConfigErrors(t *testing.T) {
 	require.NoError(t, m.EmitSync(ctx, "s.small", order{}))
 	require.NoError(t, b.Flush(ctx))
 	assert.Equal(t, uint64(1), b.Stats().Published)
+}
+
+// keepAlive is the setup of the keep-alive tests: a JetStream server with
+// stream S, a bridge publishing s.> from mA over ncA, and b, one receiving
+// it into mB as durable consumer d with the given AckWait; and a log of
+// what the tests watch (the acks, the deliveries), for failure messages.
+type keepAlive struct {
+	ncA    *nats.Conn
+	stream jetstream.Stream
+	mA, mB *eventbus.EventManager[order]
+	b      *natsbus.Bridge[order]
+
+	mu    sync.Mutex
+	start time.Time
+	log   []string
+}
+
+func newKeepAlive(t *testing.T, ackWait time.Duration) *keepAlive {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	ncA, ncB := connect(t, ts), connect(t, ts)
+	k := &keepAlive{ncA: ncA, stream: createStream(t, ncA, "S", "s.>"), mA: newManager(t), mB: newManager(t), start: time.Now()}
+	newBridge(t, k.mA, ncA, natsbus.Outbound("s.>"), natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S"}))
+	k.b = newBridge(t, k.mB, ncB, natsbus.Inbound("s.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "S", Durable: "d", AckWait: ackWait}))
+	return k
+}
+
+// note logs what was seen, and when.
+func (k *keepAlive) note(what string) {
+	k.mu.Lock()
+	k.log = append(k.log, fmt.Sprintf("%s at %v", what, time.Since(k.start).Round(time.Millisecond)))
+	k.mu.Unlock()
+}
+
+// seen returns the log.
+func (k *keepAlive) seen() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return strings.Join(k.log, ", ")
+}
+
+// consumerState asks the server how many messages consumer durable of
+// stream redelivered and holds unacknowledged.
+func consumerState(stream jetstream.Stream, durable string) (redelivered, pending int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := stream.Consumer(ctx, durable)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.NumRedelivered, info.NumAckPending, nil
 }

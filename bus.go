@@ -245,12 +245,12 @@ func (m *EventManager[T]) syncRest(ctx context.Context, to []*entry[T], i int, e
 		}
 		oc, err = to[i].call(ctx, ev, 0, 0, true)
 	}
-	// The call and its deliveries in one atomic add; the deliveries that
-	// were not delivered are counted apart, after them (see Stats).
-	m.calls.add(uint64(len(to)))
+	// The call and its delivered deliveries in one atomic add; the others
+	// are counted apart, under their outcomes (Stats sums them as Matched).
 	if c.failed|c.panicked|c.skipped != 0 {
 		m.sync.addFailures(&c)
 	}
+	m.calls.add(uint64(len(to)) - c.failed - c.panicked - c.skipped)
 	if len(errs) == 1 {
 		return errs[0]
 	}
@@ -511,15 +511,16 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 // how they add up.
 func (m *EventManager[T]) Stats() Stats {
 	s := poolStats(m.pool.Stats())
-	calls, matched := m.calls.sum() // before the failures they include: see runSync
+	// EmitSync's counts: each only grows, and Matched is their sum, so that
+	// every counter only grows and the identity holds in every snapshot.
+	calls, delivered := m.calls.sum()
 	c, rejected := m.sync.sum()
-	undelivered := c.failed + c.panicked + c.skipped
 	s.Emitted += c.emitted + calls
-	s.Delivered += matched - min(undelivered, matched) // min: an EmitSync in progress
+	s.Delivered += delivered
 	s.Failed += c.failed
 	s.Panicked += c.panicked
 	s.Skipped += c.skipped
-	s.Matched += matched
+	s.Matched += delivered + c.failed + c.panicked + c.skipped
 	s.Rejected += rejected
 	s.Listeners = int(m.listeners.Load())
 	s.Workers, s.Stalled = m.pool.Workers()

@@ -3,6 +3,8 @@ package eventbus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,11 +105,31 @@ func TestRouteMemoRace(t *testing.T) {
 }
 
 // callTally keeps exact counts across folds, including adds racing with
-// one.
+// one, and a reader never sees a fold half done: what it reads never goes
+// down.
 func TestCallTallyFolds(t *testing.T) {
 	var c callTally
 	const big = _foldAt / 4
 	var wg sync.WaitGroup
+	done := make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		var calls, delivered uint64
+		for {
+			select {
+			case <-done:
+				read <- nil
+				return
+			default:
+			}
+			n, d := c.sum()
+			if n < calls || d < delivered {
+				read <- fmt.Errorf("sum went down: calls %d -> %d, delivered %d -> %d", calls, n, delivered, d)
+				return
+			}
+			calls, delivered = n, d
+		}
+	}()
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -121,10 +143,13 @@ func TestCallTallyFolds(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	calls, matched := c.sum()
+	close(done)
+	require.NoError(t, <-read)
+	calls, delivered := c.sum()
 	assert.Equal(t, uint64(4*1010), calls)
-	assert.Equal(t, uint64(4*(10*big+3000)), matched)
-	assert.Positive(t, c.matched.Load(), "some stripe was folded")
+	assert.Equal(t, uint64(4*(10*big+3000)), delivered)
+	assert.Positive(t, c.delivered.Load(), "some stripe was folded")
+	assert.Zero(t, c.folding.Load()%2, "no fold left under way")
 }
 
 // Stats adds EmitSync's calls, deliveries and failures up exactly.
@@ -152,4 +177,36 @@ func TestEmitSyncCounts(t *testing.T) {
 	assert.Equal(t, uint64(10), s.Failed)
 	assert.Equal(t, uint64(30), ok.Stats().Delivered)
 	assert.Equal(t, s.Matched, s.Delivered+s.Failed+s.Panicked+s.Skipped+s.Dropped+s.Abandoned+uint64(s.Queued)+uint64(s.Running))
+}
+
+// A sum made while a fold is under way (a stripe emptied, the wide counters
+// not yet added to) waits for it to end, and then counts the stripe once.
+func TestCallTallySumWaitsForFold(t *testing.T) {
+	var c callTally
+	c.add(7)
+	c.add(5)
+	// Half a fold, as fold does it, of every stripe.
+	require.True(t, c.folding.CompareAndSwap(0, 1))
+	var calls, delivered uint64
+	for i := range c.stripes {
+		v := c.stripes[i].v.Swap(0)
+		calls, delivered = calls+v>>32, delivered+uint64(uint32(v))
+	}
+	got := make(chan [2]uint64, 1)
+	go func() {
+		n, d := c.sum()
+		got <- [2]uint64{n, d}
+	}()
+	for range 1000 {
+		runtime.Gosched() // let the reader run, and find the fold under way
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("sum returned %v during a fold", r)
+	default:
+	}
+	c.calls.Add(calls)
+	c.delivered.Add(delivered)
+	c.folding.Store(2)
+	assert.Equal(t, [2]uint64{2, 12}, <-got)
 }

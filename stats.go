@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
@@ -10,16 +11,20 @@ import (
 //
 //	Matched == Delivered + Failed + Panicked + Skipped + Dropped + Abandoned + Queued + Running
 //
-// The pool's counters are read together under its lock and EmitSync adds its
-// counts when it returns, so the equation holds for every snapshot taken
-// while no EmitSync is in progress (and in particular after Flush or Close).
+// The equation holds for every snapshot, even while events are emitted: the
+// pool's counters are read together under its lock, and an EmitSync call
+// counts each of its deliveries under its outcome as the call returns, and
+// Matched as their sum, so a call in progress is in none of them yet. Every
+// counter but the gauges (Queued, Running, Listeners, Workers, Stalled) only
+// grows: no snapshot shows a smaller count than an earlier one, so they can
+// be exported as monotonic counters.
 type Stats struct {
 	Emitted   uint64 // events accepted by Emit, TryEmit and EmitSync, matched or not
 	Matched   uint64 // deliveries those events made: one per event and matching listener
 	Delivered uint64 // deliveries whose handler returned nil
 	Failed    uint64 // deliveries whose handler returned an error (after any retries)
 	Panicked  uint64 // deliveries whose handler panicked (after any retries)
-	Rejected  uint64 // emits refused: invalid name, closed, queue full or context done
+	Rejected  uint64 // emits refused: invalid name, type mismatch, closed, queue full or context done
 	Skipped   uint64 // deliveries not run: the listener was unregistered, or a Once listener had fired
 	Dropped   uint64 // deliveries dropped by a full backlog's drop policy (OverflowDropNewest, OverflowDropOldest)
 	Abandoned uint64 // deliveries dropped because Close's context ended first
@@ -153,21 +158,25 @@ func (t *tallies) sum() (c counters, rejected uint64) {
 	return c, n[cRejected]
 }
 
-// callTally counts EmitSync calls and the deliveries they made (one per
-// matching listener) with one atomic add per call, where two counters would
-// take two: each stripe holds both in one word, calls in the high half and
-// deliveries in the low half, and a stripe is folded into the wide counters
-// by the add that takes either half past 2³¹, long before it could carry
-// into the other. A goroutine adds to the stripe its stack address picks
-// (as tallies do once contended), so emitters on different cores rarely
-// share a line. A reader sums the wide counters and the stripes; a fold in
-// progress (between its swap and its adds) can hide or double a stripe's
-// counts from that reader, which only an EmitSync in progress does, and Stats
-// promises its identity only while none is.
+// callTally counts EmitSync calls and their delivered deliveries with one
+// atomic add per call, where two counters would take two: each stripe holds
+// both in one word, calls in the high half and delivered deliveries in the
+// low half, and a stripe is folded into the wide counters by the add that
+// takes either half past 2³¹, long before it could carry into the other. A
+// goroutine adds to the stripe its stack address picks (as tallies do once
+// contended), so emitters on different cores rarely share a line.
+//
+// A reader sums the wide counters and the stripes. So that it never sees a
+// fold half done (the stripe emptied and the wide counters not yet added
+// to: a count that went down), folds take turns on folding, a sequence
+// number that is odd while one is under way, and a reader retries until it
+// read everything between two loads of the same even number. Adds do not
+// touch it: a fold happens once in two billion calls of a stripe.
 type callTally struct {
-	calls, matched atomic.Uint64 // folded
-	_              [48]byte
-	stripes        [_stripes]struct {
+	calls, delivered atomic.Uint64 // folded
+	folding          atomic.Uint64 // odd while a fold is under way
+	_                [40]byte
+	stripes          [_stripes]struct {
 		v atomic.Uint64
 		_ [56]byte
 	}
@@ -175,7 +184,7 @@ type callTally struct {
 
 const _foldAt = 1 << 31
 
-// add counts one call that made n deliveries.
+// add counts one call that delivered n deliveries.
 func (t *callTally) add(n uint64) {
 	var probe byte
 	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15
@@ -186,28 +195,44 @@ func (t *callTally) add(n uint64) {
 }
 
 // fold moves a stripe's counts to the wide counters, unless another add
-// already has.
+// already has, waiting for a fold of another stripe to end first.
 func (t *callTally) fold(s *atomic.Uint64) {
 	for {
-		v := s.Load()
-		if v>>32 < _foldAt && uint32(v) < _foldAt {
+		seq := t.folding.Load()
+		if seq&1 != 0 {
+			runtime.Gosched() // another fold: a few atomic operations
+			continue
+		}
+		if v := s.Load(); v>>32 < _foldAt && uint32(v) < _foldAt {
 			return
 		}
-		if s.CompareAndSwap(v, 0) {
-			t.calls.Add(v >> 32)
-			t.matched.Add(uint64(uint32(v)))
-			return
+		if !t.folding.CompareAndSwap(seq, seq+1) {
+			continue
 		}
+		v := s.Swap(0)
+		t.calls.Add(v >> 32)
+		t.delivered.Add(uint64(uint32(v)))
+		t.folding.Store(seq + 2)
+		return
 	}
 }
 
-// sum returns the calls and deliveries counted.
-func (t *callTally) sum() (calls, matched uint64) {
-	calls, matched = t.calls.Load(), t.matched.Load()
-	for i := range t.stripes {
-		v := t.stripes[i].v.Load()
-		calls += v >> 32
-		matched += uint64(uint32(v))
+// sum returns the calls and delivered deliveries counted, read while no
+// fold was under way.
+func (t *callTally) sum() (calls, delivered uint64) {
+	for {
+		seq := t.folding.Load()
+		if seq&1 == 0 {
+			calls, delivered = t.calls.Load(), t.delivered.Load()
+			for i := range t.stripes {
+				v := t.stripes[i].v.Load()
+				calls += v >> 32
+				delivered += uint64(uint32(v))
+			}
+			if t.folding.Load() == seq {
+				return calls, delivered
+			}
+		}
+		runtime.Gosched()
 	}
-	return calls, matched
 }

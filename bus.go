@@ -486,8 +486,11 @@ func (m *EventManager[T]) Flush(ctx context.Context) error {
 // accepted is still delivered, retries included, and the events that those
 // handlers emit meanwhile are accepted and delivered too, so a cascade of
 // follow-up events completes. Close returns nil once every delivery on the
-// pool has finished and every worker goroutine has exited. It does not wait
-// for EmitSync calls in progress: they run in their callers' goroutines.
+// pool has finished and every goroutine of the pool (its workers, and the
+// callbacks of its timers) has taken its last step: none runs any of its
+// code any more, though, as after sync.WaitGroup.Wait, runtime.NumGoroutine
+// may count one for the instant it takes to end. It does not wait for
+// EmitSync calls in progress: they run in their callers' goroutines.
 //
 // If ctx ends first, Close cancels the contexts of the listeners still
 // running, drops the deliveries not yet started (counted in

@@ -103,8 +103,9 @@ func WithWorkers(n int) Option {
 // larger; n < 1 keeps the default. Once n workers exist and every one is
 // stalled, deliveries wait until a handler returns: listeners that all
 // block forever can still stop the pool, but only n of them at once. The
-// pool's goroutines are these workers plus, at moments, the callback of one
-// of its three timers (stall watchdog, retry backoffs, idle workers).
+// pool's goroutines are these workers plus, at moments, the callbacks of its
+// three timers (stall watchdog, retry backoffs, idle workers), each of
+// which takes the pool's lock, does a few steps and returns.
 func WithMaxWorkers(n int) Option {
 	return optionFunc(func(o *options) {
 		if n >= 1 {

@@ -132,6 +132,10 @@ type Scheduler[E, C any] struct {
 	aborted atomic.Bool
 	// check makes every accounting step call checkInvariants (tests only).
 	check bool
+	// gone counts worker goroutines and timer firings (timer.go) from their
+	// start (scheduling) to their last step, so that Close can wait until
+	// none is left; it synchronises itself.
+	gone sync.WaitGroup
 
 	mu   sync.Mutex
 	work sync.Cond // idle workers wait here; L is &mu
@@ -266,6 +270,7 @@ func New[E, C any](o Options) *Scheduler[E, C] {
 	}
 	s.work.L = &s.mu
 	s.watchdog.f, s.reaper.f, s.retryT.f = s.watch, s.reap, s.retriesDue
+	s.watchdog.live, s.reaper.live, s.retryT.live = &s.gone, &s.gone, &s.gone
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -299,6 +304,7 @@ func (s *Scheduler[E, C]) start() {
 	h := &hand[E, C]{stuck: -1}
 	h.view = Batch[E, C]{s: s, h: h}
 	s.hands = append(s.hands, h)
+	s.gone.Add(1) // run's last step counts it down
 	go s.run(h)
 }
 

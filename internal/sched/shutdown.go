@@ -15,7 +15,8 @@ import "context"
 // left and cancels the running listeners' contexts.
 
 // Close waits, after SetClosed, until every accepted delivery is finished
-// and every worker has exited, or until ctx is done: then it abandons what
+// and every worker goroutine and timer callback has taken its last step
+// (s.gone), or until ctx is done: then it abandons what
 // has not started, tells Lost (LostAbandoned) on the caller's goroutine,
 // and returns ctx.Err() with how many deliveries it abandoned and how many
 // were in workers' hands. On a worker of s it does not wait (it would wait
@@ -27,6 +28,10 @@ func (s *Scheduler[E, C]) Close(ctx context.Context) (abandoned uint64, running 
 	}
 	select {
 	case <-s.done:
+		// Nothing is left and every worker has left the pool; wait for
+		// their goroutines' last steps (and any timer callback still
+		// running), so that none is left when Close returns.
+		s.gone.Wait()
 		return 0, 0, nil
 	case <-ctx.Done():
 	}

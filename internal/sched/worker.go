@@ -79,6 +79,7 @@ func (h *hand[E, C]) reset() {
 
 // run is a worker goroutine.
 func (s *Scheduler[E, C]) run(h *hand[E, C]) {
+	defer s.gone.Done() // deferred first, so it runs last: Close waits for it
 	id, strike := enlistWorker(s)
 	defer strike()
 	s.mu.Lock()

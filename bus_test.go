@@ -1114,3 +1114,93 @@ func TestGoexitEdgeCases(t *testing.T) {
 		checkAccounting(t, s)
 	})
 }
+
+// goexitObserver records what an Observer is told of each attempt.
+type goexitObserver struct {
+	mu     sync.Mutex
+	starts []bool // Final, per Start
+	dones  []eventbus.Outcome
+	lost   int
+}
+
+func (o *goexitObserver) Emit(ctx context.Context, _ string) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+
+func (o *goexitObserver) Start(ctx context.Context, d eventbus.Delivery) (context.Context, func(eventbus.Outcome, error)) {
+	o.mu.Lock()
+	o.starts = append(o.starts, d.Final)
+	o.mu.Unlock()
+	return ctx, func(oc eventbus.Outcome, _ error) {
+		o.mu.Lock()
+		o.dones = append(o.dones, oc)
+		o.mu.Unlock()
+	}
+}
+
+func (o *goexitObserver) Lost(context.Context, eventbus.Delivery, eventbus.Outcome) {
+	o.mu.Lock()
+	o.lost++
+	o.mu.Unlock()
+}
+
+// Under Retry, an attempt whose handler calls runtime.Goexit is a failed
+// attempt like any other: it is retried, and the Observer, told that the
+// attempt was not final, sees the next one start; only a final attempt's
+// Goexit reaches the error handler, with every attempt counted.
+func TestGoexitUnderRetryIsRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		exits     int32 // attempts that call Goexit, then it returns nil
+		retries   int
+		starts    []bool
+		dones     []eventbus.Outcome
+		delivered uint64
+		failed    uint64
+	}{
+		{"then delivered", 1, 3, []bool{false, false}, []eventbus.Outcome{eventbus.OutcomeFailed, eventbus.OutcomeDelivered}, 1, 0},
+		{"every attempt", 3, 2, []bool{false, false, true}, []eventbus.Outcome{eventbus.OutcomeFailed, eventbus.OutcomeFailed, eventbus.OutcomeFailed}, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := &goexitObserver{}
+			var reported []*eventbus.ListenerError
+			var mu sync.Mutex
+			m := newManager[int](t, eventbus.WithObserver(obs), eventbus.WithErrorHandler(func(_ context.Context, lerr *eventbus.ListenerError) {
+				mu.Lock()
+				reported = append(reported, lerr)
+				mu.Unlock()
+			}))
+			var calls atomic.Int32
+			l, err := m.RegisterListener("g", func(context.Context, eventbus.Event[int]) error {
+				if calls.Add(1) <= tc.exits {
+					runtime.Goexit()
+				}
+				return nil
+			}, eventbus.Retry(tc.retries, 0, 0))
+			require.NoError(t, err)
+			require.NoError(t, m.Emit(context.Background(), "g", 0))
+			require.NoError(t, m.Flush(context.Background()))
+			assert.Equal(t, int32(len(tc.starts)), calls.Load(), "attempts")
+			obs.mu.Lock()
+			assert.Equal(t, tc.starts, obs.starts, "Delivery.Final of each attempt")
+			assert.Equal(t, tc.dones, obs.dones)
+			assert.Zero(t, obs.lost)
+			obs.mu.Unlock()
+			s := m.Stats()
+			assert.Equal(t, tc.delivered, s.Delivered)
+			assert.Equal(t, tc.failed, s.Failed)
+			assert.Equal(t, uint64(len(tc.starts)-1), s.Retried)
+			assert.Equal(t, uint64(len(tc.starts)-1), l.Stats().Retried)
+			checkAccounting(t, s)
+			mu.Lock()
+			defer mu.Unlock()
+			if tc.failed == 0 {
+				assert.Empty(t, reported)
+				return
+			}
+			require.Len(t, reported, 1)
+			assert.ErrorContains(t, reported[0], "runtime.Goexit")
+			assert.Equal(t, len(tc.starts), reported[0].Attempts)
+		})
+	}
+}

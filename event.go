@@ -23,8 +23,9 @@ type Event[T any] struct {
 // given to Emit or EmitSync (see those methods for its cancellation). A
 // non-nil error, or a panic, is reported as a [*ListenerError]; it never
 // affects other listeners. On the pool, a Handler that calls runtime.Goexit
-// (as t.FailNow does) is reported as failed too, and its worker is replaced;
-// under EmitSync it ends the calling goroutine, as a direct call would.
+// (as t.FailNow does) fails that attempt too (retried under Retry, else
+// reported), and its worker is replaced; under EmitSync it ends the calling
+// goroutine, as a direct call would.
 //
 // A Handler may call any method of the EventManager that runs it, or of
 // another one, with any context: an emit made on a pool worker never waits

@@ -448,7 +448,8 @@ func Timeout(d time.Duration) ListenerOption {
 	})
 }
 
-// Retry runs a failing invocation (error or panic) again, up to retries more
+// Retry runs a failing invocation (an error, a panic, or, on the pool, a
+// call of runtime.Goexit) again, up to retries more
 // times (RetryForever: until it succeeds), waiting between attempts an
 // exponential backoff that starts at initial, doubles each time up to max,
 // and is randomised (jitter) to between half and all of that; with initial

@@ -276,9 +276,12 @@ func (e *entry[T]) Dropped(named *nameCtx, ev Event[T], attempt int, backlog int
 
 // Exited counts a delivery whose handler called runtime.Goexit as failed
 // and returns its error.
-func (e *entry[T]) Exited(named *nameCtx, ev Event[T], attempt int) error {
-	e.l.counts.add(cFailed, 1)
-	return e.failureIn(e.poolContext(named), ev, attempt, errGoexit)
+func (e *entry[T]) Exited(named *nameCtx, ev Event[T], attempt int, mayRetry bool) (sched.Result, error) {
+	if mayRetry && e.retry != nil && e.retry.again(attempt) { // as Deliver decided before the call
+		e.l.counts.add(cRetried, 1)
+		return sched.Retry, nil
+	}
+	return e.settle(e.poolContext(named), ev, attempt, failed, errGoexit)
 }
 
 // Lost tells the observer of a delivery that does not run. On the pool's

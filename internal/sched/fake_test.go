@@ -84,7 +84,10 @@ func (f *fake) Dropped(_ *tag, _ ev, _ int, _ int) error {
 	f.dropped.Add(1)
 	return errors.New("dropped")
 }
-func (f *fake) Exited(*tag, ev, int) error { f.exited.Add(1); return errors.New("exited") }
+func (f *fake) Exited(*tag, ev, int, bool) (Result, error) {
+	f.exited.Add(1)
+	return Failed, errors.New("exited")
+}
 func (f *fake) Lost(_ *tag, _ ev, _ int, _ int64, why Loss, _ bool) {
 	n, _ := f.lost.LoadOrStore(why, new(atomic.Int64))
 	n.(*atomic.Int64).Add(1)

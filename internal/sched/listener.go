@@ -41,9 +41,13 @@ type Listener[E, C any] interface {
 	// Dropped counts a delivery that the listener's overflow policy drops
 	// (backlog deliveries were queued) and returns the error to report.
 	Dropped(named *C, ev E, attempt int, backlog int) error
-	// Exited counts a delivery whose handler ended its goroutine
-	// (runtime.Goexit) and returns the error to report.
-	Exited(named *C, ev E, attempt int) error
+	// Exited settles an attempt whose handler ended its goroutine
+	// (runtime.Goexit), on that goroutine as it ends, as Deliver settles a
+	// failed one: it returns Retry when the attempt must be run again
+	// (mayRetry as for Deliver), else counts the delivery and returns its
+	// outcome and the error to report. A listener that runs its batches
+	// itself (RunBatch) does not retry: Exited then returns Failed.
+	Exited(named *C, ev E, attempt int, mayRetry bool) (Result, error)
 	// Lost tells that a delivery will not run, with the reason, when the
 	// scheduler is Observed. onPool says it is called on one of the pool's
 	// own goroutines (a worker, the retry timer), where a panic must not

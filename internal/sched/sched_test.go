@@ -102,14 +102,14 @@ func (c *checkTag) Deliver(named *tag, _ ev, _ int, _ int64, _ bool) (Result, er
 	c.got <- named
 	return Delivered, nil
 }
-func (c *checkTag) Delivered(uint64)                      {}
-func (c *checkTag) Skipped(uint64)                        {}
-func (c *checkTag) Dropped(*tag, ev, int, int) error      { return nil }
-func (c *checkTag) Exited(*tag, ev, int) error            { return nil }
-func (c *checkTag) Lost(*tag, ev, int, int64, Loss, bool) {}
-func (c *checkTag) Backoff(int) time.Duration             { return 0 }
-func (c *checkTag) Removed() bool                         { return false }
-func (c *checkTag) RunBatch(*Batch[ev, tag]) bool         { return false }
+func (c *checkTag) Delivered(uint64)                           {}
+func (c *checkTag) Skipped(uint64)                             {}
+func (c *checkTag) Dropped(*tag, ev, int, int) error           { return nil }
+func (c *checkTag) Exited(*tag, ev, int, bool) (Result, error) { return Failed, nil }
+func (c *checkTag) Lost(*tag, ev, int, int64, Loss, bool)      {}
+func (c *checkTag) Backoff(int) time.Duration                  { return 0 }
+func (c *checkTag) Removed() bool                              { return false }
+func (c *checkTag) RunBatch(*Batch[ev, tag]) bool              { return false }
 
 // A listener runs at most its limit of deliveries at once, stalled workers
 // included: its Concurrency, or for a keyed listener without one

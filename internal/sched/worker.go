@@ -51,14 +51,15 @@ type hand[E, C any] struct {
 
 	// Owner only, while running: where it is and what it ran, accounted
 	// for under the lock afterwards.
-	view    Batch[E, C] // the batch as its listener runs it (batch.go)
-	batched bool        // its listener runs it: delivered ones are counted by tally
-	at      int32       // the delivery claimed last, -1 before the first; it runs while ran == at
-	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
-	back    int32       // batch[back:] was not run and goes back to the mailbox
-	retries []int32     // indexes of batch[:ran] that failed and will be retried
-	c       Counters
-	lost    []lostOne[E, C] // abandoned in account, for Lost (after unlock)
+	view     Batch[E, C] // the batch as its listener runs it (batch.go)
+	batched  bool        // its listener runs it: delivered ones are counted by tally
+	at       int32       // the delivery claimed last, -1 before the first; it runs while ran == at
+	mayRetry bool        // what Deliver was told of batch[at] (Exited is told the same)
+	ran      int32       // deliveries claimed and finished: batch[:ran], but for retries
+	back     int32       // batch[back:] was not run and goes back to the mailbox
+	retries  []int32     // indexes of batch[:ran] that failed and will be retried
+	c        Counters
+	lost     []lostOne[E, C] // abandoned in account, for Lost (after unlock)
 }
 
 func (h *hand[E, C]) reset() {
@@ -269,7 +270,8 @@ func (s *Scheduler[E, C]) deliverEach(h *hand[E, C], l Listener[E, C]) {
 			s.abandonRunning(h, d)
 			continue
 		}
-		r, err := l.Deliver(d.named, d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load())
+		h.mayRetry = !s.aborted.Load()
+		r, err := l.Deliver(d.named, d.rec.ev, d.attempt, d.rec.at, h.mayRetry)
 		h.ran = i + 1
 		if r == Delivered {
 			h.c.Delivered++
@@ -380,9 +382,10 @@ func (s *Scheduler[E, C]) finishRun(ds []delivery[E, C]) {
 }
 
 // goexit runs on a worker whose goroutine is ending because something it
-// called ran runtime.Goexit: a handler (Listener.Exited counts it as a
-// failed delivery, and its error is reported) or Options.Report (the
-// delivery was already counted). The worker's batch is then accounted for
+// called ran runtime.Goexit: a handler (Listener.Exited settles it as a
+// failed attempt: retried if the listener retries, else counted failed and
+// its error reported) or Options.Report (the delivery was already
+// counted). The worker's batch is then accounted for
 // as if it had stopped there: the rest goes back to the mailbox, and
 // another worker takes over if work is waiting, so nothing is lost and
 // Flush and Close do not wait forever. The accounting is deferred so that
@@ -393,9 +396,13 @@ func (s *Scheduler[E, C]) goexit(h *hand[E, C]) {
 	defer s.settle(h)
 	if h.ran == h.at { // batch[at] was running: its handler ended the goroutine
 		d := h.batch[h.at]
-		h.c.Failed++
-		if err := h.mb.in.l.Exited(d.named, d.rec.ev, d.attempt); err != nil {
+		r, err := h.mb.in.l.Exited(d.named, d.rec.ev, d.attempt, h.mayRetry && !h.batched)
+		h.c.count(r)
+		if err != nil {
 			s.report(err)
+		}
+		if r == Retry { // a failed attempt, as any other: account backs it off
+			h.retries = append(h.retries, h.at)
 		}
 	}
 }

@@ -199,8 +199,7 @@ func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
 			// delivered, as on EmitSync (see recovered). Next counts it.
 			continue
 		}
-		named, ev := b.Current()
-		b.Settle(e.settle(e.poolContext(named), ev, 0, oc, err))
+		e.settleCurrent(b, oc, err)
 	}
 }
 
@@ -210,7 +209,9 @@ func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
 // meanwhile (skipped, as Deliver would), is settled here. When a handler
 // panics, runLean recovers it once and returns, with more true and the
 // outcome of the panic (see recovered): that delivery, b.Current(), is not
-// settled yet.
+// settled yet. The loop keeps only b and the delivery's context live
+// across the handler call: what a failure needs is read again from b
+// (settleCurrent), off the common path.
 func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err error, more bool) {
 	calling := false
 	defer func() {
@@ -221,7 +222,7 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 	}()
 	pctx, l := context.Context(e.poolCtx), e.l
 	for {
-		named, ev, ok := b.Next()
+		named, ev, ok := b.Next() // inlined: see sched.Batch.Next
 		if !ok {
 			return delivered, nil, false
 		}
@@ -230,17 +231,24 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 			ctx = named
 		}
 		if l.removed.Load() {
-			b.Settle(e.settle(ctx, ev, 0, skipped, nil))
+			e.settleCurrent(b, skipped, nil)
 			continue
 		}
 		calling = true
-		herr := e.h(ctx, ev)
+		herr := e.h(ctx, *ev)
 		calling = false
 		if herr != nil {
 			oc, herr := e.failedWith(herr)
-			b.Settle(e.settle(ctx, ev, 0, oc, herr))
+			e.settleCurrent(b, oc, herr)
 		}
 	}
+}
+
+// settleCurrent settles the delivery of b that Next returned last, which
+// did not deliver (outcome oc, error err).
+func (e *entry[T]) settleCurrent(b *sched.Batch[Event[T], nameCtx], oc outcome, err error) {
+	named, ev := b.Current()
+	b.Settle(e.settle(e.poolContext(named), *ev, 0, oc, err))
 }
 
 // settle counts a pool delivery that did not deliver and will not be

@@ -202,7 +202,7 @@ func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 			b.bad = append(b.bad, b.name+": Current is not the delivery Next returned")
 			b.mu.Unlock()
 		}
-		if r, err := b.Deliver(named, e, 0, 0, false); r != Delivered {
+		if r, err := b.Deliver(named, *e, 0, 0, false); r != Delivered {
 			bt.Settle(r, err)
 		}
 	}

@@ -53,7 +53,7 @@ type hand[E, C any] struct {
 	// for under the lock afterwards.
 	view    Batch[E, C] // the batch as its listener runs it (batch.go)
 	batched bool        // its listener runs it: delivered ones are counted by tally
-	at      int32       // the delivery claimed last, -1 before the first; it runs while ran == at
+	at      int32       // the delivery claimed last, -1 before the first; it runs while ran <= at (batch.go)
 	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
 	back    int32       // batch[back:] was not run and goes back to the mailbox
 	retries []int32     // indexes of batch[:ran] that failed and will be retried
@@ -390,7 +390,7 @@ func (s *Scheduler[E, C]) finishRun(ds []delivery[E, C]) {
 // Flush returns after it.
 func (s *Scheduler[E, C]) goexit(h *hand[E, C]) {
 	defer s.settle(h)
-	if h.ran == h.at { // batch[at] was running: its handler ended the goroutine
+	if h.ran <= h.at { // batch[at] was running: its handler ended the goroutine
 		d := h.batch[h.at]
 		h.c.Failed++
 		if err := h.mb.in.l.Exited(d.named, d.rec.ev, d.attempt); err != nil {

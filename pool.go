@@ -213,17 +213,24 @@ func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
 // across the handler call: what a failure needs is read again from b
 // (settleCurrent), off the common path.
 func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err error, more bool) {
-	calling := false
+	// calling says that a panic is a handler's: it is recovered only then
+	// (a call into the runtime). It stays true between deliveries, as
+	// nothing else there can panic (Next, the checks, the copy of the
+	// event), and is false only while a delivery that did not deliver is
+	// settled (failedWith may call an error's Is method; the settling may
+	// call the error handler) and once b is over.
+	calling := true
 	defer func() {
-		if calling { // a handler did not return: recover only then (a call into the runtime)
+		if calling {
 			oc, err = recovered(recover())
 			more = true
 		}
 	}()
 	pctx, l := context.Context(e.poolCtx), e.l
 	for {
-		named, ev, ok := b.Next() // inlined: see sched.Batch.Next
-		if !ok {
+		named, ev := b.Next() // inlined: see sched.Batch.Next
+		if ev == nil {
+			calling = false
 			return delivered, nil, false
 		}
 		ctx := pctx
@@ -231,15 +238,16 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 			ctx = named
 		}
 		if l.removed.Load() {
+			calling = false
 			e.settleCurrent(b, skipped, nil)
+			calling = true
 			continue
 		}
-		calling = true
-		herr := e.h(ctx, *ev)
-		calling = false
-		if herr != nil {
+		if herr := e.h(ctx, *ev); herr != nil {
+			calling = false
 			oc, herr := e.failedWith(herr)
 			e.settleCurrent(b, oc, herr)
+			calling = true
 		}
 	}
 }

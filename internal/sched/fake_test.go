@@ -193,8 +193,8 @@ func newBatcher(name string) *batcher { return &batcher{fake: newFake(name)} }
 func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 	b.batches.Add(1)
 	for {
-		named, e, ok := bt.Next()
-		if !ok {
+		named, e := bt.Next()
+		if e == nil {
 			return true
 		}
 		if cn, ce := bt.Current(); cn != named || ce != e {

@@ -53,10 +53,10 @@ type hand[E, C any] struct {
 	// for under the lock afterwards.
 	view    Batch[E, C] // the batch as its listener runs it (batch.go)
 	batched bool        // its listener runs it: delivered ones are counted by tally
-	at      int32       // the delivery claimed last, -1 before the first; it runs while ran <= at (batch.go)
-	ran     int32       // deliveries claimed and finished: batch[:ran], but for retries
-	back    int32       // batch[back:] was not run and goes back to the mailbox
-	retries []int32     // indexes of batch[:ran] that failed and will be retried
+	at      int         // the delivery claimed last, -1 before the first; it runs while ran <= at (batch.go)
+	ran     int         // deliveries claimed and finished: batch[:ran], but for retries
+	back    int         // batch[back:] was not run and goes back to the mailbox
+	retries []int       // indexes of batch[:ran] that failed and will be retried
 	c       Counters
 	lost    []lostOne[E, C] // abandoned in account, for Lost (after unlock)
 }
@@ -251,7 +251,7 @@ func (s *Scheduler[E, C]) runBatch(h *hand[E, C]) {
 		s.deliverEach(h, l)
 	}
 	// Claim what is left, if the loop stopped early, to give it back.
-	h.back = min(h.next.Swap(h.units), h.units)
+	h.back = int(min(h.next.Swap(h.units), h.units))
 }
 
 // deliverEach runs h's batch with one call of l.Deliver per delivery.
@@ -262,14 +262,14 @@ func (s *Scheduler[E, C]) deliverEach(h *hand[E, C], l Listener[E, C]) {
 		if i >= h.units {
 			break
 		}
-		h.at = i
+		h.at = int(i)
 		d := &h.batch[i]
 		if s.aborted.Load() {
 			s.abandonRunning(h, d)
 			continue
 		}
 		r, err := l.Deliver(d.named, d.rec.ev, d.attempt, d.rec.at, !s.aborted.Load())
-		h.ran = i + 1
+		h.ran = int(i) + 1
 		if r == Delivered {
 			h.c.Delivered++
 			continue
@@ -279,7 +279,7 @@ func (s *Scheduler[E, C]) deliverEach(h *hand[E, C], l Listener[E, C]) {
 			s.report(err)
 		}
 		if r == Retry {
-			h.retries = append(h.retries, i)
+			h.retries = append(h.retries, int(i))
 			if ordered {
 				break
 			}
@@ -297,7 +297,7 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 	// What was not run goes back first, so that a retry queued at once
 	// (Retry(n, 0, 0)) lands in front of it, keeping an ordered mailbox's
 	// order.
-	for i := h.units - 1; i >= h.back && i >= h.ran; i-- {
+	for i := int(h.units) - 1; i >= h.back && i >= h.ran; i-- {
 		d := h.batch[i]
 		if aborted {
 			s.stats.Abandoned++
@@ -336,7 +336,7 @@ func (s *Scheduler[E, C]) account(h *hand[E, C]) {
 // aborted), the runs between them are finished (finishRun).
 func (s *Scheduler[E, C]) finishRan(h *hand[E, C], aborted bool) {
 	mb := h.mb
-	start := int32(0)
+	start := 0
 	for _, i := range h.retries {
 		s.finishRun(h.batch[start:i])
 		start = i + 1
@@ -418,8 +418,8 @@ func (s *Scheduler[E, C]) settle(h *hand[E, C]) {
 	if h.batched {
 		h.tally()
 	}
-	h.retries = slices.DeleteFunc(h.retries, func(i int32) bool { return i >= h.ran })
-	h.back = min(h.next.Swap(h.units), h.units)
+	h.retries = slices.DeleteFunc(h.retries, func(i int) bool { return i >= h.ran })
+	h.back = int(min(h.next.Swap(h.units), h.units))
 	s.countDelivered(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()

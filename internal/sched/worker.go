@@ -179,7 +179,11 @@ func (s *Scheduler[E, C]) take(h *hand[E, C]) bool {
 		n = (n + in.limit - 1) / in.limit
 	}
 	n = min(n, in.batch)
-	h.batch = mb.q.popTo(h.batch, n)
+	if n == 1 { // the common case of a keyed or shared listener, and of a quiet bus: no call
+		h.batch = append(h.batch, mb.q.pop())
+	} else {
+		h.batch = mb.q.popTo(h.batch, n)
+	}
 	h.mb, h.units, h.at = mb, int32(n), -1
 	h.running, h.held = true, n
 	h.takes++

@@ -199,8 +199,7 @@ func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
 			// delivered, as on EmitSync (see recovered). Next counts it.
 			continue
 		}
-		named, ev := b.Current()
-		b.Settle(e.settle(e.poolContext(named), ev, 0, oc, err))
+		e.settleCurrent(b, oc, err)
 	}
 }
 
@@ -210,19 +209,28 @@ func (e *entry[T]) RunBatch(b *sched.Batch[Event[T], nameCtx]) bool {
 // meanwhile (skipped, as Deliver would), is settled here. When a handler
 // panics, runLean recovers it once and returns, with more true and the
 // outcome of the panic (see recovered): that delivery, b.Current(), is not
-// settled yet.
+// settled yet. The loop keeps only b and the delivery's context live
+// across the handler call: what a failure needs is read again from b
+// (settleCurrent), off the common path.
 func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err error, more bool) {
-	calling := false
+	// calling says that a panic is a handler's: it is recovered only then
+	// (a call into the runtime). It stays true between deliveries, as
+	// nothing else there can panic (Next, the checks, the copy of the
+	// event), and is false only while a delivery that did not deliver is
+	// settled (failedWith may call an error's Is method; the settling may
+	// call the error handler) and once b is over.
+	calling := true
 	defer func() {
-		if calling { // a handler did not return: recover only then (a call into the runtime)
+		if calling {
 			oc, err = recovered(recover())
 			more = true
 		}
 	}()
 	pctx, l := context.Context(e.poolCtx), e.l
 	for {
-		named, ev, ok := b.Next()
-		if !ok {
+		named, ev := b.Next() // inlined: see sched.Batch.Next
+		if ev == nil {
+			calling = false
 			return delivered, nil, false
 		}
 		ctx := pctx
@@ -230,17 +238,25 @@ func (e *entry[T]) runLean(b *sched.Batch[Event[T], nameCtx]) (oc outcome, err e
 			ctx = named
 		}
 		if l.removed.Load() {
-			b.Settle(e.settle(ctx, ev, 0, skipped, nil))
+			calling = false
+			e.settleCurrent(b, skipped, nil)
+			calling = true
 			continue
 		}
-		calling = true
-		herr := e.h(ctx, ev)
-		calling = false
-		if herr != nil {
+		if herr := e.h(ctx, *ev); herr != nil {
+			calling = false
 			oc, herr := e.failedWith(herr)
-			b.Settle(e.settle(ctx, ev, 0, oc, herr))
+			e.settleCurrent(b, oc, herr)
+			calling = true
 		}
 	}
+}
+
+// settleCurrent settles the delivery of b that Next returned last, which
+// did not deliver (outcome oc, error err).
+func (e *entry[T]) settleCurrent(b *sched.Batch[Event[T], nameCtx], oc outcome, err error) {
+	named, ev := b.Current()
+	b.Settle(e.settle(e.poolContext(named), *ev, 0, oc, err))
 }
 
 // settle counts a pool delivery that did not deliver and will not be

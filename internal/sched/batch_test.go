@@ -178,7 +178,8 @@ func TestBatchRunByItsListenerHandsBackWhatItHasNotStarted(t *testing.T) {
 }
 
 // Close giving up while a batch runs: the deliveries its listener has not
-// claimed are abandoned, in Next, and told to Lost; the one running ends
+// claimed are abandoned (Next claims no more; the worker abandons the
+// rest when it accounts for the batch) and told to Lost; the one running ends
 // normally.
 func TestBatchRunByItsListenerAbandonsOnceCloseGivesUp(t *testing.T) {
 	const events = 10

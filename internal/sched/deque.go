@@ -65,8 +65,15 @@ func (d *deque[E]) pop() E {
 }
 
 // popTo moves the first n elements (n ≤ len) to the end of dst, in order,
-// and returns it: one or two block copies instead of n pops.
+// and returns it: one by one for a few (as a keyed or shared listener
+// takes them), else one or two block copies instead of n pops.
 func (d *deque[E]) popTo(dst []E, n int) []E {
+	if n <= _fewSlots {
+		for ; n > 0; n-- {
+			dst = append(dst, d.pop())
+		}
+		return dst
+	}
 	for n > 0 {
 		end := min(d.head+n, len(d.buf))
 		dst = append(dst, d.buf[d.head:end]...)
@@ -77,4 +84,25 @@ func (d *deque[E]) popTo(dst []E, n int) []E {
 		n -= k
 	}
 	return dst
+}
+
+// _fewSlots is how many slots are copied or zeroed one by one rather than
+// as a block: clear and a slice copy of elements that hold pointers call
+// into the runtime (memclrHasPointers, typedslicecopy, each with its write
+// barrier check), about 55 instructions even for one slot, while a store
+// of one element costs about 6.
+const _fewSlots = 8
+
+// zero zeroes s: a few elements one by one (see _fewSlots), more with
+// clear. The plain loop is on purpose: a range loop storing the zero value
+// would be compiled into the same runtime call as clear.
+func zero[E any](s []E) {
+	if len(s) > _fewSlots {
+		clear(s)
+		return
+	}
+	var z E
+	for i := 0; i < len(s); i++ {
+		s[i] = z
+	}
 }

@@ -196,8 +196,8 @@ func newBatcher(name string) *batcher { return &batcher{fake: newFake(name)} }
 func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 	b.batches.Add(1)
 	for {
-		named, e, ok := bt.Next()
-		if !ok {
+		named, e := bt.Next()
+		if e == nil {
 			return true
 		}
 		if cn, ce := bt.Current(); cn != named || ce != e {
@@ -205,7 +205,7 @@ func (b *batcher) RunBatch(bt *Batch[ev, tag]) bool {
 			b.bad = append(b.bad, b.name+": Current is not the delivery Next returned")
 			b.mu.Unlock()
 		}
-		if r, err := b.Deliver(named, e, 0, 0, false); r != Delivered {
+		if r, err := b.Deliver(named, *e, 0, 0, false); r != Delivered {
 			bt.Settle(r, err)
 		}
 	}

@@ -49,23 +49,18 @@ func (s *Scheduler[E, C]) recycle(r *record[E]) {
 
 // release finishes d's share of its record, with s.mu held: call it once
 // per delivery, when the delivery is finished, after the last use of
-// d.rec.
+// d.rec. The last share recycles the record (no call but recycle's,
+// inlined).
 func (s *Scheduler[E, C]) release(d *delivery[E, C]) {
 	r := d.rec
 	s.refs--
 	if r.refs--; r.refs <= 0 {
-		s.unreferenced(r)
+		if r.refs < 0 {
+			s.overReleased()
+			return
+		}
+		s.recycle(r)
 	}
-}
-
-// unreferenced recycles r once its last delivery released it (refs 0),
-// with s.mu held; s.refs is the caller's to update.
-func (s *Scheduler[E, C]) unreferenced(r *record[E]) {
-	if r.refs < 0 {
-		s.overReleased()
-		return
-	}
-	s.recycle(r)
 }
 
 // overReleased reports a record released more times than it was delivered

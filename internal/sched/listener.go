@@ -65,14 +65,17 @@ type Listener[E, C any] interface {
 	// that worker: it runs the batch itself and reports true, cheaper than
 	// one Deliver call per delivery, or reports false without calling b's
 	// methods, and the worker runs the batch through Deliver. Running b
-	// means calling b.Next until it reports false, running each delivery
-	// it returns, and calling b.Settle for one that did not deliver (having
+	// means calling b.Next until it returns a nil event, running each
+	// delivery it returns (its event is shared with the event's other
+	// deliveries: read it, never write it or keep it past the next call of
+	// Next), and calling b.Settle for one that did not deliver (having
 	// counted it) before the next call of Next. A delivery that Next
 	// returned and that was not settled counts as delivered (Delivered is
 	// called once for the batch). Each delivery is a first and final
 	// attempt: a listener that retries must decline. RunBatch may return
-	// true early, before Next reports false: the deliveries not claimed go
-	// back to the mailbox, as those of a batch that yields do. See batch.go.
+	// true early, before Next returns a nil event: the deliveries not
+	// claimed go back to the mailbox, as those of a batch that yields do.
+	// See batch.go.
 	RunBatch(b *Batch[E, C]) bool
 }
 

@@ -32,6 +32,11 @@ type Event[T any] struct {
 // for backlog room (see WithQueueSize), so a listener that emits cannot
 // deadlock the pool. Flush and Close called from a Handler on the pool of
 // their own EventManager return ErrReentrant instead of waiting for it.
+// Waiting calls across EventManagers are not protected that way: a Handler
+// on A's pool that calls B.Flush (or B.Close, or UnregisterAndWait of one of
+// B's listeners) waits for B's handlers, and if one of those waits for A the
+// same way, both wait until their contexts end. Give such calls a context
+// with a deadline, or make them from a goroutine of your own.
 type Handler[T any] func(ctx context.Context, e Event[T]) error
 
 // Wildcard tokens in patterns; they follow NATS subject rules.

@@ -1204,3 +1204,79 @@ func TestGoexitUnderRetryIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// lostObserver counts what its Lost is told, and runs onLost (if set) in it.
+type lostObserver struct {
+	goexitObserver
+	abandoned atomic.Int32
+	onLost    func()
+}
+
+func (o *lostObserver) Lost(_ context.Context, _ eventbus.Delivery, oc eventbus.Outcome) {
+	if oc == eventbus.OutcomeAbandoned {
+		o.abandoned.Add(1)
+	}
+	if o.onLost != nil {
+		o.onLost()
+	}
+}
+
+// Close gives up while a worker holds a batch of 10 deliveries of an
+// Ordered listener, the first one running; then that handler (or, in the
+// second case, the Observer's Lost for the rest) calls runtime.Goexit. The
+// nine not started are abandoned (and, but for the Lost that ends its
+// goroutine, each is told to the Observer's Lost); the worker leaves the
+// pool, so a second Close returns.
+func TestGoexitAfterCloseGaveUpTellsLostAndLeaves(t *testing.T) {
+	for _, where := range []string{"handler", "observer's Lost"} {
+		t.Run(where, func(t *testing.T) {
+			obs := &lostObserver{}
+			if where == "observer's Lost" {
+				obs.onLost = runtime.Goexit
+			}
+			m := eventbus.New[int](eventbus.WithWorkers(1), eventbus.WithObserver(obs), eventbus.WithErrorHandler(func(error) {}))
+			plugged, unplug := make(chan struct{}), make(chan struct{})
+			_, err := m.RegisterListener("plug", func(context.Context, eventbus.Event[int]) error {
+				close(plugged)
+				<-unplug
+				return nil
+			})
+			require.NoError(t, err)
+			entered, release := make(chan struct{}), make(chan struct{})
+			_, err = m.RegisterListener("o", func(_ context.Context, e eventbus.Event[int]) error {
+				if e.Data == 0 {
+					close(entered)
+					<-release
+					if where == "handler" {
+						runtime.Goexit()
+					}
+				}
+				return nil
+			}, eventbus.Ordered())
+			require.NoError(t, err)
+			require.NoError(t, m.Emit(context.Background(), "plug", 0))
+			<-plugged // the one worker is busy: the ten queue, and go to it as one batch
+			for i := range 10 {
+				require.NoError(t, m.Emit(context.Background(), "o", i))
+			}
+			close(unplug)
+			<-entered
+			gaveUp, cancel := context.WithCancel(context.Background())
+			cancel()
+			require.ErrorIs(t, m.Close(gaveUp), context.Canceled)
+			close(release)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, m.Close(ctx), "the worker left the pool")
+			s := m.Stats()
+			assert.Zero(t, s.Workers)
+			assert.Equal(t, uint64(9), s.Abandoned)
+			if where == "handler" {
+				assert.Equal(t, int32(9), obs.abandoned.Load(), "each abandoned delivery told to Lost")
+			} else { // the first Lost ends the goroutine that tells them
+				assert.Positive(t, obs.abandoned.Load())
+			}
+			checkAccounting(t, s)
+		})
+	}
+}

@@ -86,10 +86,22 @@ func (s *Scheduler[E, C]) run(h *hand[E, C]) {
 	s.mu.Lock()
 	h.goid = id
 	s.mu.Unlock()
-	running := false
+	running, returned := false, false
 	defer func() {
-		if running { // a handler called runtime.Goexit: this goroutine ends
+		switch {
+		case returned:
+		case running: // a handler called runtime.Goexit: this goroutine ends
 			s.goexit(h)
+		default:
+			// Something called outside a batch (Listener.Lost, so an
+			// Observer, after account) ran runtime.Goexit: the worker
+			// leaves the pool as if it had returned.
+			s.mu.Lock()
+			s.leave(h)
+			if s.ready.len() > 0 {
+				s.wake()
+			}
+			s.mu.Unlock()
 		}
 	}()
 	s.mu.Lock()
@@ -101,6 +113,7 @@ func (s *Scheduler[E, C]) run(h *hand[E, C]) {
 			if (s.closed.Load() && s.drained()) || h.retire {
 				s.leave(h) // closed and drained, or idle for idleAfter
 				s.mu.Unlock()
+				returned = true
 				return
 			}
 			if !h.parked {
@@ -137,6 +150,7 @@ func (s *Scheduler[E, C]) run(h *hand[E, C]) {
 			if s.workers-s.stalled > s.maxLive {
 				s.leave(h) // a worker took this one's place meanwhile
 				s.mu.Unlock()
+				returned = true
 				return
 			}
 		}
@@ -434,7 +448,6 @@ func (s *Scheduler[E, C]) settle(h *hand[E, C]) {
 	h.back = int(min(h.next.Swap(h.units), h.units))
 	s.countDelivered(h)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.account(h)
 	if h.stalled {
 		h.stalled = false
@@ -444,6 +457,10 @@ func (s *Scheduler[E, C]) settle(h *hand[E, C]) {
 	if s.ready.len() > 0 {
 		s.wake() // starts a worker in this one's place if none is idle
 	}
+	lost := h.lost // the rest of the batch, abandoned if Close gave up
+	h.lost = nil
+	s.mu.Unlock()
+	s.tellLost(lost, LostAbandoned, true)
 }
 
 // leave takes a worker whose goroutine is ending out of the pool, with s.mu

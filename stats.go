@@ -195,7 +195,10 @@ func (t *callTally) add(n uint64) {
 }
 
 // fold moves a stripe's counts to the wide counters, unless another add
-// already has, waiting for a fold of another stripe to end first.
+// already has, waiting for a fold of another stripe to end first. It is
+// kept out of add, which calls it once in two billion calls.
+//
+//go:noinline
 func (t *callTally) fold(s *atomic.Uint64) {
 	for {
 		seq := t.folding.Load()

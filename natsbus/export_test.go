@@ -13,6 +13,24 @@ import (
 // not) without the test waiting for them.
 func SkewClock[T any](b *Bridge[T], d time.Duration) { b.pub.skew.Add(int64(d)) }
 
+// FreezeClock stops the publisher's clock at the current time: from then
+// on it moves only by SkewClock, however long the test takes.
+func FreezeClock[T any](b *Bridge[T]) { b.pub.frozen.Store(time.Now().UnixNano()) }
+
+// AwaitingAnswers returns how many publishes have a send out that no
+// answer (ack or refusal) has come back for yet.
+func AwaitingAnswers[T any](b *Bridge[T]) int {
+	b.pub.mu.Lock()
+	defer b.pub.mu.Unlock()
+	n := 0
+	for _, pp := range b.pub.pending {
+		if pp.awaiting && !pp.settling {
+			n++
+		}
+	}
+	return n
+}
+
 // PublisherChecks counts the publisher's periodic checks so far.
 func PublisherChecks[T any](b *Bridge[T]) uint64 { return b.pub.checks.Load() }
 

@@ -49,9 +49,11 @@ type jsPublisher struct {
 	up         bool   // connected at the last check
 	reconnects uint64 // nc.Stats().Reconnects at the last check
 
-	// Test hooks (export_test.go): a clock offset, the number of checks
-	// run, and a function called between claiming an ack and counting it.
+	// Test hooks (export_test.go): a clock offset, a stopped clock
+	// (UnixNano, 0: the clock runs), the number of checks run, and a
+	// function called between claiming an ack and counting it.
 	skew      atomic.Int64
+	frozen    atomic.Int64
 	checks    atomic.Uint64
 	afterTake atomic.Pointer[func()]
 	ackHook   atomic.Pointer[func(*nats.Msg) *nats.Msg]
@@ -143,6 +145,9 @@ func newJSPublisher(nc *nats.Conn, cfg *JetStreamConfig, st *counters, report fu
 }
 
 func (p *jsPublisher) now() time.Time {
+	if f := p.frozen.Load(); f != 0 {
+		return time.Unix(0, f+p.skew.Load())
+	}
 	return time.Now().Add(time.Duration(p.skew.Load()))
 }
 

@@ -230,7 +230,11 @@ type JetStreamConfig struct {
 	// temporarily unavailable, or "duplicate message id is in process"),
 	// is sent again with the same Nats-Msg-Id, pausing RetryWait after a
 	// refusal (doubling up to 1s). It covers a stream leader election
-	// (4-9s with nats-server's defaults). Once it is spent, the publish is
+	// (4-9s with nats-server's defaults on a machine with CPU to spare;
+	// elections of 12-30s were seen on a 2-core machine at a load average
+	// of 10: set it above the longest election you must ride out, since a
+	// publish in flight when it is spent is reported outcome unknown).
+	// Once it is spent, the publish is
 	// reported at its next deadline (so at most PublishTimeout +
 	// AckTimeout after the first send): with ErrAckTimeout (outcome
 	// unknown) if some send may have been stored, else with

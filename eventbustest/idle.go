@@ -30,12 +30,15 @@ type Bus interface {
 // of other goroutines still in progress (such as one waiting for queue
 // room), nor for EmitSync calls running in other goroutines.
 //
+// Called from a handler running on b's pool it cannot wait for itself: it
+// returns at once an error matching eventbus.ErrReentrant, as Flush does.
+//
 // WaitIdle never sleeps: it only waits in Flush. It is safe to call
 // concurrently with anything, including after Close (it then returns once
 // Close has drained the pool). A bus whose listeners emit forever is never
 // idle: WaitIdle then returns ctx's error.
 func WaitIdle(ctx context.Context, b Bus) error {
-	if b == nil {
+	if isNil(b) {
 		return fmt.Errorf("eventbustest: WaitIdle: bus: %w", ErrNilArgument)
 	}
 	for {

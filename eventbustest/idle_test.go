@@ -77,6 +77,8 @@ func TestWaitIdleGivesUpOnABusThatNeverSettles(t *testing.T) {
 
 func TestWaitIdleNeedsABus(t *testing.T) {
 	assert.ErrorIs(t, eventbustest.WaitIdle(context.Background(), nil), eventbustest.ErrNilArgument)
+	var unset *eventbus.EventManager[int] // a field never set: a nil pointer in the interface
+	assert.ErrorIs(t, eventbustest.WaitIdle(context.Background(), unset), eventbustest.ErrNilArgument)
 }
 
 func TestManagerWaitIdleFailsTheTestOnTimeout(t *testing.T) {

@@ -43,7 +43,7 @@ type Recorder[T any] struct {
 // registration fails, for example with eventbus.ErrInvalidPattern.
 func Record[T any](t testing.TB, m Registrar[T], pattern string, opts ...eventbus.ListenerOption) *Recorder[T] {
 	t.Helper()
-	if m == nil {
+	if isNil(m) {
 		t.Fatalf("eventbustest: Record(%q): manager: %v", pattern, ErrNilArgument)
 		return nil
 	}
@@ -59,7 +59,7 @@ func Record[T any](t testing.TB, m Registrar[T], pattern string, opts ...eventbu
 // register is nil (ErrNilArgument) or if the registration fails.
 func NewRecorder[T any](t testing.TB, bus Bus, register RegisterFunc[T], opts ...eventbus.ListenerOption) *Recorder[T] {
 	t.Helper()
-	if bus == nil || register == nil {
+	if isNil(bus) || register == nil {
 		t.Fatalf("eventbustest: NewRecorder: bus or register function: %v", ErrNilArgument)
 		return nil
 	}

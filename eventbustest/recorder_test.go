@@ -185,6 +185,15 @@ func TestRecorderRegistrationFailuresFailTheTest(t *testing.T) {
 	assert.False(t, ft.run(func() { eventbustest.Record[int](ft, nil, "a") }))
 	assert.Contains(t, ft.messages(), eventbustest.ErrNilArgument.Error())
 
+	var unset *eventbus.EventManager[int] // a field never set: a nil pointer in the interface
+	ft = &fakeT{}
+	assert.False(t, ft.run(func() { eventbustest.Record[int](ft, unset, "a") }))
+	assert.Contains(t, ft.messages(), eventbustest.ErrNilArgument.Error())
+
+	ft = &fakeT{}
+	assert.False(t, ft.run(func() { eventbustest.NewRecorder[int](ft, unset, nil) }))
+	assert.Contains(t, ft.messages(), eventbustest.ErrNilArgument.Error())
+
 	ft = &fakeT{}
 	assert.False(t, ft.run(func() { eventbustest.NewRecorder[int](ft, m, nil) }))
 	assert.Contains(t, ft.messages(), eventbustest.ErrNilArgument.Error())

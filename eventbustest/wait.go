@@ -3,12 +3,27 @@ package eventbustest
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 )
 
 // ErrNilArgument is reported when a helper is given a nil manager, bus or
-// registration function.
+// registration function (a nil pointer in an interface, such as an
+// *eventbus.EventManager never set, counts as nil).
 var ErrNilArgument = errors.New("eventbustest: nil argument")
+
+// isNil reports whether v is nil, or an interface holding a nil pointer (an
+// *eventbus.EventManager field never set, say), which == nil does not catch.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
 
 // signal tells waiters that the state it guards has changed. The zero value
 // is ready to use; its mutex guards the owner's state too.

@@ -7,10 +7,14 @@ import (
 	"github.com/eventbus-go/eventbus"
 )
 
-// decodeRow checks a row's name and decodes its payload: into the type that
+// decodeRow checks that a row's event columns could be read (columns.go)
+// and its name, and decodes its payload: into the type that
 // eventbus.NewTopic declared for the name, for an EventManager[any], or into
 // T. It never panics: a panicking codec is an error matching ErrDecode.
 func (o *Outbox[T]) decodeRow(r row) (v T, err error) {
+	if r.bad != nil {
+		return v, fmt.Errorf("%w: row %d: %w", ErrDecode, r.seq, r.bad)
+	}
 	if err := eventbus.ValidateName(r.name); err != nil {
 		return v, fmt.Errorf("%w: row %d: %w", ErrDecode, r.seq, err)
 	}

@@ -5,12 +5,15 @@
 // [Outbox.Emit] writes the event into a table in the caller's *sql.Tx and
 // nothing else. If the transaction rolls back, no listener ever sees the event.
 // Once it commits, a relay goroutine started by [New] reads the row and
-// delivers it to every listener of its name on the EventManager with
-// EventManager.EmitSync, and deletes the row once every listener has returned
-// nil. A listener that fails (error or panic), or a crash of the process at any
-// moment, means the event is delivered again later, to every listener it
-// matches: delivery is at least once per listener, and [EventID] gives each
-// listener the event's stable ID to be idempotent.
+// delivers it to each listener of its name on the EventManager, one at a
+// time with EventManager.EmitSyncTo, and deletes the row once every listener
+// has returned nil (or been given up on after MaxAttempts: a dead letter).
+// A listener that fails (error or panic) is attempted again later, alone:
+// the listeners that succeeded are not called again. A crash of the process
+// at any moment means the event is delivered again, to the listeners that
+// had not yet succeeded as far as the table recorded: delivery is at least
+// once per listener, and [EventID] gives each listener the event's stable ID
+// to be idempotent.
 //
 // Relaying is fast within the process (the relay polls with a short, growing
 // interval after each Emit, and on PostgreSQL with pgx it is woken by

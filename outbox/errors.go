@@ -23,9 +23,14 @@ var (
 	// nothing is written then.
 	ErrEncode = errors.New("outbox: cannot encode event data")
 	// ErrDecode is the cause of a DeadLetter for a row whose payload the
-	// codec cannot decode, or whose name is not a valid event name: a
+	// codec cannot decode, whose name is not a valid event name, or whose
+	// id, name or payload column holds NULL or a value of another type: a
 	// corrupt row.
 	ErrDecode = errors.New("outbox: cannot decode row")
+	// ErrListenerExited is the failure of an attempt whose listener called
+	// runtime.Goexit (as t.FailNow does in a test's listener): the attempt
+	// counts as failed, and the relay goes on.
+	ErrListenerExited = errors.New("outbox: listener called runtime.Goexit")
 	// ErrDeadLetter is matched by every *DeadLetter: an event given up
 	// after the attempt limit (see MaxAttempts).
 	ErrDeadLetter = errors.New("outbox: dead letter")

@@ -149,3 +149,70 @@ func normalProgress(p progress) progress {
 	}
 	return p
 }
+
+// FuzzRowColumns feeds the relay's reading of a claimed row (rowFrom) every
+// mix of NULLs, integers, texts, bytes and floats a table could hand it, as
+// a SQLite table (any type in any column) or a PostgreSQL table made by hand
+// (NULLs) could. It must never panic; a row whose seq cannot be read is
+// refused; otherwise the row is corrupt (bad, matching errColumn, and
+// decodeRow's error matching ErrDecode) exactly when id, name or payload
+// cannot be read, and never because of a bookkeeping column.
+func FuzzRowColumns(f *testing.F) {
+	f.Add(uint32(0x5555_5555), int64(1), "o.c", []byte(`{}`), 1.5)
+	f.Add(uint32(0), int64(-1), "", []byte(nil), 0.0)
+	f.Add(uint32(0xaaaa_aaaa), int64(1<<40), "many", []byte("7"), 1e300)
+	f.Add(uint32(0xffff_ffff), int64(0), " 12 ", []byte{0xff, 0}, -0.0)
+	f.Fuzz(func(t *testing.T, kinds uint32, n int64, s string, b []byte, x float64) {
+		var v [claimColumns]any
+		for i := range v {
+			switch (kinds >> (4 * i)) & 7 { // a kind per column
+			case 0:
+				v[i] = nil
+			case 1:
+				v[i] = n
+			case 2:
+				v[i] = s
+			case 3:
+				v[i] = b
+			case 4:
+				v[i] = x
+			case 5:
+				v[i] = true
+			default:
+				v[i] = n + int64(i)
+			}
+		}
+		r, err := rowFrom(&v)
+		if _, seqErr := intColumn(v[0]); (err != nil) != (seqErr != nil) {
+			t.Fatalf("seq %#v: rowFrom's error %v, intColumn's %v", v[0], err, seqErr)
+		}
+		if err != nil {
+			return
+		}
+		readable := func(v any, bytes bool) bool {
+			switch v.(type) {
+			case string, []byte:
+				return true
+			case int64:
+				return !bytes
+			case nil:
+				return bytes
+			}
+			return false
+		}
+		wantBad := !readable(v[1], false) || !readable(v[2], false) || !readable(v[3], true)
+		if (r.bad != nil) != wantBad {
+			t.Fatalf("columns %#v: bad %v, want bad %v", v, r.bad, wantBad)
+		}
+		if r.bad == nil {
+			return
+		}
+		if !errors.Is(r.bad, errColumn) {
+			t.Fatalf("bad %v does not match errColumn", r.bad)
+		}
+		o := &Outbox[fuzzOrder]{m: eventbus.New[fuzzOrder](), o: defaultOptions()}
+		if _, err := o.decodeRow(r); !errors.Is(err, ErrDecode) {
+			t.Fatalf("decodeRow of a corrupt row: %v", err)
+		}
+	})
+}

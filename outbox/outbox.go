@@ -26,7 +26,9 @@ import (
 //     delivers it).
 //   - Delivery is by EventManager.EmitSyncTo, to each listener that
 //     EventManager.ListenersOf returns for the event's name (in EmitSync's
-//     order), in the relay's goroutine, one event at a time in table order:
+//     order), one listener at a time on a goroutine the relay starts and
+//     waits for (a listener that calls runtime.Goexit fails that attempt
+//     with ErrListenerExited), one event at a time in table order:
 //     commit order for transactions committed one after another, and the
 //     order of the Emit calls within one transaction. Every listener,
 //     Ordered or not, gets the events in that order, except as said below

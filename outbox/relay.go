@@ -22,6 +22,7 @@ type row struct {
 	nextAt   int64 // unix ms
 	heldFor  string
 	handled  string // see progress
+	bad      error  // an event column (id, name, payload) that could not be read (columns.go): a corrupt row
 }
 
 // run is the relay: one goroutine per Outbox, the only one that delivers.
@@ -108,19 +109,19 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	o.stats.scans.Add(1)
 	ctx := o.life
 	now := time.Now().UnixMilli()
-	var first sql.NullInt64
-	if err := o.db.QueryRowContext(ctx, o.q.due).Scan(&first); err != nil {
+	var earliest any // untyped, as in claim: a next_at of another type must not stop the relay
+	if err := o.db.QueryRowContext(ctx, o.q.due).Scan(&earliest); err != nil {
 		if ctx.Err() == nil {
 			o.o.onError(fmt.Errorf("outbox: reading table %s: %w", o.o.table, err))
 		}
 		return false, false, time.Time{}
 	}
-	if !first.Valid {
+	if earliest == nil {
 		return false, false, time.Time{} // nothing pending
 	}
-	if first.Int64 > now {
-		return false, false, time.UnixMilli(first.Int64) // only retries, not yet due
-	}
+	if first, err := intColumn(earliest); err == nil && first > now {
+		return false, false, time.UnixMilli(first) // only retries, not yet due
+	} // else due, or unreadable: the claim reads the row (columns.go)
 	// On PostgreSQL the pass runs in a transaction that holds the claimed
 	// rows locked (FOR UPDATE SKIP LOCKED) and deletes the delivered ones
 	// before it commits; on SQLite it reads, and the reaper deletes.
@@ -287,15 +288,27 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 	}
 	defer rs.Close()
 	var rows []row
+	var unaddressable []string
 	for rs.Next() {
-		var r row
-		if err := rs.Scan(&r.seq, &r.id, &r.name, &r.payload, &r.attempts, &r.nextAt, &r.heldFor, &r.handled); err != nil {
+		var v [claimColumns]any // converted by rowFrom: a bad value is that row's error alone
+		if err := rs.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]); err != nil {
 			return nil, err
+		}
+		r, err := rowFrom(&v)
+		if err != nil {
+			unaddressable = append(unaddressable, err.Error())
+			continue
 		}
 		rows = append(rows, r)
 	}
 	if err := rs.Err(); err != nil {
 		return nil, err
+	}
+	if unaddressable != nil {
+		// Rows the relay cannot even name: skipped (the rows behind them
+		// go on), and reported, once per pass.
+		o.stats.decodeErrors.Add(uint64(len(unaddressable)))
+		o.o.onError(fmt.Errorf("outbox: %w: %d row(s) of %s skipped: %s", ErrDecode, len(unaddressable), o.o.table, strings.Join(unaddressable, "; ")))
 	}
 	slices.SortFunc(rows, func(a, b row) int { return int(min(max(a.seq-b.seq, -1), 1)) })
 	return rows, nil
@@ -484,7 +497,7 @@ func (o *Outbox[T]) attempt(r row, data T, ls []*eventbus.Listener, blocked map[
 				continue
 			}
 			ordered = ordered || l.Ordered()
-			err := o.m.EmitSyncTo(ctx, l, r.name, data)
+			err := o.emitTo(ctx, l, r.name, data)
 			le, isFailure := err.(*eventbus.ListenerError) // EmitSyncTo returns it as it is
 			switch {
 			case err == nil:
@@ -519,6 +532,27 @@ func (o *Outbox[T]) attempt(r row, data T, ls []*eventbus.Listener, blocked map[
 		}
 	}
 	return out
+}
+
+// emitTo is EmitSyncTo on a goroutine of its own, which the relay waits
+// for: a listener that calls runtime.Goexit (t.FailNow in a test's
+// listener) ends that goroutine instead of the relay, and the attempt fails
+// with ErrListenerExited. (About a microsecond, against the milliseconds of
+// a pass's database work.)
+func (o *Outbox[T]) emitTo(ctx context.Context, l *eventbus.Listener, name string, data T) error {
+	var err error
+	returned := false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err = o.m.EmitSyncTo(ctx, l, name, data)
+		returned = true
+	}()
+	<-done
+	if !returned {
+		return &eventbus.ListenerError{Event: name, Data: data, Listener: l.Name(), Pattern: l.Pattern(), Attempts: 1, Err: ErrListenerExited, Handle: l}
+	}
+	return err
 }
 
 // record writes the outcome of a row's attempt that left something to do or

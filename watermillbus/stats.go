@@ -4,7 +4,11 @@ import "sync/atomic"
 
 // Stats is a snapshot of a PubSub's counters. Counters only grow. Acks and
 // nacks are counted by the subscription's listener once it sees them, so
-// right after Ack returns the count may lag; after Close it is exact.
+// right after Ack returns the count may lag; after Close it is exact for
+// every ack or nack made while the message's subscription was open. An Ack
+// made after its subscription ended (its context cancelled, or Close)
+// still returns true, as a watermill message's Ack does once, but is not
+// counted: nobody was waiting for it.
 // Counters are read one by one, so a snapshot taken while messages flow
 // may be off by the messages in flight between two of them.
 type Stats struct {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -161,7 +162,7 @@ func FuzzRowColumns(f *testing.F) {
 	f.Add(uint32(0x5555_5555), int64(1), "o.c", []byte(`{}`), 1.5)
 	f.Add(uint32(0), int64(-1), "", []byte(nil), 0.0)
 	f.Add(uint32(0xaaaa_aaaa), int64(1<<40), "many", []byte("7"), 1e300)
-	f.Add(uint32(0xffff_ffff), int64(0), " 12 ", []byte{0xff, 0}, -0.0)
+	f.Add(uint32(0xffff_ffff), int64(0), " 12 ", []byte{0xff, 0}, math.Copysign(0, -1))
 	f.Fuzz(func(t *testing.T, kinds uint32, n int64, s string, b []byte, x float64) {
 		var v [claimColumns]any
 		for i := range v {

@@ -97,6 +97,10 @@ func (s *Scheduler[E, C]) run(h *hand[E, C]) {
 			// Observer, after account) ran runtime.Goexit: the worker
 			// leaves the pool as if it had returned.
 			s.mu.Lock()
+			if h.stalled {
+				h.stalled = false
+				s.stalled--
+			}
 			s.leave(h)
 			if s.ready.len() > 0 {
 				s.wake()

@@ -1226,12 +1226,15 @@ func (o *lostObserver) Lost(_ context.Context, _ eventbus.Delivery, oc eventbus.
 // second case, the Observer's Lost for the rest) calls runtime.Goexit. The
 // nine not started are abandoned (and, but for the Lost that ends its
 // goroutine, each is told to the Observer's Lost); the worker leaves the
-// pool, so a second Close returns.
+// pool, so a second Close returns. In the third case the worker has been
+// declared stalled (another listener's event ran on a replacement) when its
+// goroutine ends: it gives its stalled count back as it leaves.
 func TestGoexitAfterCloseGaveUpTellsLostAndLeaves(t *testing.T) {
-	for _, where := range []string{"handler", "observer's Lost"} {
+	const stalledCase = "observer's Lost on a stalled worker"
+	for _, where := range []string{"handler", "observer's Lost", stalledCase} {
 		t.Run(where, func(t *testing.T) {
 			obs := &lostObserver{}
-			if where == "observer's Lost" {
+			if where != "handler" {
 				obs.onLost = runtime.Goexit
 			}
 			m := eventbus.New[int](eventbus.WithWorkers(1), eventbus.WithObserver(obs), eventbus.WithErrorHandler(func(error) {}))
@@ -1261,6 +1264,17 @@ func TestGoexitAfterCloseGaveUpTellsLostAndLeaves(t *testing.T) {
 			}
 			close(unplug)
 			<-entered
+			if where == stalledCase {
+				ran := make(chan struct{})
+				_, err = m.RegisterListener("other", func(context.Context, eventbus.Event[int]) error {
+					close(ran)
+					return nil
+				})
+				require.NoError(t, err)
+				require.NoError(t, m.Emit(context.Background(), "other", 0))
+				<-ran // on a replacement: the one worker, held by the batch, was declared stalled
+				require.Equal(t, 1, m.Stats().Stalled)
+			}
 			gaveUp, cancel := context.WithCancel(context.Background())
 			cancel()
 			require.ErrorIs(t, m.Close(gaveUp), context.Canceled)
@@ -1270,6 +1284,7 @@ func TestGoexitAfterCloseGaveUpTellsLostAndLeaves(t *testing.T) {
 			require.NoError(t, m.Close(ctx), "the worker left the pool")
 			s := m.Stats()
 			assert.Zero(t, s.Workers)
+			assert.Zero(t, s.Stalled, "no worker left, none stalled")
 			assert.Equal(t, uint64(9), s.Abandoned)
 			if where == "handler" {
 				assert.Equal(t, int32(9), obs.abandoned.Load(), "each abandoned delivery told to Lost")

@@ -41,7 +41,10 @@ type EventManager[T any] struct {
 
 	pool  *sched.Scheduler[Event[T], nameCtx] // Emit's deliveries (pool.go); its closed flag is the manager's
 	sync  tallies                             // EmitSync's failures and refusals, and emits that matched nothing
-	calls callTally                           // EmitSync calls that ran, and their deliveries
+	calls callTally                           // EmitSync calls that ran, and their deliveries, but for sole ones
+	// soleGone counts the sole deliveries (see cSole) of listeners that
+	// have left live; those of listeners in live are in their tallies.
+	soleGone atomic.Uint64
 }
 
 // New returns an EventManager configured by opts; see WithWorkers,
@@ -161,6 +164,10 @@ func (m *EventManager[T]) runSync(ctx context.Context, name string, rt *route[T]
 	c.ctx, c.all = ctx, rt.all
 	c.ev.Name, c.ev.Data = name, data
 	if c.callAll(bg) {
+		if len(c.all) == 1 {
+			m.soleDelivered(c.all[0].l)
+			return nil
+		}
 		// The call and its deliveries in one atomic add (see Stats).
 		m.calls.add(uint64(len(c.all)))
 		return nil
@@ -180,7 +187,8 @@ type syncCall[T any] struct {
 }
 
 // callAll calls the listeners from all[i] on, in order, counting each
-// delivery, while they deliver, and reports whether all of them did;
+// delivery (but that of a sole listener: see soleDelivered), while they
+// deliver, and reports whether all of them did;
 // otherwise all[i] is the one that did not, with its outcome and error in
 // c. A plain listener's handler is called directly (bg says that ctx is
 // context.Background()); a Once, observed or unregistered one goes through
@@ -214,7 +222,9 @@ func (c *syncCall[T]) callAll(bg bool) (all bool) {
 				return false
 			}
 		}
-		e.l.counts.add(cDelivered, 1)
+		if len(c.all) > 1 { // one listener: runSync counts the call and its delivery at once
+			e.l.counts.add(cDelivered, 1)
+		}
 	}
 	return true
 }
@@ -511,12 +521,17 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 }
 
 // Stats returns a snapshot of the EventManager's counters; see Stats for
-// how they add up.
+// how they add up. It takes the registry's lock for reading and reads a
+// counter of each registered listener, so its cost grows with their number:
+// it suits metrics collection, not every emit.
 func (m *EventManager[T]) Stats() Stats {
 	s := poolStats(m.pool.Stats())
 	// EmitSync's counts: each only grows, and Matched is their sum, so that
 	// every counter only grows and the identity holds in every snapshot.
 	calls, delivered := m.calls.sum()
+	sole := m.soleSum() // a call and its delivery each
+	calls += sole
+	delivered += sole
 	c, rejected := m.sync.sum()
 	s.Emitted += c.emitted + calls
 	s.Delivered += delivered

@@ -22,6 +22,11 @@ type Listener struct {
 	fired    atomic.Bool // Once: the one delivery has started
 	owner    owner       // the entry, which knows its EventManager
 	counts   tallies
+	// soleOut is set once the listener has left EventManager.live, and
+	// soleMoved counts the sole deliveries moved to soleGone since (see
+	// soleDelivered).
+	soleOut   atomic.Bool
+	soleMoved atomic.Uint64
 }
 
 // Pattern returns the pattern the listener was registered with.
@@ -98,7 +103,7 @@ type owner interface {
 func (l *Listener) Stats() ListenerStats {
 	c, _ := l.counts.sum()
 	return ListenerStats{
-		Delivered: c.delivered,
+		Delivered: c.delivered + c.emitted, // cSole: see soleDelivered
 		Failed:    c.failed,
 		Panicked:  c.panicked,
 		Skipped:   c.skipped,

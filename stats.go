@@ -93,6 +93,11 @@ const (
 	cRejected
 	cDropped
 	_counters
+
+	// cSole, in a Listener's tallies (which count no emits), counts the
+	// EmitSync calls that delivered to it as their one listener: see
+	// soleDelivered.
+	cSole = cEmitted
 )
 
 const (
@@ -123,6 +128,17 @@ func (t *tallies) addStriped(i counter, n uint64) {
 	var probe byte                                                        // goroutine stacks are separate, so its address tells goroutines apart
 	h := uint64(uintptr(unsafe.Pointer(&probe))>>10) * 0x9E3779B97F4A7C15 // Fibonacci hashing
 	s[h>>(64-_stripeBits)].n[i].Add(n)
+}
+
+// read returns counter i.
+func (t *tallies) read(i counter) uint64 {
+	n := t.base.n[i].Load()
+	if s := t.striped.Load(); s != nil {
+		for j := range s {
+			n += s[j].n[i].Load()
+		}
+	}
+	return n
 }
 
 // addFailures counts what became of the deliveries of an EmitSync call
@@ -158,8 +174,10 @@ func (t *tallies) sum() (c counters, rejected uint64) {
 	return c, n[cRejected]
 }
 
-// callTally counts EmitSync calls and their delivered deliveries with one
-// atomic add per call, where two counters would take two: each stripe holds
+// callTally counts EmitSync calls and their delivered deliveries (but
+// for calls with one listener, which the listener counts: see
+// soleDelivered) with one atomic add per call, where two counters would
+// take two: each stripe holds
 // both in one word, calls in the high half and delivered deliveries in the
 // low half, and a stripe is folded into the wide counters by the add that
 // takes either half past 2³¹, long before it could carry into the other. A
@@ -238,4 +256,63 @@ func (t *callTally) sum() (calls, delivered uint64) {
 		}
 		runtime.Gosched()
 	}
+}
+
+// Sole deliveries. An EmitSync call whose name has one listener, and which
+// that listener delivered, is counted with one atomic add, where the
+// listener's counter and the call tally would take two: on the listener's
+// cSole counter, which counts the call (Stats.Emitted), its delivery
+// (Stats.Matched and Delivered) and the listener's delivery
+// (ListenerStats.Delivered) at once. Stats adds up cSole over the
+// listeners in EventManager.live and, for the listeners that left it,
+// soleGone.
+//
+// A listener leaves live in remove, with mu held, which then sets
+// Listener.soleOut and moves its count to soleGone (settleSole). An
+// EmitSync call still running on a route that held the listener may count
+// a sole delivery after that: it adds first and loads soleOut after, and
+// if soleOut is set it moves the count itself. Since remove stores soleOut
+// before it reads the count, and these are sequentially consistent atomics,
+// either remove's read sees the add, or the call sees soleOut: every add
+// reaches soleGone. Moves take turns on Listener.soleMoved (a
+// compare-and-swap), so none is moved twice.
+//
+// Invariants, with mu held for reading: no listener in live has soleOut
+// set or anything moved; soleGone only grows. So soleSum only grows: a
+// count in a listener of live when read stays in it or, moved by remove
+// under mu, is in soleGone at the next read.
+
+// soleDelivered counts an EmitSync call that delivered to l, its one
+// listener.
+func (m *EventManager[T]) soleDelivered(l *Listener) {
+	l.counts.add(cSole, 1)
+	if l.soleOut.Load() {
+		m.settleSole(l)
+	}
+}
+
+// settleSole moves l's sole deliveries not yet moved to soleGone; l has
+// left live.
+func (m *EventManager[T]) settleSole(l *Listener) {
+	for {
+		moved, n := l.soleMoved.Load(), l.counts.read(cSole)
+		if n <= moved {
+			return
+		}
+		if l.soleMoved.CompareAndSwap(moved, n) {
+			m.soleGone.Add(n - moved)
+			return
+		}
+	}
+}
+
+// soleSum returns the sole deliveries of every listener m has had.
+func (m *EventManager[T]) soleSum() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := m.soleGone.Load()
+	for e := m.live.first; e != nil; e = e.next {
+		n += e.l.counts.read(cSole)
+	}
+	return n
 }

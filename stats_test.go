@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/eventbus-go/eventbus"
@@ -77,4 +78,119 @@ func TestStatsNeverGoDownAndAlwaysAddUp(t *testing.T) {
 	assert.Equal(t, uint64(emitters*perEmitter), s.Failed)
 	assert.Equal(t, uint64(emitters*perEmitter), s.Panicked)
 	t.Logf("%d snapshots", snapshots)
+}
+
+// An EmitSync call to a name with one listener counts the call and its
+// delivery with one add on the listener (see soleDelivered in stats.go).
+// Here the handler unregisters its own listener, so that the call counts its
+// delivery after the listener has left the registry: it must still reach
+// Stats, exactly once, and the listener's own count.
+func TestSoleDeliveryCountedAfterItsListenerLeft(t *testing.T) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	const rounds, callsEach = 50, 5
+	var handled atomic.Uint64
+	for r := range rounds {
+		var l *eventbus.Listener
+		var n uint64
+		l, err := m.RegisterListener("one", func(context.Context, eventbus.Event[int]) error {
+			handled.Add(1)
+			if n++; n == callsEach {
+				l.Unregister() // from its own handler: the count comes after
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		for range callsEach {
+			require.NoError(t, m.EmitSync(context.Background(), "one", r))
+		}
+		require.NoError(t, m.EmitSync(context.Background(), "one", r), "no listener left: matches nothing")
+		assert.Equal(t, uint64(callsEach), l.Stats().Delivered, "round %d: the listener's own count", r)
+		s := m.Stats()
+		assert.Equal(t, handled.Load(), s.Delivered, "round %d", r)
+		assert.Equal(t, handled.Load(), s.Matched, "round %d", r)
+		assert.Equal(t, uint64((r+1)*(callsEach+1)), s.Emitted, "round %d", r)
+	}
+}
+
+// Emitters call EmitSync on names of one listener while those listeners
+// come and go, and a reader takes snapshots: every snapshot adds up and no
+// counter goes down, and at the end Stats and each listener count every
+// delivery its handler made, once.
+func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	const emitters, rounds = 3, 100
+	type reg struct {
+		l       *eventbus.Listener
+		handled *atomic.Uint64
+	}
+	var (
+		all     []reg
+		handled atomic.Uint64
+		calls   atomic.Uint64
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	for range emitters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := m.EmitSync(context.Background(), "churn", i); err == nil {
+					calls.Add(1)
+				}
+			}
+		}()
+	}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		var prev eventbus.Stats
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := m.Stats()
+			if s.Matched != s.Delivered+s.Failed+s.Panicked+s.Skipped+s.Dropped+s.Abandoned+uint64(s.Queued)+uint64(s.Running) ||
+				s.Emitted < prev.Emitted || s.Matched < prev.Matched || s.Delivered < prev.Delivered {
+				t.Errorf("snapshot %+v after %+v", s, prev)
+				return
+			}
+			prev = s
+		}
+	}()
+	for range rounds {
+		mine := new(atomic.Uint64)
+		entered := make(chan struct{})
+		var once sync.Once
+		l, err := m.RegisterListener("churn", func(context.Context, eventbus.Event[int]) error {
+			mine.Add(1)
+			handled.Add(1)
+			once.Do(func() { close(entered) })
+			return nil
+		})
+		require.NoError(t, err)
+		<-entered // emitters are calling it
+		l.Unregister()
+		all = append(all, reg{l, mine})
+	}
+	close(stop)
+	wg.Wait()
+	<-readerDone
+	s := m.Stats()
+	assert.Equal(t, calls.Load(), s.Emitted)
+	assert.Equal(t, handled.Load(), s.Delivered, "every delivery counted once")
+	assert.Equal(t, s.Delivered+s.Skipped, s.Matched, "calls that found their listener unregistered skip it")
+	for i, r := range all {
+		assert.Equal(t, r.handled.Load(), r.l.Stats().Delivered, "listener %d", i)
+	}
+	t.Logf("%d calls, %d deliveries, %d skipped", calls.Load(), handled.Load(), s.Skipped)
 }

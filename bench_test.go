@@ -389,6 +389,38 @@ func benchCount(b *testing.B, m *eventbus.EventManager[int], name string, want i
 	}
 }
 
+// The cost of a Stats snapshot, with 1 and 10,000 listeners registered,
+// and with 10,000 that have each been the one listener of an EmitSync call:
+// Stats reads a counter of each of those (see EventManager.Stats).
+func BenchmarkStats(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		n    int
+		sync bool
+	}{{"1", 1, false}, {"10000", 10_000, false}, {"10000sync", 10_000, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			n := c.n
+			m := eventbus.New[int]()
+			defer m.Close(context.Background())
+			for i := range n {
+				benchRegister(b, m, "svc"+strconv.Itoa(i))
+				if c.sync {
+					if err := m.EmitSync(context.Background(), "svc"+strconv.Itoa(i), i); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if m.Stats().Listeners != n {
+					b.Fatalf("Stats().Listeners != %d", n)
+				}
+			}
+		})
+	}
+}
+
 // Typed topics (issue 11). The payload is a pointer, as the targets are
 // stated for pointers; payloadValue shows what boxing a value costs.
 type payload struct{ n int }

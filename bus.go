@@ -42,8 +42,9 @@ type EventManager[T any] struct {
 	pool  *sched.Scheduler[Event[T], nameCtx] // Emit's deliveries (pool.go); its closed flag is the manager's
 	sync  tallies                             // EmitSync's failures and refusals, and emits that matched nothing
 	calls callTally                           // EmitSync calls that ran, and their deliveries, but for sole ones
-	// soleGone counts the sole deliveries (see cSole) of listeners that
-	// have left live; those of listeners in live are in their tallies.
+	// Sole deliveries (sole.go): the listeners that have had one, guarded
+	// by mu, and the count of those unregistered since.
+	soles    []*Listener
 	soleGone atomic.Uint64
 }
 
@@ -521,9 +522,11 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 }
 
 // Stats returns a snapshot of the EventManager's counters; see Stats for
-// how they add up. It takes the registry's lock for reading and reads a
-// counter of each registered listener, so its cost grows with their number:
-// it suits metrics collection, not every emit.
+// how they add up. It takes the registry's lock for reading, and reads a
+// counter of each registered listener that has been the one listener of an
+// EmitSync call (which counts such a call with one atomic add, on the
+// listener): about 0.1 µs, plus about 3 ns per such listener (31 µs with
+// 10,000; BenchmarkStats). It suits metrics collection, not every emit.
 func (m *EventManager[T]) Stats() Stats {
 	s := poolStats(m.pool.Stats())
 	// EmitSync's counts: each only grows, and Matched is their sum, so that

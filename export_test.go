@@ -30,3 +30,6 @@ func GoroutineID() uint64 { return sched.GoroutineID() }
 func WithIdleAfter(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.idleAfter = d })
 }
+
+// CheckSoles checks the invariants of the sole-delivery counts (sole.go).
+func CheckSoles[T any](m *EventManager[T]) error { return m.checkSoles() }

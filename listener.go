@@ -22,10 +22,12 @@ type Listener struct {
 	fired    atomic.Bool // Once: the one delivery has started
 	owner    owner       // the entry, which knows its EventManager
 	counts   tallies
-	// soleOut is set once the listener has left EventManager.live, and
-	// soleMoved counts the sole deliveries moved to soleGone since (see
-	// soleDelivered).
-	soleOut   atomic.Bool
+	// Sole deliveries (sole.go): sole is soleUnseen, soleListed or
+	// soleOut; soleIdx is its index in EventManager.soles while listed
+	// (guarded by EventManager.mu); soleMoved counts those moved to
+	// soleGone once out.
+	sole      atomic.Uint32
+	soleIdx   int
 	soleMoved atomic.Uint64
 }
 

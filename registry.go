@@ -75,7 +75,6 @@ func (m *EventManager[T]) remove(e *entry[T]) {
 	defer m.mu.Unlock()
 	m.reg.Update(e.pattern, func(list []*entry[T]) []*entry[T] { return registry.DeleteCopy(list, e) })
 	m.live.remove(e)
-	e.l.soleOut.Store(true) // before its count is read: see soleDelivered
-	m.settleSole(e.l)
+	m.soleLeave(e.l)
 	m.listeners.Add(-1)
 }

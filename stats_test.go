@@ -113,14 +113,16 @@ func TestSoleDeliveryCountedAfterItsListenerLeft(t *testing.T) {
 	}
 }
 
-// Emitters call EmitSync on names of one listener while those listeners
-// come and go, and a reader takes snapshots: every snapshot adds up and no
-// counter goes down, and at the end Stats and each listener count every
-// delivery its handler made, once.
+// Emitters call EmitSync on three names of one listener each while those
+// listeners come and go (unregistered in varying order), and a reader takes
+// snapshots: every snapshot adds up, no counter goes down and the
+// sole-count invariants hold (CheckSoles), and at the end Stats and each
+// listener count every delivery its handler made, once.
 func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
+	churnNames := []string{"churn.a", "churn.b", "churn.c"}
 	m := eventbus.New[int]()
 	defer m.Close(context.Background())
-	const emitters, rounds = 3, 100
+	const emitters, rounds = 3, 30
 	type reg struct {
 		l       *eventbus.Listener
 		handled *atomic.Uint64
@@ -142,7 +144,7 @@ func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
 					return
 				default:
 				}
-				if err := m.EmitSync(context.Background(), "churn", i); err == nil {
+				if err := m.EmitSync(context.Background(), churnNames[i%len(churnNames)], i); err == nil {
 					calls.Add(1)
 				}
 			}
@@ -158,6 +160,10 @@ func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
 				return
 			default:
 			}
+			if err := eventbus.CheckSoles(m); err != nil {
+				t.Error(err)
+				return
+			}
 			s := m.Stats()
 			if s.Matched != s.Delivered+s.Failed+s.Panicked+s.Skipped+s.Dropped+s.Abandoned+uint64(s.Queued)+uint64(s.Running) ||
 				s.Emitted < prev.Emitted || s.Matched < prev.Matched || s.Delivered < prev.Delivered {
@@ -167,24 +173,33 @@ func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
 			prev = s
 		}
 	}()
-	for range rounds {
-		mine := new(atomic.Uint64)
-		entered := make(chan struct{})
-		var once sync.Once
-		l, err := m.RegisterListener("churn", func(context.Context, eventbus.Event[int]) error {
-			mine.Add(1)
-			handled.Add(1)
-			once.Do(func() { close(entered) })
-			return nil
-		})
-		require.NoError(t, err)
-		<-entered // emitters are calling it
-		l.Unregister()
-		all = append(all, reg{l, mine})
+	for r := range rounds {
+		var round []reg
+		for _, name := range churnNames {
+			mine := new(atomic.Uint64)
+			entered := make(chan struct{})
+			var once sync.Once
+			l, err := m.RegisterListener(name, func(context.Context, eventbus.Event[int]) error {
+				mine.Add(1)
+				handled.Add(1)
+				once.Do(func() { close(entered) })
+				return nil
+			})
+			require.NoError(t, err)
+			<-entered // emitters are calling it
+			round = append(round, reg{l, mine})
+		}
+		// Unregistered in an order that varies, so that each place in the
+		// listeners Stats reads is taken out.
+		for i := range round {
+			round[(i+r)%len(round)].l.Unregister()
+		}
+		all = append(all, round...)
 	}
 	close(stop)
 	wg.Wait()
 	<-readerDone
+	require.NoError(t, eventbus.CheckSoles(m))
 	s := m.Stats()
 	assert.Equal(t, calls.Load(), s.Emitted)
 	assert.Equal(t, handled.Load(), s.Delivered, "every delivery counted once")

@@ -42,8 +42,8 @@ type EventManager[T any] struct {
 	pool  *sched.Scheduler[Event[T], nameCtx] // Emit's deliveries (pool.go); its closed flag is the manager's
 	sync  tallies                             // EmitSync's failures and refusals, and emits that matched nothing
 	calls callTally                           // EmitSync calls that ran, and their deliveries, but for sole ones
-	// Sole deliveries (sole.go): the listeners that have had one, guarded
-	// by mu, and the count of those unregistered since.
+	// Sole deliveries (sole.go): every registered listener, guarded by mu,
+	// and the count of those unregistered since.
 	soles    []*Listener
 	soleGone atomic.Uint64
 }
@@ -523,10 +523,10 @@ func (m *EventManager[T]) Close(ctx context.Context) error {
 
 // Stats returns a snapshot of the EventManager's counters; see Stats for
 // how they add up. It takes the registry's lock for reading, and reads a
-// counter of each registered listener that has been the one listener of an
-// EmitSync call (which counts such a call with one atomic add, on the
-// listener): about 0.1 µs, plus about 3 ns per such listener (31 µs with
-// 10,000; BenchmarkStats). It suits metrics collection, not every emit.
+// counter of each registered listener (where EmitSync counts a call to a
+// name with one listener with one atomic add): about 0.1 µs, plus about
+// 3 ns per listener (31 µs with 10,000; BenchmarkStats). It suits metrics
+// collection, not every emit.
 func (m *EventManager[T]) Stats() Stats {
 	s := poolStats(m.pool.Stats())
 	// EmitSync's counts: each only grows, and Matched is their sum, so that

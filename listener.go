@@ -22,12 +22,12 @@ type Listener struct {
 	fired    atomic.Bool // Once: the one delivery has started
 	owner    owner       // the entry, which knows its EventManager
 	counts   tallies
-	// Sole deliveries (sole.go): sole is soleUnseen, soleListed or
-	// soleOut; soleIdx is its index in EventManager.soles while listed
-	// (guarded by EventManager.mu); soleMoved counts those moved to
-	// soleGone once out.
-	sole      atomic.Uint32
+	// Sole deliveries (sole.go): soleIdx is its index in
+	// EventManager.soles while registered (guarded by EventManager.mu);
+	// soleOut is set once it is unregistered, and soleMoved counts those
+	// moved to soleGone since.
 	soleIdx   int
+	soleOut   atomic.Bool
 	soleMoved atomic.Uint64
 }
 
@@ -206,6 +206,7 @@ func (m *EventManager[T]) register(pattern string, h Handler[T], cfg *listenerCo
 	}
 	m.reg.Update(e.pattern, func(list []*entry[T]) []*entry[T] { return registry.AppendCopy(list, e) })
 	m.live.add(e)
+	m.soleJoin(l)
 	m.listeners.Add(1)
 	m.version.Add(1) // after the change is published; see Topic.rebind
 	return l, nil

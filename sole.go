@@ -10,76 +10,56 @@ import "fmt"
 // (ListenerStats.Delivered) at once. This is EmitSync's commonest call, and
 // an atomic add is most of what it costs beyond the handler.
 //
-// Stats adds up cSole over EventManager.soles, the listeners that have had
-// a sole delivery and are still registered, and soleGone, which holds the
-// counts of those that left. A listener's Listener.sole state goes
-// soleUnseen → soleListed (its first sole delivery puts it in soles, with
-// mu held) → soleOut (remove, with mu held, takes it out of soles, sets
-// soleOut and moves its count to soleGone: settleSole); or soleUnseen →
-// soleOut, for one unregistered before any sole delivery.
+// Stats adds up cSole over EventManager.soles, every registered listener
+// (a slice, unordered, so that the sum reads no more than a line or two per
+// listener), and soleGone, which holds the counts of the listeners
+// unregistered since. RegisterListener appends the listener to soles, and
+// remove takes it out, with mu held; remove then sets Listener.soleOut and
+// moves its count to soleGone (settleSole).
 //
 // An EmitSync call still running on a route that held the listener may
-// count a sole delivery after remove: it adds first and loads the state
-// after, and if it finds soleOut it moves the count itself. remove stores
-// soleOut before it reads the count; these being sequentially consistent
-// atomics, either remove's read sees the add, or the call sees soleOut, so
-// every add reaches soleGone. Moves take turns on Listener.soleMoved (a
+// count a sole delivery after remove: it adds first and loads soleOut
+// after, and if it is set it moves the count itself. remove stores soleOut
+// before it reads the count; these being sequentially consistent atomics,
+// either remove's read sees the add, or the call sees soleOut, so every add
+// reaches soleGone. Moves take turns on Listener.soleMoved (a
 // compare-and-swap), so none is moved twice.
 //
 // Invariants, with mu held (for reading at least): each listener in soles
-// is soleListed, at its soleIdx, and has had nothing moved; soleGone only
-// grows. So soleSum only grows: a count it read in a listener of soles stays
-// there or, moved by remove with mu held, is in soleGone at the next read.
-// checkSoles checks them (tests only call it).
-
-// The states of Listener.sole.
-const (
-	soleUnseen uint32 = iota // no sole delivery yet, not in soles
-	soleListed               // in EventManager.soles
-	soleOut                  // unregistered: its count goes to soleGone
-)
+// is at its soleIdx, has soleOut unset and has had nothing moved; soles
+// holds as many listeners as EventManager.listeners counts; soleGone only
+// grows. So soleSum only grows: a count it read in a listener of soles
+// stays there or, moved by remove with mu held, is in soleGone at the next
+// read. checkSoles checks them (tests only call it).
 
 // soleDelivered counts an EmitSync call that delivered to l, its one
 // listener.
 func (m *EventManager[T]) soleDelivered(l *Listener) {
 	l.counts.add(cSole, 1)
-	if l.sole.Load() != soleListed {
-		m.soleFirstOrOut(l)
-	}
-}
-
-// soleFirstOrOut is soleDelivered for a listener not in soles: it lists
-// one that had no sole delivery before, and settles one unregistered.
-func (m *EventManager[T]) soleFirstOrOut(l *Listener) {
-	if l.sole.Load() == soleUnseen {
-		m.mu.Lock()
-		if l.sole.Load() == soleUnseen { // remove sets soleOut with mu held
-			l.soleIdx = len(m.soles)
-			m.soles = append(m.soles, l)
-			l.sole.Store(soleListed)
-		}
-		m.mu.Unlock()
-	}
-	if l.sole.Load() == soleOut {
+	if l.soleOut.Load() {
 		m.settleSole(l)
 	}
 }
 
-// soleLeave takes l out of soles, with mu held, as its entry leaves the
-// registry, and moves its count to soleGone.
+// soleJoin lists l in soles, with mu held, as it is registered.
+func (m *EventManager[T]) soleJoin(l *Listener) {
+	l.soleIdx = len(m.soles)
+	m.soles = append(m.soles, l)
+}
+
+// soleLeave takes l out of soles, with mu held, as it leaves the registry,
+// and moves its count to soleGone.
 func (m *EventManager[T]) soleLeave(l *Listener) {
-	if l.sole.Load() == soleListed {
-		last := m.soles[len(m.soles)-1]
-		m.soles[l.soleIdx], last.soleIdx = last, l.soleIdx
-		m.soles[len(m.soles)-1] = nil
-		m.soles = m.soles[:len(m.soles)-1]
-	}
-	l.sole.Store(soleOut) // before its count is read
+	last := m.soles[len(m.soles)-1]
+	m.soles[l.soleIdx], last.soleIdx = last, l.soleIdx
+	m.soles[len(m.soles)-1] = nil
+	m.soles = m.soles[:len(m.soles)-1]
+	l.soleOut.Store(true) // before its count is read
 	m.settleSole(l)
 }
 
-// settleSole moves l's sole deliveries not yet moved to soleGone; l is
-// soleOut.
+// settleSole moves l's sole deliveries not yet moved to soleGone; l is out
+// of soles.
 func (m *EventManager[T]) settleSole(l *Listener) {
 	for {
 		moved, n := l.soleMoved.Load(), l.counts.read(cSole)
@@ -108,10 +88,13 @@ func (m *EventManager[T]) soleSum() uint64 {
 func (m *EventManager[T]) checkSoles() error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if int64(len(m.soles)) != m.listeners.Load() {
+		return fmt.Errorf("eventbus: sole invariant: %d listeners in soles, %d registered", len(m.soles), m.listeners.Load())
+	}
 	for i, l := range m.soles {
-		if st := l.sole.Load(); st != soleListed || l.soleIdx != i || l.soleMoved.Load() != 0 {
-			return fmt.Errorf("eventbus: sole invariant: listener %q at %d of soles has state %d, index %d, %d moved",
-				l.name, i, st, l.soleIdx, l.soleMoved.Load())
+		if l.soleIdx != i || l.soleOut.Load() || l.soleMoved.Load() != 0 {
+			return fmt.Errorf("eventbus: sole invariant: listener %q at %d of soles has index %d, out %t, %d moved",
+				l.name, i, l.soleIdx, l.soleOut.Load(), l.soleMoved.Load())
 		}
 	}
 	return nil

@@ -35,7 +35,9 @@ import "fmt"
 // soleDelivered counts an EmitSync call that delivered to l, its one
 // listener.
 func (m *EventManager[T]) soleDelivered(l *Listener) {
-	l.counts.add(cSole, 1)
+	if !l.counts.addBase(cSole, 1) { // tallies.add, inlined
+		l.counts.addStriped(cSole, 1)
+	}
 	if l.soleOut.Load() {
 		m.settleSole(l)
 	}

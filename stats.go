@@ -109,13 +109,22 @@ const (
 // stripes pointer, one load and one compare-and-swap. (It is not inlined:
 // the inliner puts its cost at 108, over the budget of 80.)
 func (t *tallies) add(i counter, n uint64) {
-	if t.striped.Load() == nil {
-		x := &t.base.n[i]
-		if old := x.Load(); x.CompareAndSwap(old, old+n) {
-			return
-		}
+	if !t.addBase(i, n) {
+		t.addStriped(i, n)
 	}
-	t.addStriped(i, n)
+}
+
+// addBase adds n to counter i in base and reports true, unless the tallies
+// are striped or another goroutine adds at the same moment. It is small
+// enough to be inlined, where add is not: a caller on a hot path calls it,
+// and addStriped if it fails.
+func (t *tallies) addBase(i counter, n uint64) bool {
+	if t.striped.Load() != nil {
+		return false
+	}
+	x := &t.base.n[i]
+	old := x.Load()
+	return x.CompareAndSwap(old, old+n)
 }
 
 // addStriped adds n to counter i in the stripe of the calling goroutine,

@@ -33,3 +33,19 @@ func WithIdleAfter(d time.Duration) Option {
 
 // CheckSoles checks the invariants of the sole-delivery counts (sole.go).
 func CheckSoles[T any](m *EventManager[T]) error { return m.checkSoles() }
+
+// WithSoleMoveHook calls f each time a listener's sole count moves to the
+// manager's (sole.go), at the moment it moves.
+func WithSoleMoveHook(f func()) Option {
+	return optionFunc(func(o *options) { o.onSoleMove = f })
+}
+
+// RegistryLocked reports whether m's registry lock is held (for writing,
+// or by readers that a writer waits for).
+func RegistryLocked[T any](m *EventManager[T]) bool {
+	if m.mu.TryRLock() {
+		m.mu.RUnlock()
+		return false
+	}
+	return true
+}

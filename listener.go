@@ -23,12 +23,12 @@ type Listener struct {
 	owner    owner       // the entry, which knows its EventManager
 	counts   tallies
 	// Sole deliveries (sole.go): soleIdx is its index in
-	// EventManager.soles while registered (guarded by EventManager.mu);
-	// soleOut is set once it is unregistered, and soleMoved counts those
-	// moved to soleGone since.
+	// EventManager.soles while registered; soleOut is set once it is
+	// unregistered, and soleMoved counts those moved to soleGone since.
+	// soleIdx and soleMoved are guarded by EventManager.mu.
 	soleIdx   int
 	soleOut   atomic.Bool
-	soleMoved atomic.Uint64
+	soleMoved uint64
 }
 
 // Pattern returns the pattern the listener was registered with.

@@ -35,6 +35,7 @@ type options struct {
 	stallAfter      time.Duration
 	idleAfter       time.Duration
 	checkInvariants bool
+	onSoleMove      func() // called as a listener's sole count moves to soleGone (sole.go)
 }
 
 type optionFunc func(*options)

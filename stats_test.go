@@ -209,3 +209,41 @@ func TestSoleDeliveriesCountedExactlyUnderChurn(t *testing.T) {
 	}
 	t.Logf("%d calls, %d deliveries, %d skipped", calls.Load(), handled.Load(), s.Skipped)
 }
+
+// A call whose listener is unregistered while its handler runs moves its
+// sole count to the manager's itself; every such move, and remove's, is
+// made with the registry's lock held, so that no Stats sees a count half
+// moved (taken from the listener and not yet the manager's, which made
+// Delivered go down) and a Stats after the call returns counts it.
+func TestSoleCountsMoveUnderTheRegistryLock(t *testing.T) {
+	var m *eventbus.EventManager[int]
+	var moves, unlocked atomic.Int32
+	m = eventbus.New[int](eventbus.WithSoleMoveHook(func() {
+		moves.Add(1)
+		if !eventbus.RegistryLocked(m) {
+			unlocked.Add(1)
+		}
+	}))
+	defer m.Close(context.Background())
+	entered, gate := make(chan struct{}), make(chan struct{})
+	l, err := m.RegisterListener("x", func(_ context.Context, e eventbus.Event[int]) error {
+		if e.Data == 1 {
+			close(entered)
+			<-gate
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, m.EmitSync(context.Background(), "x", 0))
+	late := make(chan error)
+	go func() { late <- m.EmitSync(context.Background(), "x", 1) }()
+	<-entered
+	l.Unregister() // moves the first call's count
+	close(gate)
+	require.NoError(t, <-late) // the late call moves its own
+	assert.Equal(t, int32(2), moves.Load(), "remove's move and the late call's")
+	assert.Zero(t, unlocked.Load(), "moves made without the registry's lock")
+	assert.Equal(t, uint64(2), m.Stats().Delivered)
+	assert.Equal(t, uint64(2), l.Stats().Delivered)
+	require.NoError(t, eventbus.CheckSoles(m))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,4 +247,32 @@ func TestSoleCountsMoveUnderTheRegistryLock(t *testing.T) {
 	assert.Equal(t, uint64(2), m.Stats().Delivered)
 	assert.Equal(t, uint64(2), l.Stats().Delivered)
 	require.NoError(t, eventbus.CheckSoles(m))
+}
+
+// Many listeners, each called once as the one listener of its name, then
+// most unregistered, in an order that takes each place in the list Stats
+// reads (which gives memory back as it shrinks): their counts stay, once.
+func TestSoleCountsOfManyListenersSurviveUnregister(t *testing.T) {
+	m := eventbus.New[int]()
+	defer m.Close(context.Background())
+	const n, keep = 300, 10
+	ls := make([]*eventbus.Listener, n)
+	for i := range n {
+		name := "many." + strconv.Itoa(i)
+		l, err := m.RegisterListener(name, func(context.Context, eventbus.Event[int]) error { return nil })
+		require.NoError(t, err)
+		ls[i] = l
+		require.NoError(t, m.EmitSync(context.Background(), name, i))
+	}
+	for i := range n - keep {
+		ls[(i*7)%n].Unregister() // 7 and 300 are coprime: each once
+		require.NoError(t, eventbus.CheckSoles(m))
+	}
+	s := m.Stats()
+	assert.Equal(t, uint64(n), s.Delivered)
+	assert.Equal(t, uint64(n), s.Emitted)
+	assert.Equal(t, keep, s.Listeners)
+	for i, l := range ls {
+		assert.Equal(t, uint64(1), l.Stats().Delivered, "listener %d", i)
+	}
 }

@@ -184,15 +184,15 @@ func (t *tallies) sum() (c counters, rejected uint64) {
 	return c, n[cRejected]
 }
 
-// callTally counts EmitSync calls and their delivered deliveries (but
-// for calls with one listener, which the listener counts: see
-// soleDelivered) with one atomic add per call, where two counters would
-// take two: each stripe holds
-// both in one word, calls in the high half and delivered deliveries in the
-// low half, and a stripe is folded into the wide counters by the add that
-// takes either half past 2³¹, long before it could carry into the other. A
-// goroutine adds to the stripe its stack address picks (as tallies do once
-// contended), so emitters on different cores rarely share a line.
+// callTally counts EmitSync calls and their delivered deliveries (but for
+// calls with one listener, which the listener counts: see soleDelivered)
+// with one atomic add per call, where two counters would take two: each
+// stripe holds both in one word, calls in the high half and delivered
+// deliveries in the low half, and a stripe is folded into the wide counters
+// by the add that takes either half past 2³¹, long before it could carry
+// into the other. A goroutine adds to the stripe its stack address picks
+// (as tallies do once contended), so emitters on different cores rarely
+// share a line.
 //
 // A reader sums the wide counters and the stripes. So that it never sees a
 // fold half done (the stripe emptied and the wide counters not yet added

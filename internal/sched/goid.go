@@ -18,7 +18,7 @@ import (
 // which walks the caller's stack (1 µs shallow, tens of µs at call depth 40;
 // see the eventbus's BenchmarkGoroutineID), so it is done only where
 // waiting or a re-entrant call is at stake: when an Accept would otherwise
-// wait for room, when an Accept is made while Close drains the pool
+// wait for room (after yielding: see admit.go), when an Accept is made while Close drains the pool
 // (workers still exist), in Flush, Close and Quiesce, and once per worker
 // start. A refused Accept that may not wait (TryEmit), an Accept after the
 // pool has finished and every Accept that finds room never read it.

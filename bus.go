@@ -300,7 +300,7 @@ func (m *EventManager[T]) refuse(ctx context.Context, name string, err error) er
 // first it returns an error that matches both ErrQueueFull and ctx's error,
 // and nothing is delivered. An Emit made on a worker goroutine, from inside
 // a handler of any EventManager and whatever ctx it passes, never waits: past
-// a reserve of the bound again it returns ErrQueueFull without waiting. Emit fails
+// a reserve of the bound again it returns ErrQueueFull. Emit fails
 // with ErrInvalidName for an invalid name, with ErrTypeMismatch for data not
 // of the type declared for name by NewTopic, and with ErrClosed after Close
 // (except from a handler on this pool during a graceful Close); a name that

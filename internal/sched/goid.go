@@ -14,13 +14,13 @@ import (
 //
 // Workers enlist their goroutine ID in workerGoroutines, the package's one
 // piece of global state: it must span every Scheduler (every EventManager),
-// whatever its type parameters, for the cross-manager case. Reading the ID costs a stack read,
-// which walks the caller's stack (1 µs shallow, tens of µs at call depth 40;
-// see the eventbus's BenchmarkGoroutineID), so it is done only where
-// waiting or a re-entrant call is at stake: when an Accept would otherwise
-// wait for room (after yielding: see admit.go), when an Accept is made while Close drains the pool
-// (workers still exist), in Flush, Close and Quiesce, and once per worker
-// start. A refused Accept that may not wait (TryEmit), an Accept after the
+// whatever its type parameters, for the cross-manager case. Reading the ID
+// costs a stack read, which walks the caller's stack (1 µs shallow, tens of
+// µs at call depth 40; see the eventbus's BenchmarkGoroutineID), so it is
+// done only where waiting or a re-entrant call is at stake: when an Accept
+// would otherwise wait for room (after yielding: see admit.go), when an
+// Accept is made while Close drains the pool (workers still exist), in
+// Flush, Close and Quiesce, and once per worker start. A refused Accept that may not wait (TryEmit), an Accept after the
 // pool has finished and every Accept that finds room never read it.
 
 var (

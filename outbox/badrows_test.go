@@ -90,6 +90,54 @@ func TestRowsWithColumnsOfAnotherTypeBlockNothing(t *testing.T) {
 	}
 }
 
+// A row whose seq cannot be read as an integer (text, a fraction or NULL:
+// a SQLite table made by hand, where a column holds any type) cannot be
+// addressed: the relay skips it and reports it at each pass, the rows
+// behind it are delivered, and Flush returns once they are. (Flush read
+// MAX(seq) into an integer: text sorts above numbers in SQLite, so every
+// Flush failed while such a row was in the table; and a NULL seq was never
+// claimed, so never reported.)
+func TestRowsWithUnreadableSeqBlockNeitherRelayNorFlush(t *testing.T) {
+	db := openSQLite(t)
+	ctx := testCtx(t)
+	for _, q := range []string{
+		`CREATE TABLE eventbus_outbox (seq INTEGER, id TEXT NOT NULL, name TEXT NOT NULL, payload BLOB NOT NULL,
+			state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,
+			held_for TEXT NOT NULL DEFAULT '', last_error TEXT NOT NULL DEFAULT '', handled TEXT NOT NULL DEFAULT '')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (1, 'a', 'o.c', '{"id":1}')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES ('x', 'text', 'o.c', '{"id":91}')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (NULL, 'null', 'o.c', '{"id":92}')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (2.5, 'fraction', 'o.c', '{"id":93}')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (3, 'b', 'o.c', '{"id":3}')`,
+	} {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+	reported := make(chan error, 64)
+	m := eventbus.New[order]()
+	var r recorder[order]
+	listen(t, m, ">", &r)
+	ob := newOutbox(t, db, m, append(fast, outbox.WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default: // one report a pass: the first ones are enough
+		}
+	}))...)
+	require.NoError(t, ob.Flush(ctx), "Flush returns once every row it can address is delivered")
+	assert.ElementsMatch(t, []order{{ID: 1}, {ID: 3}}, r.data(), "the rows behind the unreadable ones are delivered")
+	require.NoError(t, ob.Flush(ctx), "and again, with the unreadable rows still in the table")
+	var err error
+	select {
+	case err = <-reported:
+	default:
+		t.Fatal("the unreadable rows were not reported")
+	}
+	assert.ErrorIs(t, err, outbox.ErrDecode)
+	assert.Contains(t, err.Error(), "3 row(s)", "text, NULL and the fraction")
+	assert.GreaterOrEqual(t, ob.Stats().DecodeErrors, uint64(3))
+	t.Log(err)
+}
+
 // A listener that calls runtime.Goexit (t.FailNow, or a failing require, in
 // a test's listener) fails that attempt, as a panic would: the event is
 // attempted again, the relay goes on with the next one, and Flush and Close

@@ -50,8 +50,16 @@ func newQueries(postgres bool, t string) queries {
 		// waiting for a retry included, so that the mark never passes a
 		// pending row: every row up to it is delivered, or dead. (SQLite
 		// commits in seq order, so no row can appear below it later.)
+		// A SQLite column holds any type: a row whose seq is text, a
+		// fraction or NULL (a table made by hand) cannot be addressed. It
+		// is claimed too, last, so that the relay reports it at each pass
+		// (text sorts after numbers; NULLS LAST puts NULL after both);
+		// Flush looks at whole numbers only, and waits for no such row.
 		q.claim = fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for, handled FROM %s "+
-			"WHERE state = 0 AND seq > %s ORDER BY seq LIMIT %s", t, ph(2), ph(1))
+			"WHERE state = 0 AND (seq > %s OR seq IS NULL) ORDER BY seq NULLS LAST LIMIT %s", t, ph(2), ph(1))
+		q.maxSeq = fmt.Sprintf("SELECT COALESCE(MAX(CAST(seq AS INTEGER)), 0) FROM %s WHERE typeof(seq) IN ('integer', 'real')", t)
+		q.pending = fmt.Sprintf("SELECT seq FROM %s WHERE state = 0 AND typeof(seq) IN ('integer', 'real') AND seq <= %s ORDER BY seq LIMIT %d",
+			t, ph(1), flushWindow)
 	}
 	if postgres {
 		// Locked until the relay's transaction ends: other relays skip

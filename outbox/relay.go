@@ -308,7 +308,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 		// Rows the relay cannot even name: skipped (the rows behind them
 		// go on), and reported, once per pass.
 		o.stats.decodeErrors.Add(uint64(len(unaddressable)))
-		o.o.onError(fmt.Errorf("outbox: %w: %d row(s) of %s skipped: %s", ErrDecode, len(unaddressable), o.o.table, strings.Join(unaddressable, "; ")))
+		o.o.onError(fmt.Errorf("%w: %d row(s) of %s skipped: %s", ErrDecode, len(unaddressable), o.o.table, strings.Join(unaddressable, "; ")))
 	}
 	slices.SortFunc(rows, func(a, b row) int { return int(min(max(a.seq-b.seq, -1), 1)) })
 	return rows, nil

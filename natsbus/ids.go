@@ -1,8 +1,13 @@
 package natsbus
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nuid"
 )
@@ -10,27 +15,40 @@ import (
 const (
 	_idDigits    = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	_idPrefixLen = 12
-	_idRandLen   = 16
-	_idLen       = _idPrefixLen + _idRandLen
+	_idRandLen   = 10
+	_idMACLen    = 6
+	_idLen       = _idPrefixLen + _idRandLen + _idMACLen
 )
 
 // idGen makes the bridge's event IDs: 28 characters of the NUID alphabet, a
-// random 12-character prefix drawn once per bridge followed by 16 characters
-// drawn for each event from crypto/rand (95 bits).
+// random 12-character prefix drawn once per bridge, 10 characters drawn for
+// each event from crypto/rand (59 bits), and a 6-character tag (36 bits):
+// an HMAC-SHA256 of the first 22 characters under a key drawn once per
+// bridge and never sent.
 //
-// The prefix tells the bridge's own messages from others that carry its
-// origin (see ErrForgedOrigin); it is no secret, since every message shows
-// it. The per-event part is what makes the ID, which is also the
-// Nats-Msg-Id, impossible to guess from the IDs seen: before issue 19 it
-// was a counter, and a publisher who stored a message under the bridge's
-// next ID made the stream drop the bridge's own event as a duplicate.
-// It is safe for concurrent use and takes no lock.
+// The prefix and the tag tell the bridge's own messages from others that
+// carry its origin (see ErrForgedOrigin). The prefix is no secret, since
+// every message shows it; the tag is what a forger cannot make: checking
+// the prefix alone let any ID that began with it pass as the bridge's own,
+// skipped instead of refused. An ID someone else made passes with a chance
+// of 62^-6 (about 2e-11) per message, whatever IDs they have seen. The
+// per-event part is what makes the ID, which is also the Nats-Msg-Id,
+// impossible to guess from the IDs seen: before issue 19 it was a counter,
+// and a publisher who stored a message under the bridge's next ID made the
+// stream drop the bridge's own event as a duplicate.
+//
+// It is safe for concurrent use and takes no lock but the pool's.
 type idGen struct {
 	prefix string
+	macs   sync.Pool // of hash.Hash: HMAC-SHA256 under the bridge's key
 }
 
 func newIDGen() *idGen {
-	return &idGen{prefix: nuid.New().Next()[:_idPrefixLen]}
+	var key [32]byte
+	_, _ = rand.Read(key[:]) // never fails (crypto/rand)
+	g := &idGen{prefix: nuid.New().Next()[:_idPrefixLen]}
+	g.macs.New = func() any { return hmac.New(sha256.New, key[:]) }
+	return g
 }
 
 func (g *idGen) next() string {
@@ -38,7 +56,7 @@ func (g *idGen) next() string {
 	copy(buf[:], g.prefix)
 	var rnd [32]byte
 	i, j := _idPrefixLen, len(rnd)
-	for i < _idLen {
+	for i < _idPrefixLen+_idRandLen {
 		if j == len(rnd) {
 			_, _ = rand.Read(rnd[:]) // never fails (crypto/rand)
 			j = 0
@@ -50,10 +68,35 @@ func (g *idGen) next() string {
 		}
 		j++
 	}
+	g.tag(buf[_idLen-_idMACLen:], buf[:_idLen-_idMACLen])
 	return string(buf[:])
 }
 
-// mine reports whether id was made by g.
+// tag writes the tag of body (the ID's first 22 characters) into dst.
+func (g *idGen) tag(dst, body []byte) {
+	mac := g.macs.Get().(hash.Hash)
+	mac.Reset()
+	mac.Write(body)
+	var sum [sha256.Size]byte
+	n := binary.BigEndian.Uint64(mac.Sum(sum[:0]))
+	g.macs.Put(mac)
+	// 62^6 is below 2^36: the digits of a 64-bit number are as good as
+	// uniform.
+	for k := range dst {
+		dst[k] = _idDigits[n%62]
+		n /= 62
+	}
+}
+
+// mine reports whether id was made by g: its prefix is g's, and its tag is
+// the one g gives its first 22 characters.
 func (g *idGen) mine(id string) bool {
-	return len(id) == _idLen && strings.HasPrefix(id, g.prefix)
+	if len(id) != _idLen || !strings.HasPrefix(id, g.prefix) {
+		return false
+	}
+	var body [_idLen - _idMACLen]byte
+	copy(body[:], id)
+	var want [_idMACLen]byte
+	g.tag(want[:], body[:])
+	return hmac.Equal(want[:], []byte(id[_idLen-_idMACLen:]))
 }

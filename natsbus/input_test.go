@@ -74,6 +74,63 @@ func TestCoreRefusedInputIsCountedAndReported(t *testing.T) {
 	assert.Empty(t, got, "nothing refused was delivered")
 }
 
+// An ID that begins with the bridge's prefix (which every message it sends
+// shows) but that the bridge did not make is refused as forged, not
+// skipped as the bridge's own: the bridge checks the ID's tag, which only
+// it can make. (Only the prefix was checked: a message with the bridge's
+// origin and its prefix was dropped silently, counted as SkippedOwn.) The
+// bridge's own messages are still skipped.
+func TestForgedIDWithTheBridgesPrefixIsRefused(t *testing.T) {
+	ts := startServer(t)
+	nc, raw := connect(t, ts), connect(t, ts)
+	m := newManager(t)
+	errs := newErrorLog()
+	b := newBridge(t, m, nc, natsbus.Outbound("loop.>"), natsbus.Inbound("loop.>", "in.>"), natsbus.WithErrorHandler(errs.handle))
+	got := make(chan string, 10)
+	_, err := m.RegisterListener("in.>", func(_ context.Context, e eventbus.Event[order]) error {
+		got <- e.Name
+		return nil
+	})
+	require.NoError(t, err)
+	seen, err := raw.SubscribeSync("loop.>")
+	require.NoError(t, err)
+	require.NoError(t, raw.Flush())
+
+	// The bridge's own message comes back on its inbound subscription: skipped.
+	require.NoError(t, m.EmitSync(ctxTimeout(t, 5*time.Second), "loop.x", order{ID: 1}))
+	msg, err := seen.NextMsg(5 * time.Second)
+	require.NoError(t, err)
+	id := msg.Header.Get(natsbus.HeaderID)
+	require.Len(t, id, 28)
+
+	for i, forged := range []string{
+		id[:12] + "0000000000000000",              // the prefix, any rest
+		id[:22] + "000000",                        // a real ID's random part, another tag
+		id[:12] + "zzzzzzzzzz" + id[22:],          // a real ID's tag, another random part
+		id[:27] + string(rune('A'+(id[27]+1)%26)), // one character of the tag changed
+	} {
+		if forged == id {
+			continue
+		}
+		subject := "in.forged" + string(rune('a'+i))
+		require.NoError(t, raw.PublishMsg(&nats.Msg{Subject: subject, Data: []byte(`{"id":2}`),
+			Header: nats.Header{natsbus.HeaderOrigin: {b.Origin()}, natsbus.HeaderID: {forged}}}))
+		err := errs.next(t)
+		assert.ErrorIs(t, err, natsbus.ErrForgedOrigin, forged)
+		var me *natsbus.MessageError
+		require.ErrorAs(t, err, &me)
+		assert.Equal(t, subject, me.Subject)
+		assert.Equal(t, forged, me.ID)
+	}
+	require.NoError(t, raw.PublishMsg(&nats.Msg{Subject: "in.sentinel", Data: []byte(`{"id":3}`)}))
+	require.NoError(t, raw.Flush())
+	assert.Equal(t, "in.sentinel", receive(t, (<-chan string)(got)), "no forged message is delivered")
+	st := b.Stats()
+	assert.Equal(t, uint64(4), st.ForgedOrigin)
+	assert.Equal(t, uint64(1), st.SkippedOwn, "the bridge's own message")
+	assert.Len(t, errs.all(), 4, "one report each, nothing else")
+}
+
 // In JetStream mode refused messages are terminated, not acked or
 // redelivered, and counted and reported the same way.
 func TestJetStreamRefusedInputIsTerminated(t *testing.T) {

@@ -507,7 +507,11 @@ func (m *EventManager[T]) Flush(ctx context.Context) error {
 // running, drops the deliveries not yet started (counted in
 // Stats.Abandoned), refuses every emit from then on, and returns an error
 // matching ctx's error that says how many it abandoned; workers exit as soon
-// as the handler they are running returns.
+// as the handler they are running returns. When no delivery is left on the
+// pool (none queued, running or waiting out a retry backoff: an
+// EventManager never used, closed already, or whose work is all done),
+// Close returns nil even with a ctx that is done already: the workers
+// left, parked or between batches, exit without running any handler.
 //
 // Called from a handler running on this EventManager's pool, Close starts
 // the same graceful shutdown but cannot wait for it (it would wait for its

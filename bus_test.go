@@ -796,6 +796,43 @@ func TestNoGoroutineWithoutEmitAndNoneAfterClose(t *testing.T) {
 	require.NoError(t, m.Close(context.Background()))
 }
 
+// Close with a context that is already done returns nil when nothing is
+// left to abandon: a bus never used, one closed already (Close is
+// idempotent), or one whose work is all done and whose workers are parked
+// (they leave at once, running nothing). Close chose at random between
+// its pool being done and its context being done when both were: half of
+// such calls failed, and a second Close could fail after the first had
+// returned nil; with parked workers it always failed.
+func TestCloseWithADoneContextAndNothingLeft(t *testing.T) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 100 {
+		m := eventbus.New[int]()
+		require.NoError(t, m.Close(done), "never used (%d)", i)
+
+		m = eventbus.New[int]()
+		require.NoError(t, m.Close(context.Background()))
+		require.NoError(t, m.Close(done), "closed already (%d)", i)
+	}
+	for i := range 20 {
+		m := eventbus.New[int](eventbus.WithWorkers(2))
+		var got atomic.Int64
+		_, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+			got.Add(1)
+			return nil
+		})
+		require.NoError(t, err)
+		for range 100 {
+			require.NoError(t, m.Emit(context.Background(), "e", 1))
+		}
+		require.NoError(t, m.Flush(context.Background()))
+		require.NoError(t, m.Close(done), "drained, workers parked (%d)", i)
+		assert.Equal(t, int64(100), got.Load())
+		assert.Zero(t, m.Stats().Workers, "every worker has left")
+		assert.Zero(t, m.Stats().Abandoned)
+	}
+}
+
 func TestCloseWithoutUnregisterLeavesNothing(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	m := eventbus.New[int]()

@@ -26,18 +26,37 @@ func (s *Scheduler[E, C]) Close(ctx context.Context) (abandoned uint64, running 
 	if who.get() == any(s) {
 		return 0, 0, ErrReentrant
 	}
-	select {
-	case <-s.done:
-		// Nothing is left and every worker has left the pool; wait for
-		// their goroutines' last steps (and any timer callback still
-		// running), so that none is left when Close returns.
-		s.gone.Wait()
-		return 0, 0, nil
-	case <-ctx.Done():
+	if s.finishing() {
+		// Nothing is left to abandon, and the workers leave without
+		// running anything: done, whatever ctx says. (A select on both
+		// channels picked either at random when ctx was done already.)
+		<-s.done
+	} else {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			n, running, lost := s.abort()
+			s.tellLost(lost, LostAbandoned, false)
+			return n, running, ctx.Err()
+		}
 	}
-	n, running, lost := s.abort()
-	s.tellLost(lost, LostAbandoned, false)
-	return n, running, ctx.Err()
+	// Nothing is left and every worker has left the pool; wait for their
+	// goroutines' last steps (and any timer callback still running), so
+	// that none is left when Close returns.
+	s.gone.Wait()
+	return 0, 0, nil
+}
+
+// finishing reports whether s, closed, has nothing left to run: no
+// delivery queued, running or backing off, and Close has not given up.
+// Then no code of the listeners (nor of an Observer, nor Options.Report)
+// runs again on the pool: each worker, parked or done with its last batch,
+// leaves as soon as it takes the lock, and done is closed, or about to be,
+// whatever Close's context says.
+func (s *Scheduler[E, C]) finishing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed.Load() && !s.aborted.Load() && s.drained()
 }
 
 // SetClosed marks s closed: from then on Accept fails with ErrClosed but

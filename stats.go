@@ -28,12 +28,16 @@ type Stats struct {
 	Skipped   uint64 // deliveries not run: the listener was unregistered, or a Once listener had fired
 	Dropped   uint64 // deliveries dropped by a full backlog's drop policy (OverflowDropNewest, OverflowDropOldest)
 	Abandoned uint64 // deliveries dropped because Close's context ended first
-	Retried   uint64 // failed attempts that were run again (Retry); not deliveries
-	Queued    int    // deliveries waiting now, including those waiting out a retry backoff
-	Running   int    // deliveries running now on the pool
-	Listeners int    // listeners registered now
-	Workers   int    // worker goroutines now, stalled ones included
-	Stalled   int    // workers whose handler has run long enough to be replaced (see WithWorkers)
+	// Retried counts failed attempts followed by a retry (Retry):
+	// attempts, not deliveries. It counts when the retry is scheduled, so
+	// a retry that Unregister skips or Close abandons counts too (its
+	// delivery also counts as Skipped or Abandoned).
+	Retried   uint64
+	Queued    int // deliveries waiting now, including those waiting out a retry backoff
+	Running   int // deliveries running now on the pool
+	Listeners int // listeners registered now
+	Workers   int // worker goroutines now, stalled ones included
+	Stalled   int // workers whose handler has run long enough to be replaced (see WithWorkers)
 }
 
 // ListenerStats is a snapshot of one listener's counters. A delivery made
@@ -45,7 +49,7 @@ type ListenerStats struct {
 	Failed    uint64 // deliveries that failed with an error (after any retries)
 	Panicked  uint64 // deliveries that panicked (after any retries)
 	Skipped   uint64 // deliveries not run because it was unregistered (or Once had fired)
-	Retried   uint64 // failed attempts that were run again
+	Retried   uint64 // failed attempts followed by a retry, counted when the retry is scheduled (see Stats.Retried)
 	Dropped   uint64 // deliveries dropped by its overflow policy
 	// Pending is the listener's backlog now: deliveries waiting to run,
 	// including those waiting out a retry backoff (see WithQueueSize).

@@ -74,7 +74,9 @@ var (
 	// is for the operator.
 	ErrConsumerInterrupted = errors.New("natsbus: JetStream consumer interrupted, resuming")
 	// ErrMaxDeliver is reported when an inbound JetStream message failed in
-	// local listeners on every allowed delivery and was terminated.
+	// local listeners on every allowed delivery and was terminated, or when
+	// Close kept it from being handled on the last delivery the server
+	// would make of it (see JetStreamConfig.MaxDeliver): terminated too.
 	ErrMaxDeliver = errors.New("natsbus: delivery attempts exhausted")
 	// ErrEmit is reported when the local EventManager refused an inbound
 	// event (core mode; for example because it is closed or its queue

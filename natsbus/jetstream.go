@@ -110,12 +110,17 @@ func (b *Bridge[T]) startJetStream(ctx context.Context) error {
 // AckWait/2 after kept (its arrival, or its last in-progress ack while it
 // waited in the consumer).
 func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata, kept time.Time) {
-	if !b.enterInbound() {
-		return // not acked: redelivered after AckWait
-	}
-	defer b.inActive.Done()
 	cfg := b.o.js
 	delivered := max(md.NumDelivered, 1)
+	if !b.enterInbound() {
+		// Closing: pulled ahead and not handled. Not acked: redelivered
+		// after AckWait, unless the server has no delivery left for it.
+		if b.lastDelivery(delivered) {
+			b.giveUpAtClose(msg, msg.Header.Get(HeaderID), delivered)
+		}
+		return
+	}
+	defer b.inActive.Done()
 	if delivered > 1 {
 		b.st.redelivered.Add(1)
 	}
@@ -141,9 +146,12 @@ func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata, kept time.Tim
 	case err == nil:
 		b.st.received.Add(1)
 		b.ackOp(msg, delivered, ackMsg(b.nc, msg))
+	case (b.life.Err() != nil || errors.Is(err, eventbus.ErrClosed)) && b.lastDelivery(delivered):
+		b.giveUpAtClose(msg, ev.id, delivered)
 	case b.life.Err() != nil || errors.Is(err, eventbus.ErrClosed):
 		// Shutting down (here or in the EventManager): hand the message
-		// back without spending one of its deliveries on our own exit.
+		// back at once, not as a failure. The server counts its
+		// redelivery all the same (see lastDelivery).
 		b.st.naked.Add(1)
 		b.ackOp(msg, delivered, nakMsg(b.nc, msg, 0))
 	case delivered >= uint64(cfg.MaxDeliver):
@@ -157,6 +165,26 @@ func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata, kept time.Tim
 		b.st.naked.Add(1)
 		b.ackOp(msg, delivered, nakMsg(b.nc, msg, cfg.NakDelay))
 	}
+}
+
+// lastDelivery reports whether a message delivered this many times would
+// not be delivered again by the server: its limit is MaxDeliver+1, and it
+// counts every delivery, those that Close interrupted or pulled ahead and
+// left unhandled included (JetStream counts deliveries, not failures).
+func (b *Bridge[T]) lastDelivery(delivered uint64) bool {
+	return delivered >= uint64(b.o.js.MaxDeliver)+1
+}
+
+// giveUpAtClose reports and terminates a message that Close kept from
+// being handled on the server's last delivery of it: handed back, it would
+// never come again, and nothing would say so. (Each interrupted delivery
+// spends one: a message caught by MaxDeliver+1 restarts was dropped
+// silently.)
+func (b *Bridge[T]) giveUpAtClose(msg *nats.Msg, id string, delivered uint64) {
+	b.st.terminated.Add(1)
+	b.report(&MessageError{Subject: msg.Subject, ID: id, Delivered: delivered,
+		Err: fmt.Errorf("%w (%d): Close interrupted the server's last delivery of it, which would not deliver it again", ErrMaxDeliver, delivered)})
+	b.ackOp(msg, delivered, termMsg(b.nc, msg, ErrMaxDeliver.Error()))
 }
 
 // refuseJS counts and reports a message on the consumer's subscription

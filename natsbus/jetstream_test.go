@@ -269,6 +269,113 @@ func TestJetStreamRedeliveryIsBounded(t *testing.T) {
 	assert.Equal(t, uint64(2), st.Redelivered)
 }
 
+// Close hands back the message a listener is handling, and the server
+// counts that delivery as any other: after MaxDeliver+1 deliveries, each
+// cut short by a Close (rolling restarts under a long listener), it would
+// not deliver the message again. The bridge then terminates it and reports
+// it with ErrMaxDeliver, instead of handing it back to be dropped with
+// nothing said. (It was handed back every time: the message was gone for
+// the durable, never failed by a listener, and nothing was reported.)
+func TestJetStreamCloseOnTheLastDeliveryReports(t *testing.T) {
+	const maxDeliver = 2 // the server's limit is 3
+	ts := startServer(t, withJetStream(t.TempDir()))
+	raw := connect(t, ts)
+	stream := createStream(t, raw, "IN", "in.>")
+	cfg := natsbus.JetStreamConfig{Stream: "IN", Durable: "d", MaxDeliver: maxDeliver, AckWait: 5 * time.Second}
+	_, err := raw.Request("in.victim", []byte(`{"id":1}`), 5*time.Second) // stored: the stream's ack is the reply
+	require.NoError(t, err)
+
+	var naked, terminated uint64
+	for round := uint64(1); round <= maxDeliver+1; round++ {
+		m := newManager(t)
+		errs := newErrorLog()
+		started := make(chan natsbus.Info, 1)
+		_, err := m.RegisterListener("in.>", func(ctx context.Context, _ eventbus.Event[order]) error {
+			info, _ := natsbus.InfoFromContext(ctx)
+			started <- info
+			<-ctx.Done() // a long listener, cut short by Close
+			return ctx.Err()
+		})
+		require.NoError(t, err)
+		b := newBridge(t, m, connect(t, ts), natsbus.Inbound("in.>"), natsbus.WithJetStream(cfg), natsbus.WithErrorHandler(errs.handle))
+		info := receive(t, (<-chan natsbus.Info)(started))
+		require.Equal(t, round, info.Delivered)
+		require.NoError(t, b.Close(ctxTimeout(t, 10*time.Second)))
+		st := b.Stats()
+		naked, terminated = naked+st.Naked, terminated+st.Terminated
+		if round <= maxDeliver {
+			assert.Empty(t, errs.all(), "round %d: handed back, not reported", round)
+			continue
+		}
+		reports := errs.all()
+		require.Len(t, reports, 1, "the last delivery, cut short, is reported")
+		assert.ErrorIs(t, reports[0], natsbus.ErrMaxDeliver)
+		var me *natsbus.MessageError
+		require.ErrorAs(t, reports[0], &me)
+		assert.Equal(t, "in.victim", me.Subject)
+		assert.Equal(t, round, me.Delivered)
+	}
+	assert.Equal(t, uint64(maxDeliver), naked)
+	assert.Equal(t, uint64(1), terminated)
+	consumerSettled(t, stream, "d") // terminated: nothing pending, nothing unacknowledged
+}
+
+// A message pulled ahead and left unhandled by Close counts a delivery
+// too (the server redelivers it after AckWait): on the server's last
+// delivery, the bridge reports and terminates it, as it does the message
+// the listener was handling. (Both were dropped with nothing said.)
+func TestJetStreamCloseLeavesNoLastDeliveryUnreported(t *testing.T) {
+	const maxDeliver = 1 // the server's limit is 2
+	ts := startServer(t, withJetStream(t.TempDir()))
+	raw := connect(t, ts)
+	stream := createStream(t, raw, "IN", "in.>")
+	cfg := natsbus.JetStreamConfig{Stream: "IN", Durable: "d", MaxDeliver: maxDeliver, AckWait: time.Second}
+	for _, subject := range []string{"in.a", "in.b"} {
+		_, err := raw.Request(subject, []byte(`{"id":1}`), 5*time.Second)
+		require.NoError(t, err)
+	}
+	deliveries := func() uint64 { // made by the server so far, redeliveries included
+		c, err := stream.Consumer(context.Background(), "d")
+		require.NoError(t, err)
+		info, err := c.Info(context.Background())
+		require.NoError(t, err)
+		return info.Delivered.Consumer
+	}
+	for round := 1; round <= maxDeliver+1; round++ {
+		m := newManager(t)
+		errs := newErrorLog()
+		started := make(chan string, 2)
+		_, err := m.RegisterListener("in.>", func(ctx context.Context, e eventbus.Event[order]) error {
+			started <- e.Name
+			<-ctx.Done() // holds the first; the other waits, pulled ahead
+			return ctx.Err()
+		})
+		require.NoError(t, err)
+		b := newBridge(t, m, connect(t, ts), natsbus.Inbound("in.>"), natsbus.WithJetStream(cfg), natsbus.WithErrorHandler(errs.handle))
+		receive(t, (<-chan string)(started))
+		// The other message reaches the bridge too (in the second round,
+		// once AckWait has passed since the first bridge let it go).
+		require.Eventually(t, func() bool { return deliveries() == uint64(2*round) }, 20*time.Second, 10*time.Millisecond)
+		require.NoError(t, b.Close(ctxTimeout(t, 10*time.Second)))
+		reports := errs.all()
+		if round <= maxDeliver {
+			assert.Empty(t, reports, "round %d: both come again", round)
+			continue
+		}
+		var subjects []string
+		for _, err := range reports {
+			assert.ErrorIs(t, err, natsbus.ErrMaxDeliver)
+			var me *natsbus.MessageError
+			require.ErrorAs(t, err, &me)
+			assert.Equal(t, uint64(maxDeliver+1), me.Delivered)
+			subjects = append(subjects, me.Subject)
+		}
+		assert.ElementsMatch(t, []string{"in.a", "in.b"}, subjects, "the one handled and the one pulled ahead")
+		assert.Equal(t, uint64(2), b.Stats().Terminated)
+	}
+	consumerSettled(t, stream, "d")
+}
+
 // A listener running longer than the ack wait keeps its message with
 // in-progress acks: no redelivery.
 //

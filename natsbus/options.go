@@ -257,7 +257,13 @@ type JetStreamConfig struct {
 
 	// MaxDeliver is how often an inbound message is delivered to local
 	// listeners at most; after the last failure it is reported as
-	// ErrMaxDeliver and terminated. Default 5.
+	// ErrMaxDeliver and terminated. Default 5. The server counts
+	// deliveries, not failures: one that Close cuts short, or a message
+	// pulled ahead and left unhandled by Close, counts too. A message
+	// that Close keeps from being handled on the server's last delivery
+	// (the MaxDeliver+1st) is reported as ErrMaxDeliver and terminated.
+	// Only a process that dies during that last delivery leaves the
+	// message unreported (the server's MAX_DELIVERIES advisory says so).
 	MaxDeliver int
 	// AckWait is the consumer's ack wait. Every message the bridge holds
 	// (being handled, or pulled ahead and waiting for the listeners) gets

@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"hash"
 	"strings"
-	"sync"
 
 	"github.com/nats-io/nuid"
 )
@@ -37,17 +35,25 @@ const (
 // and a publisher who stored a message under the bridge's next ID made the
 // stream drop the bridge's own event as a duplicate.
 //
-// It is safe for concurrent use and takes no lock but the pool's.
+// It is safe for concurrent use and takes no lock.
 type idGen struct {
 	prefix string
-	macs   sync.Pool // of hash.Hash: HMAC-SHA256 under the bridge's key
+	// ipad and opad are the HMAC key blocks (RFC 2104): the key, zero
+	// padded to SHA-256's block size, XORed with 0x36 and 0x5c.
+	ipad, opad [sha256.BlockSize]byte
 }
 
 func newIDGen() *idGen {
 	var key [32]byte
 	_, _ = rand.Read(key[:]) // never fails (crypto/rand)
 	g := &idGen{prefix: nuid.New().Next()[:_idPrefixLen]}
-	g.macs.New = func() any { return hmac.New(sha256.New, key[:]) }
+	for i := range g.ipad {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		g.ipad[i], g.opad[i] = k^0x36, k^0x5c
+	}
 	return g
 }
 
@@ -68,24 +74,31 @@ func (g *idGen) next() string {
 		}
 		j++
 	}
-	g.tag(buf[_idLen-_idMACLen:], buf[:_idLen-_idMACLen])
+	tag := g.tag(buf[:])
+	copy(buf[_idLen-_idMACLen:], tag[:])
 	return string(buf[:])
 }
 
-// tag writes the tag of body (the ID's first 22 characters) into dst.
-func (g *idGen) tag(dst, body []byte) {
-	mac := g.macs.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write(body)
-	var sum [sha256.Size]byte
-	n := binary.BigEndian.Uint64(mac.Sum(sum[:0]))
-	g.macs.Put(mac)
+// tag returns the tag of id's first 22 characters: HMAC-SHA256 under g's
+// key, written out with sha256.Sum256 on arrays, so that it allocates
+// nothing (hmac.New allocates, and a hash.Hash's input escapes).
+func (g *idGen) tag(id []byte) (tag [_idMACLen]byte) {
+	var in [sha256.BlockSize + _idLen - _idMACLen]byte
+	copy(in[:], g.ipad[:])
+	copy(in[sha256.BlockSize:], id)
+	inner := sha256.Sum256(in[:])
+	var out [sha256.BlockSize + sha256.Size]byte
+	copy(out[:], g.opad[:])
+	copy(out[sha256.BlockSize:], inner[:])
+	sum := sha256.Sum256(out[:])
+	n := binary.BigEndian.Uint64(sum[:8])
 	// 62^6 is below 2^36: the digits of a 64-bit number are as good as
 	// uniform.
-	for k := range dst {
-		dst[k] = _idDigits[n%62]
+	for k := range tag {
+		tag[k] = _idDigits[n%62]
 		n /= 62
 	}
+	return tag
 }
 
 // mine reports whether id was made by g: its prefix is g's, and its tag is
@@ -94,9 +107,8 @@ func (g *idGen) mine(id string) bool {
 	if len(id) != _idLen || !strings.HasPrefix(id, g.prefix) {
 		return false
 	}
-	var body [_idLen - _idMACLen]byte
-	copy(body[:], id)
-	var want [_idMACLen]byte
-	g.tag(want[:], body[:])
-	return hmac.Equal(want[:], []byte(id[_idLen-_idMACLen:]))
+	var got [_idLen]byte
+	copy(got[:], id)
+	want := g.tag(got[:])
+	return hmac.Equal(want[:], got[_idLen-_idMACLen:])
 }

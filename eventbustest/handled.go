@@ -2,6 +2,7 @@ package eventbustest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/eventbus-go/eventbus"
@@ -24,10 +25,20 @@ type ListenerRef interface {
 }
 
 // track is the middleware NewManager puts around every listener: it keeps,
-// per listener name, the events whose invocation has returned.
+// per listener name, the events whose invocation has returned. An
+// invocation whose handler was skipped because the listener was
+// unregistered meanwhile (the call returns ErrUnregistered, and the
+// EventManager counts a skipped delivery) does not count: its handler
+// never ran.
 func (m *Manager[T]) track(next eventbus.Handler[T]) eventbus.Handler[T] {
-	return func(ctx context.Context, e eventbus.Event[T]) error {
-		defer m.handledBy(eventbus.ListenerName(ctx), e)
+	return func(ctx context.Context, e eventbus.Event[T]) (err error) {
+		defer func() {
+			// err is nil if next panicked or ended the goroutine: that
+			// invocation counts.
+			if !errors.Is(err, eventbus.ErrUnregistered) {
+				m.handledBy(eventbus.ListenerName(ctx), e)
+			}
+		}()
 		return next(ctx, e)
 	}
 }

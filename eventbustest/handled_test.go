@@ -3,6 +3,7 @@ package eventbustest_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/eventbus-go/eventbus"
@@ -83,6 +84,38 @@ func TestHandledCountsPanicsAndNotSkips(t *testing.T) {
 	require.NoError(t, bus.Emit(ctx, "e", 2))
 	bus.WaitIdle(ctx)
 	assert.Len(t, bus.Handled(l), 1, "an unregistered listener handles nothing more")
+}
+
+// A delivery whose handler is skipped because Unregister returned while
+// the listener's middleware ran (the middleware's next returns
+// ErrUnregistered; the EventManager counts it skipped) was not handled:
+// Handled and WaitHandled do not count it. (The tracking middleware
+// counted every return of next, so WaitHandled could return for an event
+// whose handler never ran.)
+func TestHandledDoesNotCountADeliverySkippedInMiddleware(t *testing.T) {
+	ctx := deadline(t)
+	bus := eventbustest.NewManager[int](t)
+	in, release := make(chan struct{}), make(chan struct{})
+	var ran atomic.Int64
+	l, err := bus.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+		ran.Add(1)
+		return nil
+	}, eventbus.Use(func(next eventbus.Handler[int]) eventbus.Handler[int] {
+		return func(ctx context.Context, e eventbus.Event[int]) error {
+			close(in)
+			<-release
+			return next(ctx, e)
+		}
+	}))
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(ctx, "e", 1))
+	<-in
+	l.Unregister() // returns while the middleware runs
+	close(release)
+	bus.WaitIdle(ctx)
+	assert.Zero(t, ran.Load(), "the handler never ran")
+	assert.Equal(t, uint64(1), bus.Stats().Skipped)
+	assert.Empty(t, bus.Handled(l), "a skipped delivery is not handled")
 }
 
 func data(events []eventbus.Event[int]) []int {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
@@ -233,4 +234,81 @@ func TestInstrumentRefusesBadInput(t *testing.T) {
 	assert.ErrorIs(t, err, otelbus.ErrInvalidOption)
 	_, err = otelbus.New(otelbus.WithListenerNames(nil))
 	assert.ErrorIs(t, err, otelbus.ErrInvalidOption)
+}
+
+// EmitSyncTo to a listener that is unregistered, or a Once listener that
+// has fired, returns ErrUnregistered: the event was emitted and its
+// delivery skipped (Stats counts Emitted and Skipped), not refused. Its
+// send is counted without error.type and its publish span has no Error
+// status. (otelbus counted it as refused, so the sent metric no longer
+// matched Stats.Emitted and Stats.Rejected.)
+func TestEmitSyncToASkippedListenerIsNotRefused(t *testing.T) {
+	f := newFixture(t)
+	m := newManager[int](t, f)
+	ctx := ctxTimeout(t)
+	once, err := m.RegisterListener("x", func(context.Context, eventbus.Event[int]) error { return nil }, eventbus.Once())
+	require.NoError(t, err)
+	require.NoError(t, m.EmitSync(ctx, "x", 1))
+	require.NoError(t, m.EmitSync(ctx, "x", 2)) // no listener left: emitted, matched by none
+	err = m.EmitSyncTo(ctx, once, "x", 3)
+	require.ErrorIs(t, err, eventbus.ErrUnregistered)
+	require.Error(t, m.EmitSync(ctx, "x..y", 4), "one refusal, for contrast")
+
+	s := m.Stats()
+	require.Equal(t, uint64(3), s.Emitted)
+	require.Equal(t, uint64(1), s.Rejected)
+	require.Equal(t, uint64(1), s.Skipped)
+	rm := f.collect()
+	assert.Equal(t, int64(s.Emitted), sum(rm, otelbus.MetricSent, absent(semconv.ErrorTypeKey)))
+	assert.Equal(t, int64(s.Rejected), sum(rm, otelbus.MetricSent)-sum(rm, otelbus.MetricSent, absent(semconv.ErrorTypeKey)))
+	assert.Equal(t, int64(s.Skipped), sum(rm, otelbus.MetricDeliveries, outcome(eventbus.OutcomeSkipped)))
+	errored := 0
+	for _, sp := range f.spans()["publish x"] {
+		if sp.Status.Code == codes.Error {
+			errored++
+		}
+	}
+	assert.Zero(t, errored, "no publish span of x is an error")
+}
+
+// A delivery whose middleware finds the listener unregistered (Unregister
+// returned while it ran) and does not call the handler is skipped: no
+// attempt ran, so no duration is recorded, and its process span ends with
+// eventbus.outcome skipped and no Error status. (It was recorded as a
+// successful attempt: the duration histogram counted one more than
+// Delivered + Failed + Panicked + Retried.)
+func TestDeliverySkippedInMiddlewareIsNoAttempt(t *testing.T) {
+	f := newFixture(t)
+	m := newManager[int](t, f)
+	ctx := ctxTimeout(t)
+	in, release := make(chan struct{}), make(chan struct{})
+	var ran atomic.Int64
+	l, err := m.RegisterListener("x", func(context.Context, eventbus.Event[int]) error {
+		ran.Add(1)
+		return nil
+	}, eventbus.Use(func(next eventbus.Handler[int]) eventbus.Handler[int] {
+		return func(ctx context.Context, e eventbus.Event[int]) error {
+			close(in)
+			<-release
+			return next(ctx, e)
+		}
+	}))
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(ctx, "x", 1))
+	<-in
+	l.Unregister() // returns while the middleware runs
+	close(release)
+	require.NoError(t, m.Flush(ctx))
+
+	require.Zero(t, ran.Load())
+	s := m.Stats()
+	require.Equal(t, uint64(1), s.Skipped)
+	rm := f.collect()
+	assert.Equal(t, s.Delivered+s.Failed+s.Panicked+s.Retried, count(rm, otelbus.MetricDuration))
+	checkListener(t, rm, l)
+	sp := one(t, f.spans(), "process x")
+	assert.NotEqual(t, codes.Error, sp.Status.Code)
+	v, ok := attr(sp.Attributes, otelbus.OutcomeKey)
+	assert.True(t, ok, "the process span says it was skipped")
+	assert.Equal(t, eventbus.OutcomeSkipped.String(), v.AsString())
 }

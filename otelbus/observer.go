@@ -124,8 +124,13 @@ func (e *emitting) finish(err error) {
 
 // refused reports whether an emit's error means the event was refused,
 // rather than (for EmitSync) delivered to listeners that failed: EmitSync
-// returns their *ListenerError as is, or several joined.
+// returns their *ListenerError as is, or several joined. EmitSyncTo's
+// ErrUnregistered is no refusal either: the event was emitted, and its
+// delivery skipped (Stats counts it in Emitted and Skipped).
 func refused(err error) bool {
+	if errors.Is(err, eventbus.ErrUnregistered) {
+		return false
+	}
 	switch e := err.(type) {
 	case *eventbus.ListenerError:
 		return false
@@ -183,6 +188,14 @@ func (p *processing) finish(oc eventbus.Outcome, err error) {
 	o.starts.Put(p)
 	took := time.Since(start).Seconds()
 	o.in.deliveries.Add(ctx, 1, a.outcomeOpts(oc, final)...)
+	if oc == eventbus.OutcomeSkipped {
+		// Its middleware found the listener unregistered and did not run
+		// the handler: no attempt, so no duration (Stats counts it
+		// Skipped, not Delivered).
+		span.SetAttributes(OutcomeKey.String(oc.String()))
+		span.End()
+		return
+	}
 	if err == nil {
 		o.in.duration.Record(ctx, took, a.duration...)
 		span.End()

@@ -2,6 +2,7 @@ package watermillbus_test
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -93,8 +94,11 @@ func TestNackDelay(t *testing.T) {
 	require.True(t, again.Ack())
 }
 
+// Close does not wait for a nack delay: the retry is dropped, and the
+// EventManager counts it skipped, as the README says (it said abandoned).
 func TestCloseCutsNackDelayShort(t *testing.T) {
-	ps, err := watermillbus.New(watermillbus.WithNackDelay(time.Hour))
+	obs := &lostCounter{}
+	ps, err := watermillbus.New(watermillbus.WithNackDelay(time.Hour), watermillbus.WithBusOptions(eventbus.WithObserver(obs)))
 	require.NoError(t, err)
 	ch, err := ps.Subscribe(context.Background(), "t")
 	require.NoError(t, err)
@@ -102,6 +106,53 @@ func TestCloseCutsNackDelayShort(t *testing.T) {
 	require.True(t, receive(t, ch).Nack())
 	require.NoError(t, ps.Close(), "Close returns while the redelivery waits out its delay")
 	requireClosed(t, ch)
+	assert.Equal(t, map[eventbus.Outcome]int{eventbus.OutcomeSkipped: 1}, obs.counts(), "the dropped retry")
+}
+
+// lostCounter is an eventbus.Observer that counts the deliveries lost, by
+// outcome.
+type lostCounter struct {
+	mu   sync.Mutex
+	lost map[eventbus.Outcome]int
+}
+
+func (o *lostCounter) Emit(ctx context.Context, _ string) (context.Context, func(error)) {
+	return ctx, func(error) {}
+}
+
+func (o *lostCounter) Start(ctx context.Context, _ eventbus.Delivery) (context.Context, func(eventbus.Outcome, error)) {
+	return ctx, func(eventbus.Outcome, error) {}
+}
+
+func (o *lostCounter) Lost(_ context.Context, _ eventbus.Delivery, oc eventbus.Outcome) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lost == nil {
+		o.lost = map[eventbus.Outcome]int{}
+	}
+	o.lost[oc]++
+}
+
+func (o *lostCounter) counts() map[eventbus.Outcome]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.lost)
+}
+
+// A reader that has seen its subscription's channel close finds it gone
+// from Stats.Subscriptions. (The channel was closed before the PubSub
+// forgot the subscription: most such readers still counted it.)
+func TestClosedSubscriptionIsNotCounted(t *testing.T) {
+	ps := newPubSub(t)
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, err := ps.Subscribe(ctx, "t")
+		require.NoError(t, err)
+		cancel()
+		for range ch {
+		}
+		require.Zero(t, ps.Stats().Subscriptions, "round %d", i)
+	}
 }
 
 // Ending a subscription unregisters its listener, so the retry waiting out

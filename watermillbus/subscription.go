@@ -281,7 +281,9 @@ func (s *subscription) close() {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	close(s.out)
+	// Forgotten before its channel closes: a reader that has seen the
+	// channel close finds it gone from Stats.Subscriptions.
 	s.p.forget(s)
+	close(s.out)
 	close(s.done)
 }

@@ -41,11 +41,12 @@ import (
 // queued for them, fails with a *PublishError wrapping ErrClosed (counted
 // in Stats.PublishErrors and, for Emit, passed to the EventManager's error
 // handler). Close waits, until ctx is done, for the EventManager to hand
-// those queued events over (its Flush), then removes the outbound
-// listeners, and waits for publishes in flight to be sent and (in JetStream
-// mode) acknowledged. Publishes still unacknowledged when ctx is done, or
-// when the connection is closed, are reported with ErrAckTimeout (outcome
-// unknown) and counted in Stats.Unconfirmed.
+// those queued events over (its Flush), then waits for publishes in flight
+// to be sent and (in JetStream mode) acknowledged, and then removes the
+// outbound listeners, so that an event emitted while Close runs reaches
+// them and fails as well. Publishes still unacknowledged when ctx is done,
+// or when the connection is closed, are reported with ErrAckTimeout
+// (outcome unknown) and counted in Stats.Unconfirmed.
 //
 // Close returns once the bridge's goroutines have exited, or ctx's error
 // (wrapped) if ctx ended first; it does not hang on a closed connection.
@@ -66,10 +67,14 @@ func (b *Bridge[T]) Close(ctx context.Context) error {
 // Then every event the EventManager accepted before Drain, or while it
 // runs, is published: Drain flushes the EventManager (waiting for all of
 // its listeners) until a whole Flush passes in which no event reached the
-// outbound listeners, so the events that listeners emit while handling
-// drained inbound messages, and their follow-ups, go out too. Only then
-// does the outbound side close and behave as in Close: publishes in flight
-// are flushed (in JetStream mode, until acknowledged).
+// outbound listeners (in JetStream mode, that Flush and the wait for the
+// acks of the publishes in flight after it), so the events that listeners
+// emit while handling drained inbound messages, and their follow-ups, and
+// those emitted while acks are awaited, go out too. Only then does the
+// outbound side close and behave as in Close: publishes in flight are
+// flushed (in JetStream mode, until acknowledged), and an event that
+// reaches the bridge meanwhile fails with ErrClosed, counted and reported;
+// the outbound listeners are removed last.
 //
 // Inbound events keep their contexts while Drain works: Drain cancels them
 // (as Close does, with ErrClosed as the cause) when ctx ends, and when it
@@ -188,9 +193,16 @@ func (b *Bridge[T]) stopOutbound(ctx context.Context, drain bool, keep func(erro
 		if err := b.m.Flush(ctx); err != nil {
 			keep(fmt.Errorf("natsbus: outbound events still queued in the EventManager: %w", err))
 		}
-		for _, l := range b.listeners {
-			l.Unregister()
-		}
+		// The listeners stay until the publishes in flight are settled,
+		// so that an event emitted meanwhile reaches them and fails with
+		// ErrClosed, reported, rather than matching no listener and
+		// going nowhere unsaid (a JetStream ack wait can last a leader
+		// election).
+		defer func() {
+			for _, l := range b.listeners {
+				l.Unregister()
+			}
+		}()
 	}
 	if b.pub != nil {
 		if err := waitGroup(ctx, &b.outActive); err != nil {
@@ -210,12 +222,24 @@ func (b *Bridge[T]) stopOutbound(ctx context.Context, drain bool, keep func(erro
 }
 
 // publishQueued flushes the EventManager until a whole Flush passes in
-// which no event reached the outbound listeners.
+// which no event reached the outbound listeners; in JetStream mode, until
+// such a Flush and the wait for the acks of the publishes in flight that
+// follows it pass with none, so that the events emitted while acks are
+// awaited (a leader election can last seconds) are published too.
 func (b *Bridge[T]) publishQueued(ctx context.Context) error {
 	for {
 		before := b.outboundCalls()
 		if err := b.m.Flush(ctx); err != nil {
 			return fmt.Errorf("natsbus: publishing the events queued in the EventManager: %w", err)
+		}
+		if b.outboundCalls() != before {
+			continue
+		}
+		if b.pub == nil {
+			return nil
+		}
+		if err := b.pub.flush(ctx); err != nil {
+			return fmt.Errorf("natsbus: waiting for the acks of the events published: %w", err)
 		}
 		if b.outboundCalls() == before {
 			return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/eventbus-go/eventbus"
 	"github.com/eventbus-go/eventbus/natsbus"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -150,4 +151,58 @@ func TestCloseReportsEventsQueuedInTheEventManager(t *testing.T) {
 	assert.Equal(t, int(st.PublishErrors), closedErrs, "each failure reported with ErrClosed")
 	mu.Unlock()
 	assert.Zero(t, m.Stats().Skipped, "nothing skipped silently")
+}
+
+// An event emitted while Drain waits for the acks of the publishes in
+// flight (a stream leader election can make that seconds) is published
+// too: Drain goes on until a Flush and the ack wait after it pass with no
+// new event. And one emitted while Close waits for them reaches the
+// bridge's listener and fails with ErrClosed, reported and counted. (The
+// outbound listeners were unregistered before that wait: such an event
+// matched no listener, and was neither published nor reported.)
+func TestShutdownAccountsForEventsEmittedWhileAcksAreAwaited(t *testing.T) {
+	for _, drain := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Drain publishes it", false: "Close reports it"}[drain], func(t *testing.T) {
+			s := newJSSender(t, natsbus.JetStreamConfig{RetryWait: 10 * time.Millisecond})
+			natsbus.FreezeClock(s.b) // the publish budget never runs out
+			ctx := ctxTimeout(t, 30*time.Second)
+			require.NoError(t, s.direct.DeleteStream(ctx, "S")) // "no responders", as while no leader is elected
+			s.emit(t, 1)                                        // s.0: in flight, sent again and again
+
+			stopped := make(chan error, 1)
+			go func() {
+				if drain {
+					stopped <- s.b.Drain(ctx)
+				} else {
+					stopped <- s.b.Close(ctx)
+				}
+			}()
+			require.Eventually(t, func() bool { return natsbus.FlushWaiters(s.b) == 1 }, 10*time.Second, time.Millisecond,
+				"Drain or Close waits for s.0's ack")
+			lateErr := s.m.EmitSync(ctx, "s.late", order{ID: 99})
+
+			_, err := s.direct.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
+			require.NoError(t, err) // a leader again
+			natsbus.SkewClock(s.b, time.Second)
+			require.NoError(t, <-stopped)
+
+			st := s.b.Stats()
+			if drain {
+				require.NoError(t, lateErr)
+				s.stored(t, 2)
+				assert.Equal(t, uint64(2), st.Published)
+				assert.Empty(t, s.errs.all())
+				return
+			}
+			// EmitSync returns the listener's error to its caller (Emit
+			// would pass it to the EventManager's error handler).
+			assert.ErrorIs(t, lateErr, natsbus.ErrClosed)
+			var pe *natsbus.PublishError
+			require.ErrorAs(t, lateErr, &pe)
+			assert.Equal(t, "s.late", pe.Event)
+			s.stored(t, 1)
+			assert.Equal(t, uint64(1), st.Published)
+			assert.Equal(t, uint64(1), st.PublishErrors)
+		})
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/eventbus-go/eventbus/internal/guard"
 )
 
 // Running one delivery: the handler call, its outcome and its counting,
@@ -74,9 +76,12 @@ func recovered(r any) (outcome, error) {
 }
 
 // failedWith is the outcome of a handler that returned err: skipped when
-// its middleware found the listener unregistered (see ErrUnregistered).
+// its middleware found the listener unregistered (the guard's error, see
+// ErrUnregistered), failed otherwise, even with an error that matches
+// ErrUnregistered (a handler relaying with EmitSyncTo to a listener that
+// has gone fails).
 func (e *entry[T]) failedWith(err error) (outcome, error) {
-	if e.guarded && errors.Is(err, ErrUnregistered) {
+	if e.guarded && guard.Is(err) {
 		return skipped, nil
 	}
 	return failed, err

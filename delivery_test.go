@@ -454,3 +454,22 @@ func TestUnregisterDropsPendingRetries(t *testing.T) {
 	assert.Equal(t, uint64(1), s.Retried)
 	checkAccounting(t, s)
 }
+
+// A nil middleware is a bad option, given to WithMiddleware as to Use:
+// RegisterListener and Topic.Listen fail with ErrInvalidOption and register
+// nothing. (WithMiddleware(nil) made them panic on a nil func call.)
+func TestNilMiddlewareIsAnInvalidOption(t *testing.T) {
+	noop := func(context.Context, eventbus.Event[any]) error { return nil }
+	m := newManager[any](t, eventbus.WithMiddleware[any](nil))
+	_, err := m.RegisterListener("x", noop)
+	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+	topic, err := eventbus.NewTopic[int](m, "y")
+	require.NoError(t, err)
+	_, err = topic.Listen(func(context.Context, eventbus.Event[int]) error { return nil })
+	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+	assert.Empty(t, m.Listeners(), "nothing registered")
+
+	m = newManager[any](t)
+	_, err = m.RegisterListener("x", noop, eventbus.Use[any](nil))
+	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+}

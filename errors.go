@@ -48,9 +48,12 @@ var (
 	// ErrUnregistered is what the next handler returns to middleware (Use,
 	// WithMiddleware) that calls it after the listener's Unregister has
 	// returned: the listener's handler is not called, and the delivery is
-	// counted as skipped (Stats.Skipped) unless the middleware returns
-	// another error of its own. EmitSyncTo returns an error matching it for
-	// a listener unregistered (or a Once listener that has fired).
+	// counted as skipped (Stats.Skipped) if the middleware returns that
+	// error, wrapped or not, rather than another error of its own.
+	// EmitSyncTo returns an error matching it for a listener unregistered
+	// (or a Once listener that has fired). Only the error next returns is a
+	// skip: a handler that fails with an error matching ErrUnregistered of
+	// its own (EmitSyncTo's, relaying to a listener that has gone) fails.
 	ErrUnregistered = errors.New("eventbus: listener unregistered")
 	// ErrTypeMismatch is returned by NewTopic for a name already declared
 	// with another type, and by Emit, TryEmit and EmitSync for a value whose
@@ -87,7 +90,8 @@ type ListenerError struct {
 }
 
 // Error describes the listener, the event and the cause. The listener is
-// shown by name, and by pattern too when its name does not start with it.
+// shown by name, and by pattern too unless the name is the default one
+// (the pattern, '#' and a number).
 func (e *ListenerError) Error() string {
 	who := strconv.Quote(e.Listener)
 	if e.Listener == "" {

@@ -47,8 +47,9 @@ const (
 )
 
 // ValidateName reports whether name can be emitted: one or more non-empty
-// tokens separated by '.', with no whitespace and no wildcard characters
-// ('*', '>'). The error wraps [ErrInvalidName] and quotes name.
+// tokens separated by '.', valid UTF-8 with no whitespace, no control
+// characters and no wildcard characters ('*', '>'). The error wraps
+// [ErrInvalidName] and quotes name.
 func ValidateName(name string) error {
 	if reason := checkTokens(name, false); reason != "" {
 		return fmt.Errorf("%w %q: %s", ErrInvalidName, name, reason)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -313,6 +314,56 @@ func TestCancelWithEmitterCostsNothingWhenUnused(t *testing.T) {
 		"a tied listener allocates nothing more when the emitter's context cannot be cancelled")
 	assert.Less(t, allocs(false, cancellable), allocs(true, cancellable),
 		"the tie allocates, for tied listeners only (the other side of this comparison)")
+}
+
+// A registered listener whose handler fails with an error that matches
+// ErrUnregistered of its own (it relays with EmitSyncTo to a listener that
+// has gone) fails, with middleware as without: EmitSync and EmitSyncTo
+// return its *ListenerError, the pool reports it, and it counts as Failed.
+// Only the guard's own error, returned to middleware that calls next after
+// Unregister, is a skip. (With middleware, every such failure counted as
+// skipped: not returned, not reported, not retried.)
+func TestHandlerFailingWithErrUnregisteredFails(t *testing.T) {
+	for _, mw := range []bool{false, true} {
+		t.Run(map[bool]string{false: "no middleware", true: "middleware"}[mw], func(t *testing.T) {
+			ctx := context.Background()
+			reported := make(chan error, 4)
+			m := newManager[int](t, eventbus.WithErrorHandler(func(err error) { reported <- err }))
+			gone, err := m.RegisterListener("other", func(context.Context, eventbus.Event[int]) error { return nil })
+			require.NoError(t, err)
+			gone.Unregister()
+			var opts []eventbus.ListenerOption
+			if mw {
+				opts = append(opts, eventbus.Use(func(next eventbus.Handler[int]) eventbus.Handler[int] { return next }))
+			}
+			l, err := m.RegisterListener("relay", func(ctx context.Context, e eventbus.Event[int]) error {
+				if err := m.EmitSyncTo(ctx, gone, "other", e.Data); err != nil {
+					return fmt.Errorf("relay: %w", err)
+				}
+				return nil
+			}, opts...)
+			require.NoError(t, err)
+
+			var lerr *eventbus.ListenerError
+			err = m.EmitSync(ctx, "relay", 1)
+			require.ErrorAs(t, err, &lerr)
+			assert.ErrorIs(t, err, eventbus.ErrUnregistered, "the handler's own error, kept")
+			err = m.EmitSyncTo(ctx, l, "relay", 2)
+			require.ErrorAs(t, err, &lerr)
+			require.NoError(t, m.Emit(ctx, "relay", 3))
+			require.NoError(t, m.Flush(ctx))
+			select {
+			case err := <-reported:
+				assert.ErrorAs(t, err, &lerr)
+			default:
+				t.Fatal("the pool's failure was not reported")
+			}
+			s := l.Stats()
+			assert.Equal(t, uint64(3), s.Failed)
+			assert.Zero(t, s.Skipped)
+			checkAccounting(t, m.Stats())
+		})
+	}
 }
 
 func TestUnregisterStopsTheHandlerBehindMiddleware(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/eventbus-go/eventbus/internal/guard"
 	"github.com/eventbus-go/eventbus/internal/sched"
 )
 
@@ -264,8 +265,8 @@ type Middleware[T any] func(next Handler[T]) Handler[T]
 
 // WithMiddleware adds middleware applied to every listener registered on the
 // EventManager, outermost first, around any listener's own Use middleware.
-// T must be the EventManager's data type, or RegisterListener fails with
-// ErrInvalidOption.
+// T must be the EventManager's data type, and no middleware nil, or
+// RegisterListener (and Topic.Listen) fails with ErrInvalidOption.
 func WithMiddleware[T any](mw ...Middleware[T]) Option {
 	return optionFunc(func(o *options) {
 		for _, m := range mw {
@@ -502,6 +503,9 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 			if !ok {
 				return nil, fmt.Errorf("%w: middleware %T for a listener of %s", ErrInvalidOption, m, reflect.TypeFor[T]())
 			}
+			if mw == nil { // WithMiddleware's (Use refuses its own)
+				return nil, fmt.Errorf("%w: WithMiddleware: nil middleware", ErrInvalidOption)
+			}
 			chain = append(chain, mw)
 		}
 	}
@@ -529,11 +533,17 @@ func handlerFor[T any](h Handler[T], c *listenerConfig, managerMW []any) (Handle
 func unlessUnregistered[T any](h Handler[T], l *Listener) Handler[T] {
 	return func(ctx context.Context, e Event[T]) error {
 		if l.removed.Load() {
-			return ErrUnregistered
+			return errSkippedByGuard
 		}
 		return h(ctx, e)
 	}
 }
+
+// errSkippedByGuard is what unlessUnregistered returns: it matches
+// ErrUnregistered, for middleware, and tells the guard's skip from a
+// handler's own error that matches ErrUnregistered too (EmitSyncTo's, to
+// a listener that has gone), which is a failure like any other.
+var errSkippedByGuard error = &guard.Skipped{Err: ErrUnregistered}
 
 // withTimeout gives each call its own deadline; an overrun is an error that
 // matches context.DeadlineExceeded even if the handler ignored it. The

@@ -2,10 +2,10 @@ package eventbustest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/eventbus-go/eventbus"
+	"github.com/eventbus-go/eventbus/internal/guard"
 )
 
 // Named refers to the listener (or listeners) with the given name (see
@@ -27,15 +27,16 @@ type ListenerRef interface {
 // track is the middleware NewManager puts around every listener: it keeps,
 // per listener name, the events whose invocation has returned. An
 // invocation whose handler was skipped because the listener was
-// unregistered meanwhile (the call returns ErrUnregistered, and the
-// EventManager counts a skipped delivery) does not count: its handler
-// never ran.
+// unregistered meanwhile (next returns the guard's error, which matches
+// ErrUnregistered, and the EventManager counts a skipped delivery) does
+// not count: its handler never ran. A handler that fails with an error
+// matching ErrUnregistered of its own has run, and counts.
 func (m *Manager[T]) track(next eventbus.Handler[T]) eventbus.Handler[T] {
 	return func(ctx context.Context, e eventbus.Event[T]) (err error) {
 		defer func() {
 			// err is nil if next panicked or ended the goroutine: that
 			// invocation counts.
-			if !errors.Is(err, eventbus.ErrUnregistered) {
+			if !guard.Is(err) {
 				m.handledBy(eventbus.ListenerName(ctx), e)
 			}
 		}()

@@ -118,6 +118,29 @@ func TestHandledDoesNotCountADeliverySkippedInMiddleware(t *testing.T) {
 	assert.Empty(t, bus.Handled(l), "a skipped delivery is not handled")
 }
 
+// A handler that fails with an error matching ErrUnregistered of its own
+// (EmitSyncTo's, relaying to a listener that has gone) has run: its
+// invocation counts as handled, and its failure is reported, like any
+// other failure.
+func TestHandledCountsAHandlerFailingWithErrUnregistered(t *testing.T) {
+	ctx := deadline(t)
+	bus := eventbustest.NewManager[int](t)
+	gone, err := bus.RegisterListener("gone", func(context.Context, eventbus.Event[int]) error { return nil })
+	require.NoError(t, err)
+	gone.Unregister()
+	l, err := bus.RegisterListener("relay", func(ctx context.Context, e eventbus.Event[int]) error {
+		return bus.EmitSyncTo(ctx, gone, "gone", e.Data) // fails: ErrUnregistered
+	})
+	require.NoError(t, err)
+	require.NoError(t, bus.Emit(ctx, "relay", 1))
+	assert.Len(t, bus.WaitHandled(ctx, l, 1), 1)
+	errs := bus.WaitErrors(ctx, 1)
+	assert.ErrorIs(t, errs[0], eventbus.ErrUnregistered)
+	var lerr *eventbus.ListenerError
+	assert.ErrorAs(t, errs[0], &lerr)
+	assert.Equal(t, uint64(1), l.Stats().Failed)
+}
+
 func data(events []eventbus.Event[int]) []int {
 	out := make([]int, len(events))
 	for i, e := range events {

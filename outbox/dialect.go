@@ -30,12 +30,13 @@ func newQueries(postgres bool, t string) queries {
 	q := queries{
 		postgres: postgres,
 		insert:   fmt.Sprintf("INSERT INTO %s (id, name, payload) VALUES (%s, %s, %s)", t, ph(1), ph(2), ph(3)),
-		due:      fmt.Sprintf("SELECT MIN(next_at) FROM %s WHERE state = 0", t),
+		// A NULL next_at (a table made by hand) reads as 0: due now.
+		due: fmt.Sprintf("SELECT MIN(COALESCE(next_at, 0)) FROM %s WHERE state = 0", t),
 		// Rows due now, and rows waiting for a retry that hold back others
 		// (held_for), in table order. SQLite has no row locks: its relay
 		// reads, it claims nothing.
 		claim: fmt.Sprintf("SELECT seq, id, name, payload, attempts, next_at, held_for, handled FROM %s "+
-			"WHERE state = 0 AND (next_at <= %s OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
+			"WHERE state = 0 AND (next_at <= %s OR next_at IS NULL OR held_for <> '') ORDER BY seq LIMIT %s", t, ph(1), ph(2)),
 		fail: fmt.Sprintf("UPDATE %s SET attempts = %s, next_at = %s, held_for = %s, handled = %s, last_error = %s WHERE seq = %s",
 			t, ph(1), ph(2), ph(3), ph(4), ph(5), ph(6)),
 		wait: fmt.Sprintf("UPDATE %s SET next_at = %s, held_for = %s, handled = %s WHERE seq = %s",
@@ -159,9 +160,28 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 			return fmt.Errorf("outbox: creating table %s: %w", t, err)
 		}
 	}
+	// On PostgreSQL, DDL on a table that exists is not free even with IF
+	// NOT EXISTS: CREATE INDEX takes a SHARE lock and ALTER TABLE an ACCESS
+	// EXCLUSIVE one before finding there is nothing to do, and so waits for
+	// every transaction that wrote rows (a relay's pass, an application's
+	// Emit) while every later writer waits behind it. So each statement
+	// runs only if its relation is missing: a New on a table in use takes
+	// no table lock.
+	var exists []string // for each statement, the relation whose presence makes it needless
+	if postgres {
+		exists = []string{t, t + "_state_seq", t + "_state_next", ""}
+	}
 	for i, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("outbox: creating table %s: %w", t, err)
+		skip := false
+		if i < len(exists) && exists[i] != "" {
+			if err := tx.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", exists[i]).Scan(&skip); err != nil {
+				return fmt.Errorf("outbox: creating table %s: %w", t, err)
+			}
+		}
+		if !skip {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("outbox: creating table %s: %w", t, err)
+			}
 		}
 		if i == 0 {
 			// The table may have existed with another layout.
@@ -200,7 +220,14 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 // older version, which lacks it: its rows then count as handled by nobody.
 func addHandled(ctx context.Context, tx *sql.Tx, postgres bool, t string) error {
 	if postgres {
-		_, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS handled TEXT NOT NULL DEFAULT ''", t))
+		// Only if missing: ALTER TABLE locks the table whatever IF NOT
+		// EXISTS finds (see createSchema).
+		var n int
+		err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'handled' AND NOT attisdropped", t).Scan(&n)
+		if err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS handled TEXT NOT NULL DEFAULT ''", t))
 		return err
 	}
 	var n int

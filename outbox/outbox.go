@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/eventbus-go/eventbus"
 )
@@ -51,7 +52,10 @@ import (
 //     which the outbox holds back all its later events, not only those of
 //     the key), the later events are held back for that listener only, so
 //     that it keeps commit order, as the core's Retry does; the other
-//     listeners of those events get them at once. A failure of any other
+//     listeners of those events get them at once, unless more than
+//     BatchSize held-back rows stand at the front of the table: those count
+//     against BatchSize, and delay the rows behind them until they are
+//     retried or given up (a bounded time). A failure of any other
 //     listener holds back nothing, not even that listener's later events.
 //   - After MaxAttempts failed attempts of a listener on an event, the
 //     outbox gives up on that listener for that event: it is reported as a
@@ -85,6 +89,7 @@ type Outbox[T any] struct {
 
 	closed    atomic.Bool
 	reporting atomic.Int64  // dead letters marked and not yet handed to the EventManager (Flush waits for them)
+	looks     atomic.Uint64 // Flush's looks at the table that found rows still to do (tests wait on it)
 	listening atomic.Bool   // a LISTEN connection is up (PostgreSQL with pgx)
 	wake      chan struct{} // buffered 1: scan now
 	poke      chan struct{} // buffered 1: an Emit happened, poll soon
@@ -347,7 +352,8 @@ func (o *Outbox[T]) Close(ctx context.Context) error {
 // or given up on (see MaxAttempts), by this process or another one relaying
 // the same table; for an event this process gave up on, until its dead
 // letter has been handed to the EventManager (a later EventManager.Flush
-// waits for the error handler). Events of transactions still open are not waited for
+// waits for the error handler). It notices rows that another process
+// delivered within 100 ms. Events of transactions still open are not waited for
 // (on PostgreSQL, one that commits while Flush waits may be). If ctx ends
 // first, Flush returns an error matching ctx's error; after Close it returns
 // ErrClosed. Called from a listener with the context the relay gave it, it
@@ -364,6 +370,12 @@ func (o *Outbox[T]) Flush(ctx context.Context) error {
 		return fmt.Errorf("outbox: flush: %w", err)
 	}
 	first := true
+	// Another process's relay may deliver the rows, and nothing wakes this
+	// one when it deletes them: Flush also looks again every
+	// flushRecheck, not only after this relay's passes (with a long
+	// PollInterval it waited for its ctx while the table was empty).
+	recheck := time.NewTicker(flushRecheck)
+	defer recheck.Stop()
 	for {
 		next := o.nextScan()
 		if first {
@@ -372,6 +384,7 @@ func (o *Outbox[T]) Flush(ctx context.Context) error {
 		}
 		select {
 		case <-next:
+		case <-recheck.C:
 		case <-o.stop.Done():
 			return fmt.Errorf("outbox: flush: %w", ErrClosed)
 		case <-ctx.Done():
@@ -387,8 +400,14 @@ func (o *Outbox[T]) Flush(ctx context.Context) error {
 		if done {
 			return nil
 		}
+		o.looks.Add(1)
 	}
 }
+
+// flushRecheck is how often a waiting Flush looks at the table besides
+// after each of its relay's passes: the bound on how late it notices rows
+// that another process delivered. Each look is one query.
+const flushRecheck = 100 * time.Millisecond
 
 // flushed reports whether no row up to max is pending, but those delivered
 // and not yet deleted, and no dead letter is still to be reported.

@@ -43,10 +43,17 @@ func parseProgress(s string) progress {
 	return p
 }
 
-func (p *progress) done(name string) bool { return slices.Contains(p.Done, name) }
+// progressKey is how a listener's name is stored in progress: JSON holds
+// valid UTF-8 only (json.Marshal writes U+FFFD for an invalid byte), so a
+// name with invalid bytes is compared in the form it comes back in; it was
+// never found done, and its events were delivered to it again and again.
+func progressKey(name string) string { return strings.ToValidUTF8(name, "\uFFFD") }
+
+func (p *progress) done(name string) bool { return slices.Contains(p.Done, progressKey(name)) }
 
 // succeeded records name as done.
 func (p *progress) succeeded(name string) {
+	name = progressKey(name)
 	if !p.done(name) {
 		p.Done = append(p.Done, name)
 	}
@@ -55,6 +62,7 @@ func (p *progress) succeeded(name string) {
 
 // failed counts a failed attempt of name and returns the count.
 func (p *progress) failed(name string) int {
+	name = progressKey(name)
 	if p.Fails == nil {
 		p.Fails = map[string]int{}
 	}
@@ -64,6 +72,7 @@ func (p *progress) failed(name string) int {
 
 // gaveUp records name as done and dead.
 func (p *progress) gaveUp(name string) {
+	name = progressKey(name)
 	p.succeeded(name)
 	if !slices.Contains(p.Dead, name) {
 		p.Dead = append(p.Dead, name)
@@ -85,8 +94,17 @@ func formatHeld(names []string) string {
 }
 
 // heldKey is how a listener's name is held back: its name with any newline
-// made a space, as held_for stores it.
-func heldKey(name string) string { return strings.ReplaceAll(name, "\n", " ") }
+// made a space, as held_for stores it, and made storable (dbText).
+func heldKey(name string) string { return dbText(strings.ReplaceAll(name, "\n", " ")) }
+
+// dbText makes s storable in a text column of either database: PostgreSQL
+// refuses a NUL byte or invalid UTF-8 in TEXT, and the statement's failure
+// aborts the relay's pass, which then delivered its events again and again
+// without ever counting the attempt (a listener error carrying such bytes
+// was never given up on). Each such byte becomes U+FFFD.
+func dbText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
 
 // parseHeld reads a held_for column. Older versions wrote "name\tpattern"
 // lines: the name is what counts.

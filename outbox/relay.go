@@ -380,8 +380,13 @@ func (o *Outbox[T]) startClaim() {
 }
 
 // deleteDelivered deletes the rows delivered and not yet deleted, BatchSize
-// rows per statement. The relay and the reaper may both call it: deleting a
-// row twice does nothing.
+// rows per statement, at most maxDeleteArgs. The relay and the reaper may
+// both call it: deleting a row twice does nothing.
+//
+// maxDeleteArgs keeps a statement's parameters under both databases'
+// limits (PostgreSQL's protocol allows 65,535, SQLite 32,766 by default):
+// with a BatchSize above them, every DELETE failed, so every pass was
+// rolled back and its rows delivered again, forever.
 func (o *Outbox[T]) deleteDelivered(ctx context.Context, ex execer) error {
 	o.mu.Lock()
 	seqs := make([]int64, 0, o.undeletedN)
@@ -392,7 +397,7 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context, ex execer) error {
 	}
 	o.mu.Unlock()
 	for len(seqs) > 0 {
-		chunk := seqs[:min(len(seqs), o.o.batch)]
+		chunk := seqs[:min(len(seqs), o.o.batch, maxDeleteArgs)]
 		seqs = seqs[len(chunk):]
 		args := make([]any, len(chunk))
 		for i, s := range chunk {
@@ -407,6 +412,9 @@ func (o *Outbox[T]) deleteDelivered(ctx context.Context, ex execer) error {
 	}
 	return nil
 }
+
+// maxDeleteArgs bounds the rows one DELETE names (see deleteDelivered).
+const maxDeleteArgs = 1000
 
 // deleted records rows as deleted.
 func (o *Outbox[T]) deleted(seqs []int64) {
@@ -588,7 +596,7 @@ func (o *Outbox[T]) record(ctx context.Context, ex execer, r row, data T, out ou
 	if len(out.failed) > 0 {
 		attempts++
 	}
-	msg := strings.Join(msgs, "; ")
+	msg := dbText(strings.Join(msgs, "; "))
 	if len(left) == 0 && len(out.deferred) == 0 {
 		// Nothing left to do, something given up.
 		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, out.p.String(), r.seq); err != nil {
@@ -635,7 +643,7 @@ func (o *Outbox[T]) record(ctx context.Context, ex execer, r row, data T, out ou
 // is committed, reports it. A corrupt row holds nothing back.
 func (o *Outbox[T]) corrupt(ctx context.Context, ex execer, r row, cause error) (retryAt time.Time, report func()) {
 	attempts := r.attempts + 1
-	msg := cause.Error()
+	msg := dbText(cause.Error())
 	if attempts >= o.o.maxAttempts {
 		if _, err := ex.ExecContext(ctx, o.q.dead, attempts, msg, r.handled, r.seq); err != nil {
 			if ctx.Err() == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,11 +51,40 @@ func freePorts(t testing.TB, n int) []int {
 
 func startCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := tryStartCluster(t, n)
+		if err == nil {
+			return c
+		}
+		if attempt == 3 {
+			t.Fatalf("starting a cluster of %d: %v", n, err)
+		}
+		// A port freePorts reserved can be taken by another listener (a
+		// proxy's, a server's client port) before its server binds it:
+		// that server never gets ready. Start again, on other ports.
+		t.Logf("starting a cluster of %d, attempt %d: %v; again on other ports", n, attempt, err)
+	}
+}
+
+// tryStartCluster starts a cluster of n nodes, or shuts down what it
+// started and says why not.
+func tryStartCluster(t testing.TB, n int) (*testCluster, error) {
+	t.Helper()
 	c := &testCluster{t: t, servers: map[string]*server.Server{}, clients: map[string]*proxy{},
 		routes: map[string][]*proxy{}, down: map[string]bool{}}
 	ports := freePorts(t, n)
 	for i := range n {
 		c.names = append(c.names, fmt.Sprintf("n%d", i+1))
+	}
+	var proxies []*proxy
+	stop := func() {
+		for _, s := range c.servers {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+		for _, px := range proxies {
+			px.close()
+		}
 	}
 	// Route i -> j goes through its own proxy, so that cutting a node
 	// cuts exactly its links.
@@ -65,6 +95,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 				continue
 			}
 			px := startProxy(t, fmt.Sprintf("127.0.0.1:%d", ports[j]))
+			proxies = append(proxies, px)
 			u, err := url.Parse(px.url())
 			require.NoError(t, err)
 			routes[i] = append(routes[i], u)
@@ -98,7 +129,10 @@ func startCluster(t testing.TB, n int) *testCluster {
 		}
 	})
 	for _, name := range c.names {
-		require.True(t, c.servers[name].ReadyForConnections(10*time.Second))
+		if !c.servers[name].ReadyForConnections(10 * time.Second) {
+			stop()
+			return nil, fmt.Errorf("server %s not ready for connections after 10s (cluster port %d)", name, ports[slices.Index(c.names, name)])
+		}
 		c.clients[name] = startProxy(t, c.servers[name].ClientURL())
 	}
 	// JetStream is usable once the meta group has a leader that knows
@@ -115,7 +149,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 		}
 		return leader
 	}, 60*time.Second, 10*time.Millisecond, "JetStream meta leader")
-	return c
+	return c, nil
 }
 
 // urls returns the client URLs of the running servers, first's first.

@@ -831,6 +831,26 @@ func TestCloseWithADoneContextAndNothingLeft(t *testing.T) {
 		assert.Zero(t, m.Stats().Workers, "every worker has left")
 		assert.Zero(t, m.Stats().Abandoned)
 	}
+
+	// After a Close that gave up: once the pool has finished, a Close with
+	// a done context returns nil too (it chose at random, since the pool
+	// was aborted).
+	m := eventbus.New[int]()
+	entered, release := make(chan struct{}), make(chan struct{})
+	_, err := m.RegisterListener("e", func(context.Context, eventbus.Event[int]) error {
+		close(entered)
+		<-release
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, m.Emit(context.Background(), "e", 1))
+	<-entered
+	require.ErrorIs(t, m.Close(done), context.Canceled, "gives up on the running handler")
+	close(release)
+	require.NoError(t, m.Close(context.Background()), "the pool finishes")
+	for i := range 100 {
+		require.NoError(t, m.Close(done), "finished (%d)", i)
+	}
 }
 
 func TestCloseWithoutUnregisterLeavesNothing(t *testing.T) {

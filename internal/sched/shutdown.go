@@ -26,12 +26,17 @@ func (s *Scheduler[E, C]) Close(ctx context.Context) (abandoned uint64, running 
 	if who.get() == any(s) {
 		return 0, 0, ErrReentrant
 	}
-	if s.finishing() {
-		// Nothing is left to abandon, and the workers leave without
-		// running anything: done, whatever ctx says. (A select on both
-		// channels picked either at random when ctx was done already.)
-		<-s.done
-	} else {
+	select {
+	case <-s.done: // finished, even after a Close that gave up: nothing to abandon
+	default:
+		if s.finishing() {
+			// Nothing is left to abandon, and the workers leave without
+			// running anything: done, whatever ctx says. (A select on
+			// both channels picked either at random when ctx was done
+			// already.)
+			<-s.done
+			break
+		}
 		select {
 		case <-s.done:
 		case <-ctx.Done():

@@ -334,12 +334,30 @@ func TestJetStreamCloseLeavesNoLastDeliveryUnreported(t *testing.T) {
 		_, err := raw.Request(subject, []byte(`{"id":1}`), 5*time.Second)
 		require.NoError(t, err)
 	}
-	deliveries := func() uint64 { // made by the server so far, redeliveries included
-		c, err := stream.Consumer(context.Background(), "d")
-		require.NoError(t, err)
-		info, err := c.Info(context.Background())
-		require.NoError(t, err)
-		return info.Delivered.Consumer
+	// The bridge keeps every message it holds with in-progress acks, from
+	// AckWait/2 after its arrival: one for in.b's delivery of a round says
+	// that the bridge holds it (a message the server has sent and the
+	// client has not received yet is dropped by Close's unsubscription,
+	// as the README says).
+	acks := make(chan *nats.Msg, 64)
+	watch, err := raw.ChanSubscribe("$JS.ACK.>", acks)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watch.Unsubscribe() })
+	require.NoError(t, raw.Flush())
+	holds := func(subjectSeq uint64, delivered int) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case a := <-acks:
+				d, seq, ok := ackedDelivery(a.Subject)
+				if ok && string(a.Data) == "+WPI" && seq == subjectSeq && d == uint64(delivered) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no in-progress ack for stream message %d, delivery %d", subjectSeq, delivered)
+			}
+		}
 	}
 	for round := 1; round <= maxDeliver+1; round++ {
 		m := newManager(t)
@@ -354,8 +372,9 @@ func TestJetStreamCloseLeavesNoLastDeliveryUnreported(t *testing.T) {
 		b := newBridge(t, m, connect(t, ts), natsbus.Inbound("in.>"), natsbus.WithJetStream(cfg), natsbus.WithErrorHandler(errs.handle))
 		receive(t, (<-chan string)(started))
 		// The other message reaches the bridge too (in the second round,
-		// once AckWait has passed since the first bridge let it go).
-		require.Eventually(t, func() bool { return deliveries() == uint64(2*round) }, 20*time.Second, 10*time.Millisecond)
+		// once AckWait has passed since the first bridge let it go): in.b
+		// is the stream's message 2.
+		holds(2, round)
 		require.NoError(t, b.Close(ctxTimeout(t, 10*time.Second)))
 		reports := errs.all()
 		if round <= maxDeliver {
@@ -374,6 +393,26 @@ func TestJetStreamCloseLeavesNoLastDeliveryUnreported(t *testing.T) {
 		assert.Equal(t, uint64(2), b.Stats().Terminated)
 	}
 	consumerSettled(t, stream, "d")
+}
+
+// ackedDelivery reads a JetStream ack subject ($JS.ACK.<stream>.<consumer>.
+// <delivered>.<stream seq>.<consumer seq>.<time>.<pending>, or the form
+// with a domain and an account hash after $JS.ACK): which delivery of which
+// stream message an ack is for.
+func ackedDelivery(subject string) (delivered, streamSeq uint64, ok bool) {
+	tok := strings.Split(subject, ".")
+	at := 0
+	switch {
+	case len(tok) == 9:
+		at = 4
+	case len(tok) >= 11:
+		at = 6
+	default:
+		return 0, 0, false
+	}
+	d, err1 := strconv.ParseUint(tok[at], 10, 64)
+	seq, err2 := strconv.ParseUint(tok[at+1], 10, 64)
+	return d, seq, err1 == nil && err2 == nil
 }
 
 // A listener running longer than the ack wait keeps its message with

@@ -74,7 +74,8 @@ func (b *Bridge[T]) Close(ctx context.Context) error {
 // outbound side close and behave as in Close: publishes in flight are
 // flushed (in JetStream mode, until acknowledged), and an event that
 // reaches the bridge meanwhile fails with ErrClosed, counted and reported;
-// the outbound listeners are removed last.
+// the outbound listeners are removed last, after one more Flush. Under a
+// steady stream of outbound events Drain goes on until ctx ends.
 //
 // Inbound events keep their contexts while Drain works: Drain cancels them
 // (as Close does, with ErrClosed as the cause) when ctx ends, and when it
@@ -199,6 +200,10 @@ func (b *Bridge[T]) stopOutbound(ctx context.Context, drain bool, keep func(erro
 		// going nowhere unsaid (a JetStream ack wait can last a leader
 		// election).
 		defer func() {
+			// The deliveries queued meanwhile fail with ErrClosed too,
+			// rather than being skipped once the listeners are gone.
+			// (ctx's end, if any, was kept by the Flush above.)
+			_ = b.m.Flush(ctx)
 			for _, l := range b.listeners {
 				l.Unregister()
 			}
@@ -240,6 +245,11 @@ func (b *Bridge[T]) publishQueued(ctx context.Context) error {
 		}
 		if err := b.pub.flush(ctx); err != nil {
 			return fmt.Errorf("natsbus: waiting for the acks of the events published: %w", err)
+		}
+		// An Emit made meanwhile may still be queued: its delivery counts
+		// only once it has run.
+		if err := b.m.Flush(ctx); err != nil {
+			return fmt.Errorf("natsbus: publishing the events queued in the EventManager: %w", err)
 		}
 		if b.outboundCalls() == before {
 			return nil

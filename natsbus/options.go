@@ -262,8 +262,10 @@ type JetStreamConfig struct {
 	// pulled ahead and left unhandled by Close, counts too. A message
 	// that Close keeps from being handled on the server's last delivery
 	// (the MaxDeliver+1st) is reported as ErrMaxDeliver and terminated.
-	// Only a process that dies during that last delivery leaves the
-	// message unreported (the server's MAX_DELIVERIES advisory says so).
+	// Only a process that dies during that last delivery, or a Close
+	// that unsubscribes while the server's last delivery is on its way to
+	// the bridge (the client drops it), leaves the message unreported (the
+	// server's MAX_DELIVERIES advisory says so).
 	MaxDeliver int
 	// AckWait is the consumer's ack wait. Every message the bridge holds
 	// (being handled, or pulled ahead and waiting for the listeners) gets

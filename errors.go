@@ -90,8 +90,8 @@ type ListenerError struct {
 }
 
 // Error describes the listener, the event and the cause. The listener is
-// shown by name, and by pattern too unless the name is the default one
-// (the pattern, '#' and a number).
+// shown by name, and by pattern too unless the name begins with the
+// pattern and '#', as default names (the pattern, '#' and a number) do.
 func (e *ListenerError) Error() string {
 	who := strconv.Quote(e.Listener)
 	if e.Listener == "" {

@@ -116,7 +116,14 @@ func (b *Bridge[T]) jsHandler(msg *nats.Msg, md *nats.MsgMetadata, kept time.Tim
 		// Closing: pulled ahead and not handled. Not acked: redelivered
 		// after AckWait, unless the server has no delivery left for it.
 		if b.lastDelivery(delivered) {
-			b.giveUpAtClose(msg, msg.Header.Get(HeaderID), delivered)
+			id := msg.Header.Get(HeaderID)
+			if msg.Header.Get(HeaderOrigin) == b.origin[0] && b.ids.mine(id) {
+				// The bridge's own event: nothing to deliver, nor to
+				// report (decodeInbound would skip it).
+				b.ackOp(msg, delivered, ackMsg(b.nc, msg))
+				return
+			}
+			b.giveUpAtClose(msg, id, delivered)
 		}
 		return
 	}

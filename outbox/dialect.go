@@ -174,7 +174,8 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 	for i, s := range stmts {
 		skip := false
 		if i < len(exists) && exists[i] != "" {
-			if err := tx.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", exists[i]).Scan(&skip); err != nil {
+			var err error
+			if skip, err = pgRelationExists(ctx, tx, exists[i]); err != nil {
 				return fmt.Errorf("outbox: creating table %s: %w", t, err)
 			}
 		}
@@ -214,6 +215,23 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 		return fmt.Errorf("outbox: creating table %s: %w", t, err)
 	}
 	return nil
+}
+
+// pgRelationExists reports whether the relation that CREATE ... IF NOT
+// EXISTS name would make exists already: a schema-qualified name as it
+// says; an unqualified one in the current schema, where CREATE makes it
+// (to_regclass would find it in any schema of the search_path, and New
+// would then skip making the table of a tenant's schema because public
+// has one).
+func pgRelationExists(ctx context.Context, tx *sql.Tx, name string) (bool, error) {
+	var ok bool
+	if strings.Contains(name, ".") {
+		err := tx.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&ok)
+		return ok, err
+	}
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relname = $1)`, strings.ToLower(name)).Scan(&ok)
+	return ok, err
 }
 
 // addHandled adds the column handled (see progress) to a table made by an

@@ -227,3 +227,39 @@ func TestHugeBatchSizeDeletesInChunks(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM eventbus_outbox").Scan(&left))
 	assert.Zero(t, left)
 }
+
+// New makes the table in the current schema when another schema of the
+// search_path has one (a schema per tenant, and public): it looks for the
+// table, and its indexes, where CREATE would make them. (A look through
+// the whole search_path found public's table, and the tenant's outbox
+// relayed public's rows.)
+func TestNewMakesTheTableInTheCurrentSchema(t *testing.T) {
+	dsn := pgDatabase(t)
+	ctx := testCtx(t)
+	public, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = public.Close() })
+	obPublic := newOutbox(t, public, eventbus.New[int]())
+	require.NoError(t, obPublic.Close(ctx))
+	_, err = public.ExecContext(ctx, "CREATE SCHEMA tenant1")
+	require.NoError(t, err)
+
+	tenant, err := sql.Open("pgx", dsn+"&search_path=tenant1,public")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tenant.Close() })
+	m := eventbus.New[int]()
+	var r recorder[int]
+	listen(t, m, "t.*", &r)
+	ob := newOutbox(t, tenant, m)
+	inTx(t, tenant, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "t.x", 7)) })
+	require.NoError(t, ob.Flush(ctx))
+	assert.Equal(t, []int{7}, r.data())
+	var tables int
+	require.NoError(t, public.QueryRowContext(ctx,
+		"SELECT COUNT(*) FROM pg_tables WHERE tablename = 'eventbus_outbox' AND schemaname IN ('public', 'tenant1')").Scan(&tables))
+	assert.Equal(t, 2, tables, "one table in each schema")
+	var indexes int
+	require.NoError(t, public.QueryRowContext(ctx,
+		"SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'tenant1' AND tablename = 'eventbus_outbox'").Scan(&indexes))
+	assert.Equal(t, 3, indexes, "the tenant's table has its key and both indexes")
+}

@@ -65,7 +65,8 @@ type Stats struct {
 	// ErrForgedOrigin and not delivered.
 	ForgedOrigin uint64
 	// Dropped counts messages the NATS client dropped because the local
-	// side was too slow (core mode).
+	// side was too slow (core mode): copies, with overlapping Inbound
+	// patterns, each subscription counting its own (see the README).
 	Dropped uint64
 	// Redelivered counts JetStream deliveries after the first.
 	Redelivered uint64

@@ -112,10 +112,19 @@ func detect(ctx context.Context, db *sql.DB) (postgres bool, err error) {
 // On PostgreSQL it holds an advisory lock meanwhile, so that processes
 // starting together do not race on CREATE ... IF NOT EXISTS.
 func createSchema(ctx context.Context, db *sql.DB, postgres bool, t string) error {
-	var stmts []string
+	// Each statement names the relation it makes, if any. On PostgreSQL,
+	// DDL on a table that exists is not free even with IF NOT EXISTS:
+	// CREATE INDEX takes a SHARE lock and ALTER TABLE an ACCESS EXCLUSIVE
+	// one before finding there is nothing to do, and so waits for every
+	// transaction that wrote rows (a relay's pass, an application's Emit)
+	// while every later writer waits behind it. So a statement runs there
+	// only if its relation is missing: a New on a table in use takes no
+	// table lock.
+	type ddl struct{ sql, makes string }
+	var stmts []ddl
 	if postgres {
-		stmts = []string{
-			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+		stmts = []ddl{
+			{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	seq BIGSERIAL PRIMARY KEY,
 	id TEXT NOT NULL,
 	name TEXT NOT NULL,
@@ -125,15 +134,15 @@ func createSchema(ctx context.Context, db *sql.DB, postgres bool, t string) erro
 	next_at BIGINT NOT NULL DEFAULT 0,
 	held_for TEXT NOT NULL DEFAULT '',
 	last_error TEXT NOT NULL DEFAULT '',
-	handled TEXT NOT NULL DEFAULT '')`, t),
-			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
-			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
-			fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
+	handled TEXT NOT NULL DEFAULT '')`, t), t},
+			{fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t), t + "_state_seq"},
+			{fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t), t + "_state_next"},
+			{fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)), ""},
 		}
 	} else {
-		stmts = []string{
-			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+		stmts = []ddl{
+			{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	id TEXT NOT NULL,
 	name TEXT NOT NULL,
@@ -143,9 +152,9 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 	next_at INTEGER NOT NULL DEFAULT 0,
 	held_for TEXT NOT NULL DEFAULT '',
 	last_error TEXT NOT NULL DEFAULT '',
-	handled TEXT NOT NULL DEFAULT '')`, t),
-			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t),
-			fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t),
+	handled TEXT NOT NULL DEFAULT '')`, t), t},
+			{fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_seq ON %s (state, seq)", t, t), t + "_state_seq"},
+			{fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s_state_next ON %s (state, next_at)", t, t), t + "_state_next"},
 		}
 	}
 	tx, err := db.BeginTx(ctx, nil)
@@ -160,27 +169,16 @@ BEGIN PERFORM pg_notify('%s', ''); RETURN NULL; END $$`, t, strings.ToLower(t)),
 			return fmt.Errorf("outbox: creating table %s: %w", t, err)
 		}
 	}
-	// On PostgreSQL, DDL on a table that exists is not free even with IF
-	// NOT EXISTS: CREATE INDEX takes a SHARE lock and ALTER TABLE an ACCESS
-	// EXCLUSIVE one before finding there is nothing to do, and so waits for
-	// every transaction that wrote rows (a relay's pass, an application's
-	// Emit) while every later writer waits behind it. So each statement
-	// runs only if its relation is missing: a New on a table in use takes
-	// no table lock.
-	var exists []string // for each statement, the relation whose presence makes it needless
-	if postgres {
-		exists = []string{t, t + "_state_seq", t + "_state_next", ""}
-	}
 	for i, s := range stmts {
 		skip := false
-		if i < len(exists) && exists[i] != "" {
+		if postgres && s.makes != "" {
 			var err error
-			if skip, err = pgRelationExists(ctx, tx, exists[i]); err != nil {
+			if skip, err = pgRelationExists(ctx, tx, s.makes); err != nil {
 				return fmt.Errorf("outbox: creating table %s: %w", t, err)
 			}
 		}
 		if !skip {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
+			if _, err := tx.ExecContext(ctx, s.sql); err != nil {
 				return fmt.Errorf("outbox: creating table %s: %w", t, err)
 			}
 		}

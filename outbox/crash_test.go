@@ -143,9 +143,7 @@ func TestCrash(t *testing.T) {
 		},
 		"postgres": func(t *testing.T) crashDB {
 			dsn := pgDatabase(t)
-			db, err := sql.Open("pgx", dsn)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = db.Close() })
+			db := openPgx(t, dsn)
 			return crashDB{"pgx", dsn, db}
 		},
 	}

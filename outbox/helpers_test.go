@@ -57,8 +57,12 @@ var tableSeq atomic.Int64
 
 // openPostgres connects to the test cluster, in a database of its own for
 // this test (dropped afterwards), so tests never see each other's tables.
-func openPostgres(t testing.TB) *sql.DB {
-	db, err := sql.Open("pgx", pgDatabase(t))
+func openPostgres(t testing.TB) *sql.DB { return openPgx(t, pgDatabase(t)) }
+
+// openPgx opens a pool on dsn (another process's, as far as the outbox
+// can tell), closed when the test ends.
+func openPgx(t testing.TB, dsn string) *sql.DB {
+	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	return db

@@ -26,12 +26,10 @@ func TestPostgresSeveralRelaysDeliverOnce(t *testing.T) {
 	var obs [2]*outbox.Outbox[int]
 	var dbs [2]*sql.DB
 	for i := range 2 {
-		db, err := sql.Open("pgx", dsn)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = db.Close() })
+		db := openPgx(t, dsn)
 		dbs[i] = db
 		m := eventbus.New[int]()
-		_, err = m.RegisterListener("job.>", func(_ context.Context, e eventbus.Event[int]) error {
+		_, err := m.RegisterListener("job.>", func(_ context.Context, e eventbus.Event[int]) error {
 			mu.Lock()
 			count[e.Data]++
 			by[i]++

@@ -120,12 +120,10 @@ func TestFlushNoticesAnotherRelaysDeliveries(t *testing.T) {
 	var obs [2]*outbox.Outbox[int]
 	var dbs [2]*sql.DB
 	for i := range 2 {
-		db, err := sql.Open("pgx", dsn)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = db.Close() })
+		db := openPgx(t, dsn)
 		dbs[i] = db
 		m := eventbus.New[int]()
-		_, err = m.RegisterListener("f.*", func(context.Context, eventbus.Event[int]) error {
+		_, err := m.RegisterListener("f.*", func(context.Context, eventbus.Event[int]) error {
 			started <- i
 			<-release
 			return nil
@@ -159,13 +157,7 @@ func TestFlushNoticesAnotherRelaysDeliveries(t *testing.T) {
 func TestNewOnATableInUseWaitsForNoPass(t *testing.T) {
 	dsn := pgDatabase(t)
 	ctx := testCtx(t)
-	open := func() *sql.DB {
-		db, err := sql.Open("pgx", dsn)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}
-	dbB, dbA, dbApp := open(), open(), open()
+	dbB, dbA, dbApp := openPgx(t, dsn), openPgx(t, dsn), openPgx(t, dsn)
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var releaseOnce sync.Once
@@ -236,17 +228,13 @@ func TestHugeBatchSizeDeletesInChunks(t *testing.T) {
 func TestNewMakesTheTableInTheCurrentSchema(t *testing.T) {
 	dsn := pgDatabase(t)
 	ctx := testCtx(t)
-	public, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = public.Close() })
+	public := openPgx(t, dsn)
 	obPublic := newOutbox(t, public, eventbus.New[int]())
 	require.NoError(t, obPublic.Close(ctx))
-	_, err = public.ExecContext(ctx, "CREATE SCHEMA tenant1")
+	_, err := public.ExecContext(ctx, "CREATE SCHEMA tenant1")
 	require.NoError(t, err)
 
-	tenant, err := sql.Open("pgx", dsn+"&search_path=tenant1,public")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tenant.Close() })
+	tenant := openPgx(t, dsn+"&search_path=tenant1,public")
 	m := eventbus.New[int]()
 	var r recorder[int]
 	listen(t, m, "t.*", &r)

@@ -17,6 +17,7 @@ type queries struct {
 	claim    string // PostgreSQL: now, limit; SQLite: limit, low
 	fail     string // attempts, nextAt, heldFor, handled, lastError, seq
 	wait     string // nextAt, heldFor, handled, seq
+	held     string // PostgreSQL: seq; the pending rows below it that hold listeners back, claimed or not
 	dead     string // attempts, lastError, handled, seq
 	maxSeq   string
 	pending  string // seq
@@ -66,6 +67,9 @@ func newQueries(postgres bool, t string) queries {
 		// Locked until the relay's transaction ends: other relays skip
 		// them; a crash ends the transaction and frees them at once.
 		q.claim += " FOR UPDATE SKIP LOCKED"
+		// Read without locking: the committed state of rows that another
+		// relay's pass may hold locked (the claim skipped them).
+		q.held = fmt.Sprintf("SELECT seq, next_at, held_for FROM %s WHERE state = 0 AND held_for <> '' AND seq < %s ORDER BY seq", t, ph(1))
 	}
 	return q
 }

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -99,5 +100,80 @@ func TestEventsOfOtherProcesses(t *testing.T) {
 				assert.NotZero(t, ob.Stats().Notifications)
 			}
 		})
+	}
+}
+
+// An Ordered listener that failed an event gets none of the later events
+// before it, with several relays on one PostgreSQL table too: a relay's
+// pass holds back for it the rows behind a failed row that another relay's
+// pass holds locked (retrying it, or holding back for it), which its claim
+// skips. Two relays (each its own pool and EventManager: two processes),
+// an Ordered listener named "L" in each; event 1 fails its first 3
+// attempts, wherever it runs. A relay's L used to get up to 22 later
+// events between failing event 1 and event 1's success.
+func TestPostgresOrderedHoldBackAcrossRelays(t *testing.T) {
+	const relays, events = 2, 60
+	dsn := pgDatabase(t)
+	ctx := testCtx(t)
+	type call struct {
+		relay, ev int
+		ok        bool
+	}
+	var mu sync.Mutex
+	var calls []call
+	fails := 0
+	var obs [relays]*outbox.Outbox[int]
+	var dbs [relays]*sql.DB
+	for i := range relays {
+		dbs[i] = openPgx(t, dsn)
+		m := eventbus.New[int]()
+		_, err := m.RegisterListener("o.*", func(_ context.Context, e eventbus.Event[int]) error {
+			time.Sleep(time.Millisecond) // passes overlap
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Data == 1 && fails < 3 {
+				fails++
+				calls = append(calls, call{i, e.Data, false})
+				return errors.New("fail")
+			}
+			calls = append(calls, call{i, e.Data, true})
+			return nil
+		}, eventbus.Ordered(), eventbus.Name("L"))
+		require.NoError(t, err)
+		obs[i] = newOutbox(t, dbs[i], m, outbox.BatchSize(4), outbox.PollInterval(5*time.Millisecond),
+			outbox.Backoff(20*time.Millisecond, 40*time.Millisecond), outbox.MaxAttempts(100))
+	}
+	for k := 1; k <= events; k++ {
+		i := k % relays
+		inTx(t, dbs[i], true, func(tx *sql.Tx) { require.NoError(t, obs[i].Emit(ctx, tx, "o.x", k)) })
+	}
+	for i := range relays {
+		require.NoError(t, obs[i].Flush(ctx))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	failed := [relays]bool{} // the relay's L has failed event 1
+	var after [relays][]int  // later events its L got since, before event 1 succeeded
+	seen := map[int]int{}
+	succeeded := false
+	for _, c := range calls {
+		switch {
+		case c.ev == 1 && c.ok:
+			succeeded = true
+		case c.ev == 1:
+			failed[c.relay] = true
+		case failed[c.relay] && !succeeded:
+			after[c.relay] = append(after[c.relay], c.ev)
+		}
+		if c.ok {
+			seen[c.ev]++
+		}
+	}
+	assert.Equal(t, 3, fails)
+	for r := range relays {
+		assert.Empty(t, after[r], "relay %d: events its L got after failing event 1, before event 1 succeeded", r)
+	}
+	for k := 1; k <= events; k++ {
+		assert.Equal(t, 1, seen[k], "event %d delivered once", k)
 	}
 }

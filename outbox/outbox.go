@@ -57,6 +57,9 @@ import (
 //     against BatchSize, and delay the rows behind them until they are
 //     retried or given up (a bounded time). A failure of any other
 //     listener holds back nothing, not even that listener's later events.
+//     With several relays on PostgreSQL, a pass also holds back the rows
+//     behind a held row that another relay's pass has locked, as its last
+//     committed state says: a failure not yet committed is not seen.
 //   - After MaxAttempts failed attempts of a listener on an event, the
 //     outbox gives up on that listener for that event: it is reported as a
 //     *DeadLetter to the EventManager's error handler and counts as done.
@@ -70,8 +73,11 @@ import (
 //     17×BatchSize, as the deletes wait for the application's writers),
 //     and the listeners that had handled an event whose failure had not yet
 //     been recorded. On PostgreSQL, a pass whose commit fails is as a
-//     crash; so is a Close that gives up on a running listener, for the
-//     listeners of that event that had returned nil in that attempt.
+//     crash (the relay then claims half as many rows, doubling back after
+//     each pass that commits, so that a pass the server ends for lasting
+//     too long gets shorter until it commits); so is a Close that gives up
+//     on a running listener, for the listeners of that event that had
+//     returned nil in that attempt.
 type Outbox[T any] struct {
 	db *sql.DB
 	m  *eventbus.EventManager[T]
@@ -79,9 +85,15 @@ type Outbox[T any] struct {
 	q  queries
 
 	// stop is cancelled when Close starts: the relay finishes the event it
-	// is delivering and exits; LISTEN stops. life is cancelled when Close
-	// gives up waiting (or after the relay exited): listeners' contexts and
-	// the relay's database calls derive from it.
+	// is delivering and exits; LISTEN stops; a pass that has not yet
+	// claimed its rows is abandoned (its database calls are cancelled).
+	// life is cancelled when Close gives up waiting (or after the relay
+	// exited): listeners' contexts derive from it. The database work that
+	// settles what a pass delivered (recording failures, deleting the
+	// delivered rows, committing) derives from neither: cancelling it
+	// would deliver those events again. It is bounded instead, to
+	// finishGrace once Close has started and the relay has stopped
+	// delivering (see scan).
 	stop       context.Context
 	stopCancel context.CancelFunc
 	life       context.Context
@@ -114,6 +126,7 @@ type Outbox[T any] struct {
 
 	stats    counters
 	low      int64         // relay goroutine only, SQLite only: every row up to it is delivered
+	batch    int           // relay goroutine only: the rows a pass claims (see scan: less than BatchSize after failed commits)
 	reap     chan struct{} // buffered 1: rows were delivered, delete them
 	reapStop chan struct{} // closed by the relay's exit: the reaper stops
 	reapDone chan struct{} // closed when the reaper has stopped
@@ -200,6 +213,7 @@ func New[T any](ctx context.Context, db *sql.DB, m *eventbus.EventManager[T], op
 	o.reapStop = make(chan struct{})
 	o.reapDone = make(chan struct{})
 	o.delivered = make(map[int64]uint64)
+	o.batch = o.o.batch
 	o.wg.Add(1)
 	go o.run()
 	go o.reaper()
@@ -326,9 +340,16 @@ func (o *Outbox[T]) reentrant(ctx context.Context) bool {
 // undelivered event in the table for the next New. From its call on, Emit and Flush fail
 // with ErrClosed. Close does not close the database or the EventManager.
 //
-// It returns nil once the relay's goroutines have exited. If ctx ends first,
-// it cancels the context of the listener running, and returns an error
-// matching ctx's error; the goroutines exit as soon as that listener returns.
+// It returns nil once the relay's goroutines have exited. A pass that has
+// not yet claimed its rows is abandoned, so Close does not wait for a
+// database that does not answer while the relay polls; the work that
+// records what a pass delivered (recording failures, deleting the delivered
+// rows, committing) is not cancelled, as that would deliver those events
+// again, but once Close has started it is given at most 5 seconds after the
+// last listener call returns. If ctx ends first, Close cancels the context
+// of the listener running and returns an error matching ctx's error; the
+// goroutines exit as soon as that listener returns and its pass has
+// recorded what it delivered.
 // Called from a listener with the context the relay gave it, it cannot wait
 // for its own caller: it stops the relay all the same and returns an error
 // matching eventbus.ErrReentrant. Close is idempotent: a later call waits

@@ -93,13 +93,19 @@ func (o *Outbox[T]) run() {
 func (o *Outbox[T]) exit() {
 	close(o.reapStop)
 	<-o.reapDone
-	ctx, cancel := context.WithTimeout(o.life, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), finishGrace)
 	defer cancel()
-	if err := o.deleteDelivered(ctx, o.db); err != nil && o.life.Err() == nil {
+	if err := o.deleteDelivered(ctx, o.db); err != nil {
 		o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 	}
 	o.lifeCancel()
 }
+
+// finishGrace bounds the database work that settles what the relay
+// delivered (recording, deleting, committing) once Close has started and
+// the relay has stopped delivering: a database that does not answer within
+// it leaves those rows to be delivered again by the next relay.
+const finishGrace = 5 * time.Second
 
 // scan makes one pass: it claims up to BatchSize rows in table order and
 // delivers those due, holding back as the Outbox's doc says. progress: some
@@ -107,7 +113,15 @@ func (o *Outbox[T]) exit() {
 // retryAt: the earliest retry among the rows claimed, if any.
 func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	o.stats.scans.Add(1)
-	ctx := o.life
+	// ctx is the pass's database context. Until the rows are claimed,
+	// Close cancels it (nothing is delivered yet: a database that does not
+	// answer must not hold Close). From then on it settles what the pass
+	// delivers, and Close does not cancel it: it is bounded to finishGrace
+	// once Close has started and no listener is running (see settle).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	unstop := context.AfterFunc(o.stop, cancel)
+	defer unstop()
 	now := time.Now().UnixMilli()
 	var earliest any // untyped, as in claim: a next_at of another type must not stop the relay
 	if err := o.db.QueryRowContext(ctx, o.q.due).Scan(&earliest); err != nil {
@@ -138,12 +152,25 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		defer func() { _ = tx.Rollback() }()
 		ex = tx
 	}
+	batch := o.batch
 	rows, err := o.claim(ctx, ex, now)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
 		}
 		return false, false, time.Time{}
+	}
+	if !unstop() {
+		return false, false, time.Time{} // Close started: the claim is rolled back, nothing delivered
+	}
+	var elsewhere []heldRow // PostgreSQL: rows another relay's pass holds, that hold listeners back
+	if o.q.postgres && len(rows) > 0 {
+		if elsewhere, err = o.heldElsewhere(ctx, ex, rows, now); err != nil {
+			if ctx.Err() == nil {
+				o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
+			}
+			return false, false, time.Time{}
+		}
 	}
 	var dead []func() // dead-letter reports, made once the pass is committed
 	var (
@@ -158,6 +185,12 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	for _, r := range rows {
 		if o.stop.Err() != nil {
 			break
+		}
+		for len(elsewhere) > 0 && elsewhere[0].seq < r.seq {
+			for _, n := range elsewhere[0].names {
+				blocked[n] = max(blocked[n], elsewhere[0].until)
+			}
+			elsewhere = elsewhere[1:]
 		}
 		if r.nextAt > now { // waiting for its retry
 			for _, n := range parseHeld(r.heldFor) {
@@ -223,6 +256,14 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			o.low = r.seq
 		}
 	}
+	// Settling: bounded to finishGrace once Close has started (the loop
+	// above ends at the first row after it).
+	grace := context.AfterFunc(o.stop, func() {
+		t := time.AfterFunc(finishGrace, cancel)
+		<-ctx.Done() // the pass returned, or the grace ran out
+		t.Stop()
+	})
+	defer grace()
 	if tx != nil {
 		o.changed() // Flush counts delivered rows as done, deleted or not
 		err := o.deleteDelivered(ctx, tx)
@@ -231,15 +272,24 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		}
 		if err != nil {
 			// Delivered, not deleted: they will be delivered again; the
-			// dead marks are undone too.
+			// dead marks are undone too. Not progress: the relay backs
+			// off as from an idle pass (a commit refused at every pass
+			// redelivered its batch hundreds of times a second), and
+			// claims half as many rows next time, so that a pass the
+			// server ends for lasting too long (idle_in_transaction_
+			// session_timeout: listeners run inside it) gets shorter
+			// until it commits, instead of delivering its first rows
+			// again forever.
 			o.forgetUndeleted()
 			o.reporting.Add(-int64(len(dead)))
+			o.batch = max(1, o.batch/2)
 			if ctx.Err() == nil {
-				o.o.onError(fmt.Errorf("outbox: committing a pass over %s: %w", o.o.table, err))
+				o.o.onError(fmt.Errorf("outbox: committing a pass over %s (claiming %d rows at a time now): %w", o.o.table, o.batch, err))
 			}
-			return delivered, false, retryAt
+			return false, false, retryAt
 		}
 		o.deletedAll()
+		o.batch = min(o.o.batch, 2*o.batch)
 	}
 	for _, report := range dead {
 		report()
@@ -264,8 +314,62 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			o.o.onError(fmt.Errorf("outbox: deleting delivered rows of %s: %w", o.o.table, err))
 		}
 	}
-	return progress, progress && len(rows) >= o.o.batch, retryAt
+	return progress, progress && len(rows) >= batch, retryAt
 }
+
+// heldRow is a pending row that holds listeners back and that another
+// relay's pass holds locked: the claim skipped it.
+type heldRow struct {
+	seq   int64
+	names []string // heldKey names
+	until int64    // unix ms: when this relay looks at the listeners again
+}
+
+// heldElsewhere reads, on PostgreSQL, the rows below the last one claimed
+// that hold listeners back (held_for) and that the claim skipped: another
+// relay's pass holds them locked, retrying them or holding back for them.
+// Their committed state holds those listeners back here too, so that an
+// ordered listener that failed gets none of the later events in any relay's
+// pass until the failed one is done. A row that is due now (another pass
+// is retrying it) holds them back for heldRecheck more. A failure that
+// another pass has not committed yet is not seen: until it commits, that
+// pass's rows and this one's are delivered side by side (see Databases in
+// the README).
+func (o *Outbox[T]) heldElsewhere(ctx context.Context, ex execer, rows []row, now int64) ([]heldRow, error) {
+	rs, err := ex.QueryContext(ctx, o.q.held, rows[len(rows)-1].seq)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []heldRow
+	for rs.Next() {
+		var seqV, nextV, heldV any
+		if err := rs.Scan(&seqV, &nextV, &heldV); err != nil {
+			return nil, err
+		}
+		seq, err := intColumn(seqV)
+		if err != nil {
+			continue
+		}
+		if _, claimed := slices.BinarySearchFunc(rows, seq, func(r row, s int64) int { return cmpInt(r.seq, s) }); claimed {
+			continue // this pass has it: the loop sees what it holds back
+		}
+		text, _ := textColumn(heldV, true)
+		names := parseHeld(text)
+		if len(names) == 0 {
+			continue
+		}
+		next, _ := intColumn(nextV) // unreadable: due now
+		out = append(out, heldRow{seq: seq, names: names, until: max(next, now+heldRecheck.Milliseconds())})
+	}
+	return out, rs.Err()
+}
+
+// heldRecheck is how long a row held back by a row that another relay's
+// pass is retrying waits before this relay looks again.
+const heldRecheck = 100 * time.Millisecond
+
+func cmpInt(a, b int64) int { return int(min(max(a-b, -1), 1)) }
 
 // execer is a *sql.DB or a *sql.Tx.
 type execer interface {
@@ -277,7 +381,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 	o.startClaim()
 	// Rows delivered but not yet deleted come back (on SQLite, those above
 	// the low-water mark): read that many more.
-	limit := o.o.batch + o.undeletedAbove(o.low)
+	limit := o.batch + o.undeletedAbove(o.low)
 	args := []any{now, limit}
 	if !o.q.postgres {
 		args = []any{limit, o.low}
@@ -310,7 +414,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 		o.stats.decodeErrors.Add(uint64(len(unaddressable)))
 		o.o.onError(fmt.Errorf("%w: %d row(s) of %s skipped: %s", ErrDecode, len(unaddressable), o.o.table, strings.Join(unaddressable, "; ")))
 	}
-	slices.SortFunc(rows, func(a, b row) int { return int(min(max(a.seq-b.seq, -1), 1)) })
+	slices.SortFunc(rows, func(a, b row) int { return cmpInt(a.seq, b.seq) })
 	return rows, nil
 }
 

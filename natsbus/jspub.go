@@ -46,8 +46,9 @@ type jsPublisher struct {
 	waiters []flushWaiter
 
 	// Owned by run.
-	up         bool   // connected at the last check
-	reconnects uint64 // nc.Stats().Reconnects at the last check
+	up         bool      // connected at the last check
+	reconnects uint64    // nc.Stats().Reconnects at the last check
+	downAt     time.Time // when a check first found the connection down (zero: up, or a drop no check saw)
 
 	// Test hooks (export_test.go): a clock offset, a stopped clock
 	// (UnixNano, 0: the clock runs), the number of checks run, and a
@@ -69,8 +70,9 @@ type pendingPub struct {
 	msg      *nats.Msg
 	name, id string
 	sent     int           // sends, resends on reconnect included
+	born     time.Time     // when published
 	deadline time.Time     // when to resend (or give up)
-	giveUp   time.Time     // end of the retry budget
+	giveUp   time.Time     // end of the retry budget, moved later by the time disconnected
 	awaiting bool          // the last send awaits its ack (else: a pause after a refusal)
 	backoff  time.Duration // next pause after a refusal
 	unknown  bool          // some send may have been stored: its ack never came, or the server had it in process
@@ -172,7 +174,7 @@ func (p *jsPublisher) publish(ctx context.Context, msg *nats.Msg, name, id strin
 	now := p.now()
 	p.pending[token] = &pendingPub{
 		seq: p.seq, msg: msg, name: name, id: id, sent: 1, awaiting: true, backoff: p.retryWait,
-		deadline: now.Add(p.ackTimeout), giveUp: now.Add(p.budget),
+		born: now, deadline: now.Add(p.ackTimeout), giveUp: now.Add(p.budget),
 	}
 	p.mu.Unlock()
 	if err := p.nc.PublishMsg(msg); err != nil {
@@ -361,8 +363,12 @@ func (p *jsPublisher) check() {
 	}
 	up := p.nc.IsConnected()
 	reconnects := p.nc.Stats().Reconnects
+	if !up && p.up {
+		p.downAt = now
+	}
 	if up && (!p.up || reconnects != p.reconnects) {
 		p.resendAll(now)
+		p.downAt = time.Time{}
 	}
 	p.up, p.reconnects = up, reconnects
 	if up {
@@ -375,13 +381,22 @@ func (p *jsPublisher) check() {
 // timer. Whatever was sent before the connection dropped may or may not
 // have been stored; the stream's duplicate window sorts it out. Each such
 // resend counts as a send (PublishAttempts) and gets a whole AckTimeout,
-// past the end of the retry budget if need be.
+// past the end of the retry budget if need be. Time disconnected does not
+// count against the budget: each publish's end of budget moves later by
+// the time the connection was down during its life, as the checks saw it
+// (from the first check that found it down; a drop that no check saw
+// moves nothing).
 func (p *jsPublisher) resendAll(now time.Time) {
 	var resend []*nats.Msg
 	p.mu.Lock()
 	for _, pp := range p.pending {
 		if pp.settling {
 			continue
+		}
+		if !p.downAt.IsZero() {
+			if down := now.Sub(later(p.downAt, pp.born)); down > 0 {
+				pp.giveUp = pp.giveUp.Add(down)
+			}
 		}
 		// A send awaiting its ack when the connection dropped may have
 		// been stored.

@@ -236,11 +236,13 @@ type JetStreamConfig struct {
 	// publish in flight when it is spent is reported outcome unknown).
 	// Once it is spent, the publish is
 	// reported at its next deadline (so at most PublishTimeout +
-	// AckTimeout after the first send): with ErrAckTimeout (outcome
-	// unknown) if some send may have been stored, else with
-	// ErrPublishRejected. Time while disconnected does not count: after a
-	// reconnect every unacknowledged publish is sent again at once and
-	// gets at least AckTimeout more. Default 15s.
+	// AckTimeout after the first send, time disconnected aside): with
+	// ErrAckTimeout (outcome unknown) if some send may have been stored,
+	// else with ErrPublishRejected. Time while disconnected does not
+	// count: the budget is extended by the time the connection was down
+	// (as the bridge's checks saw it, to within a check's interval), and
+	// after a reconnect every unacknowledged publish is sent again at once
+	// and gets at least AckTimeout more. Default 15s.
 	PublishTimeout time.Duration
 	// AckTimeout is how long to wait for a publish ack before sending the
 	// same message again (same Nats-Msg-Id), within PublishTimeout. Only

@@ -130,6 +130,40 @@ func TestJetStreamAckTimeoutsPauseWhileDisconnected(t *testing.T) {
 	s.stored(t, n)
 }
 
+// Time disconnected does not count against PublishTimeout: a publish made
+// before a disconnection longer than its budget still has the rest of its
+// budget after the reconnect, to ride out a stream that is not back yet
+// (here deleted, so that every send is answered "no responders", as during
+// an election). It used to get AckTimeout after the reconnect and no more:
+// publishes were given up while the stream was still electing its leader.
+func TestJetStreamBudgetPausesWhileDisconnected(t *testing.T) {
+	const n = 5
+	s := newJSSender(t, natsbus.JetStreamConfig{AckTimeout: time.Minute, PublishTimeout: time.Hour, RetryWait: 10 * time.Millisecond})
+	ctx := ctxTimeout(t, 30*time.Second)
+	require.NoError(t, s.direct.DeleteStream(ctx, "S"))
+	s.ts.stop()
+	require.Eventually(t, func() bool { return !s.nc.IsConnected() }, 10*time.Second, time.Millisecond)
+	s.check(t) // sees the connection down
+	s.emit(t, n)
+	natsbus.SkewClock(s.b, 3*time.Hour) // disconnected for three budgets
+	s.check(t)
+
+	s.ts.start()
+	require.Eventually(t, func() bool { return s.nc.IsConnected() }, 10*time.Second, time.Millisecond)
+	s.check(t) // resends: "no responders", the stream is gone
+	natsbus.SkewClock(s.b, 2*time.Minute) // past AckTimeout and every pause: within the budget's rest
+	s.check(t)
+	st := s.b.Stats()
+	assert.Zero(t, st.Unconfirmed+st.PublishErrors, "nothing given up within the budget: %+v, %v", st, s.errs.all())
+
+	createStream(t, connect(t, s.ts), "S", "s.>")
+	require.NoError(t, s.b.Flush(ctx))
+	st = s.b.Stats()
+	assert.Equal(t, uint64(n), st.Published, "%+v", st)
+	assert.Empty(t, s.errs.all())
+	s.stored(t, n)
+}
+
 // A publish that got no ack after every attempt is reported as outcome
 // unknown and counted apart from known failures: the server may have
 // stored it, as it did here.

@@ -150,7 +150,7 @@ func TestJetStreamBudgetPausesWhileDisconnected(t *testing.T) {
 
 	s.ts.start()
 	require.Eventually(t, func() bool { return s.nc.IsConnected() }, 10*time.Second, time.Millisecond)
-	s.check(t) // resends: "no responders", the stream is gone
+	s.check(t)                            // resends: "no responders", the stream is gone
 	natsbus.SkewClock(s.b, 2*time.Minute) // past AckTimeout and every pause: within the budget's rest
 	s.check(t)
 	st := s.b.Stats()

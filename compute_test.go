@@ -21,15 +21,53 @@ func spin(d time.Duration) {
 	}
 }
 
+// node is a heap object with pointers: allocating it makes work for the
+// garbage collector.
+type node struct {
+	next *node
+	pad  [4]*int
+}
+
+// churn keeps the last list spinAlloc made reachable, so that the
+// collector has something to mark.
+var churn atomic.Pointer[node]
+
+// spinAlloc computes for d, allocating as it goes: a handler that the
+// garbage collector makes wait (GC assist) at times, which runtime/metrics
+// counts as waiting, neither running nor runnable.
+func spinAlloc(d time.Duration) {
+	for start := time.Now(); time.Since(start) < d; {
+		var head *node
+		for range 1000 {
+			head = &node{next: head}
+		}
+		churn.Store(head)
+	}
+}
+
 // WithWorkers bounds handlers that compute: a worker whose handler has run
 // past the stall threshold is replaced only when it is blocked, so handlers
 // that only compute run at most WithWorkers at once (one more while a
 // replacement starts). On 0a1e6ca they were all declared stalled and
 // replaced: 16 listeners computing 40 ms each ran 30 at once with
 // WithWorkers(2).
+//
+// Handlers that allocate too (spinAlloc): the collector makes them wait at
+// times, and an instant's count of running goroutines then misses them. A
+// suspect is stalled only when three looks in a row count it blocked. With
+// a single look, 16 allocating listeners ran 4-5 at once with WithWorkers(2)
+// and 7 with WithWorkers(4).
 func TestWithWorkersBoundsComputingHandlers(t *testing.T) {
-	for _, workers := range []int{1, 2} {
-		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+	type work struct {
+		name string
+		f    func(time.Duration)
+	}
+	for _, c := range []struct {
+		work
+		workers int
+	}{{work{"spin", spin}, 1}, {work{"spin", spin}, 2}, {work{"alloc", spinAlloc}, 2}, {work{"alloc", spinAlloc}, 4}} {
+		workers, compute := c.workers, c.f
+		t.Run(fmt.Sprintf("%s/workers=%d", c.name, workers), func(t *testing.T) {
 			const listeners, events = 16, 2
 			m := newManager[int](t, eventbus.WithWorkers(workers))
 			var running, peak atomic.Int32
@@ -37,7 +75,7 @@ func TestWithWorkersBoundsComputingHandlers(t *testing.T) {
 				_, err := m.RegisterListener("compute", func(context.Context, eventbus.Event[int]) error {
 					recordMax(&peak, running.Add(1))
 					defer running.Add(-1)
-					spin(40 * time.Millisecond) // the duration is the point: past the stall threshold
+					compute(40 * time.Millisecond) // the duration is the point: past the stall threshold
 					return nil
 				}, eventbus.Name(fmt.Sprintf("c%d", i)))
 				require.NoError(t, err)

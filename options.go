@@ -83,7 +83,11 @@ func buildOptions(opts []Option) options {
 // another worker started in its place, when its handler is blocked rather
 // than computing: the scheduler counts, with runtime/metrics, the
 // goroutines of the process that are running or runnable; that many
-// suspects may be computing and are left alone, the others are stalled.
+// suspects may be computing and are left alone, the others are counted
+// blocked, and one counted blocked at four looks in a row (a stall
+// threshold apart at least: 20 ms or more) is stalled. One look is not
+// enough: a handler that allocates waits for the garbage collector at
+// times, and the metrics then count it waiting.
 // So handlers that compute run at most n at once (n+1 while a replacement
 // starts, as the metrics are approximate), and listeners that block
 // (waiting for an acknowledgement, a lock, the network) do not stop the

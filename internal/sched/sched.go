@@ -53,7 +53,8 @@ import (
 // Blocking. A worker whose handler has not returned since the watchdog's
 // previous look is a suspect. As many suspects as runtime/metrics shows
 // cannot be computing (suspects minus the process's running and runnable
-// goroutines) are stalled, longest stuck first, and any suspect stuck for
+// goroutines) are counted blocked, longest stuck first; one counted blocked
+// at _blockedLooks looks in a row is stalled, as is any suspect stuck for
 // _computeLimit stall thresholds: the deliveries of its batch that it has
 // not started go back to their mailbox, and another worker is started in
 // its place, as the Go runtime hands a blocked thread's P to a new one. A

@@ -56,7 +56,7 @@ func (s *Scheduler[E, C]) watch() {
 		same, progressed := h.takes == h.seenTakes, n != h.seenNext
 		h.seenTakes, h.seenNext = h.takes, n
 		if !same || progressed {
-			h.stuck = -1
+			h.stuck, h.blocked = -1, 0
 		}
 		if !same {
 			continue
@@ -91,11 +91,16 @@ func (s *Scheduler[E, C]) watch() {
 // would: every goroutine of the process that is running or runnable
 // (runtime/metrics, less the watchdog's own goroutine) may be a computing
 // suspect, so at least len(suspects) minus that many suspects are blocked,
-// and that many are stalled, longest stuck first. So handlers that compute
+// and that many are counted blocked, longest stuck first. A suspect is
+// stalled once _blockedLooks looks in a row have counted it blocked: the
+// count is an instant's, and a handler that allocates waits for the garbage
+// collector at times (GC assist), when the metrics count it waiting,
+// neither running nor runnable; with one look, 16 allocating handlers ran
+// 4-5 at once under Options.Workers 2. So handlers that compute
 // are not replaced (at most Options.Workers of them run at once, one more while
 // a replacement starts, as the metrics are approximate), while blocked ones
-// are replaced as soon as the process has a goroutine's worth of CPU for
-// them. A suspect stuck for computeLimit (200 stall thresholds: a second,
+// are replaced once the process has had a goroutine's worth of CPU for
+// them at four looks in a row. A suspect stuck for computeLimit (200 stall thresholds: a second,
 // by default) is stalled in any case: a process whose CPU stays saturated by other
 // goroutines cannot hold a blocked listener's worker for ever. Without the
 // metrics (a Go toolchain older than 1.26), every suspect is stalled.
@@ -107,11 +112,26 @@ func (s *Scheduler[E, C]) stallBlocked(suspects []*hand[E, C]) {
 	}
 	now := s.now()
 	for i, h := range suspects {
-		if i < blocked || now-h.stuck >= _computeLimit*s.stallAfter {
+		if i < blocked {
+			h.blocked++
+		} else {
+			h.blocked = 0
+		}
+		if h.blocked >= _blockedLooks || now-h.stuck >= _computeLimit*s.stallAfter {
 			s.stall(h)
 		}
 	}
 }
+
+// _blockedLooks is how many looks in a row must count a suspect blocked
+// before it is stalled (see stallBlocked). A collector's mark phase (when
+// allocating handlers wait for it) lasts a few milliseconds, while looks
+// are a stall threshold (5 ms) apart or more, so several looks in a row
+// rarely all land in one; a blocked handler waits three looks more. Three
+// looks still let 16 allocating handlers run 6 at once under
+// Options.Workers 4 (1 run in 20, GOMAXPROCS 4 on 2 cores); four, none in
+// 60.
+const _blockedLooks = 4
 
 // busyGoroutines returns how many goroutines of the process run or wait to
 // run, not counting the caller, from runtime/metrics; ok is false when the

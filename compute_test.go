@@ -24,8 +24,8 @@ func spin(d time.Duration) {
 // node is a heap object with pointers: allocating it makes work for the
 // garbage collector.
 type node struct {
-	next *node
-	pad  [4]*int
+	next, prev *node
+	keys       [4]int
 }
 
 // churn keeps the last list spinAlloc made reachable, so that the
@@ -39,7 +39,7 @@ func spinAlloc(d time.Duration) {
 	for start := time.Now(); time.Since(start) < d; {
 		var head *node
 		for range 1000 {
-			head = &node{next: head}
+			head = &node{next: head, prev: head, keys: [4]int{1, 2, 3, 4}}
 		}
 		churn.Store(head)
 	}

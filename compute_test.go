@@ -54,9 +54,10 @@ func spinAlloc(d time.Duration) {
 //
 // Handlers that allocate too (spinAlloc): the collector makes them wait at
 // times, and an instant's count of running goroutines then misses them. A
-// suspect is stalled only when three looks in a row count it blocked. With
-// a single look, 16 allocating listeners ran 4-5 at once with WithWorkers(2)
-// and 7 with WithWorkers(4).
+// suspect counted blocked is stalled at the next look, and only when no GC
+// cycle completed around the look that counted it. Stalled at once, 16
+// allocating listeners ran 4-5 at once with WithWorkers(2) and 7 with
+// WithWorkers(4).
 func TestWithWorkersBoundsComputingHandlers(t *testing.T) {
 	type work struct {
 		name string

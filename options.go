@@ -84,10 +84,10 @@ func buildOptions(opts []Option) options {
 // than computing: the scheduler counts, with runtime/metrics, the
 // goroutines of the process that are running or runnable; that many
 // suspects may be computing and are left alone, the others are counted
-// blocked, and one counted blocked at four looks in a row (a stall
-// threshold apart at least: 20 ms or more) is stalled. One look is not
-// enough: a handler that allocates waits for the garbage collector at
-// times, and the metrics then count it waiting.
+// blocked, and one counted blocked is stalled at the next look (a stall
+// threshold later) unless a garbage collection cycle completed around the
+// look that counted it: a handler that allocates waits for the collector
+// at times, and the metrics then count it waiting.
 // So handlers that compute run at most n at once (n+1 while a replacement
 // starts, as the metrics are approximate), and listeners that block
 // (waiting for an acknowledgement, a lock, the network) do not stop the

@@ -54,7 +54,8 @@ import (
 // previous look is a suspect. As many suspects as runtime/metrics shows
 // cannot be computing (suspects minus the process's running and runnable
 // goroutines) are counted blocked, longest stuck first; one counted blocked
-// at _blockedLooks looks in a row is stalled, as is any suspect stuck for
+// at a look whose count no garbage collection can have skewed is stalled at
+// the next, as is any suspect stuck for
 // _computeLimit stall thresholds: the deliveries of its batch that it has
 // not started go back to their mailbox, and another worker is started in
 // its place, as the Go runtime hands a blocked thread's P to a new one. A
@@ -162,6 +163,8 @@ type Scheduler[E, C any] struct {
 	watchdog  poolTimer        // replaces stalled workers, bounds batches in time (watchdog.go)
 	suspects  []*hand[E, C]    // the watchdog's scratch list
 	probe     []metrics.Sample // the watchdog's runtime metrics
+	gcPrev    [2]uint64        // completed GC cycles at the watchdog's previous look and the one before ([0] the latest)
+	looks     int              // the watchdog's looks, at most 2 (enough for gcPrev)
 	reapTicks uint64           // times the idle timer fired
 	reaper    poolTimer        // retires workers parked for idleAfter (watchdog.go)
 

@@ -56,7 +56,7 @@ func (s *Scheduler[E, C]) watch() {
 		same, progressed := h.takes == h.seenTakes, n != h.seenNext
 		h.seenTakes, h.seenNext = h.takes, n
 		if !same || progressed {
-			h.stuck, h.blocked = -1, 0
+			h.stuck, h.counted = -1, false
 		}
 		if !same {
 			continue
@@ -71,9 +71,12 @@ func (s *Scheduler[E, C]) watch() {
 			suspects = append(suspects, h)
 		}
 	}
+	busy, gcs, ok := s.sample()
 	if len(suspects) > 0 {
-		s.stallBlocked(suspects)
+		s.stallBlocked(suspects, busy, ok && s.looks == 2 && gcs == s.gcPrev[1], ok)
 	}
+	s.gcPrev[0], s.gcPrev[1] = gcs, s.gcPrev[0]
+	s.looks = min(s.looks+1, 2)
 	clear(suspects)
 	s.suspects = suspects[:0]
 	for s.ready.len() > 0 && s.idle == 0 && s.workers-s.stalled < s.maxLive && s.workers < s.maxWorkers {
@@ -89,65 +92,64 @@ func (s *Scheduler[E, C]) watch() {
 // since the previous look) that are blocked, not computing. It cannot see
 // which goroutine is which, so it counts, as the Go runtime's own scheduler
 // would: every goroutine of the process that is running or runnable
-// (runtime/metrics, less the watchdog's own goroutine) may be a computing
-// suspect, so at least len(suspects) minus that many suspects are blocked,
-// and that many are counted blocked, longest stuck first. A suspect is
-// stalled once _blockedLooks looks in a row have counted it blocked: the
-// count is an instant's, and a handler that allocates waits for the garbage
-// collector at times (GC assist), when the metrics count it waiting,
-// neither running nor runnable; with one look, 16 allocating handlers ran
-// 4-5 at once under Options.Workers 2. So handlers that compute
-// are not replaced (at most Options.Workers of them run at once, one more while
-// a replacement starts, as the metrics are approximate), while blocked ones
-// are replaced once the process has had a goroutine's worth of CPU for
-// them at four looks in a row. A suspect stuck for computeLimit (200 stall thresholds: a second,
-// by default) is stalled in any case: a process whose CPU stays saturated by other
-// goroutines cannot hold a blocked listener's worker for ever. Without the
-// metrics (a Go toolchain older than 1.26), every suspect is stalled.
-func (s *Scheduler[E, C]) stallBlocked(suspects []*hand[E, C]) {
+// (runtime/metrics, less the watchdog's own goroutine: busy) may be a
+// computing suspect, so at least len(suspects) minus that many suspects are
+// blocked, and that many are counted blocked, longest stuck first.
+//
+// The count is an instant's, and a handler that allocates waits for the
+// garbage collector at times (GC assist), when the metrics count it
+// waiting, neither running nor runnable: with the count of one look, 16
+// allocating handlers ran 4-5 at once under Options.Workers 2. So a suspect
+// counted blocked is stalled at the next look, and only if no GC cycle
+// completed between the look before the one that counted it and this one
+// (trusted): a mark phase in progress when it was counted would have
+// completed by now, as they last less than a stall threshold. Requiring
+// several looks in a row to agree instead made a blocked handler wait up to
+// the computeLimit whenever other goroutines computed in bursts. So
+// handlers that compute are not replaced (at most Options.Workers of them
+// run at once, one more while a replacement starts, as the metrics are
+// approximate), while blocked ones are replaced a look after the process
+// had a goroutine's worth of CPU for them, when no collection ran around it.
+//
+// A suspect stuck for computeLimit (200 stall thresholds: a second, by
+// default) is stalled in any case: a process whose CPU stays saturated by
+// other goroutines, or that collects garbage without pause, cannot hold a
+// blocked listener's worker for ever. Without the metrics (ok false: a Go
+// toolchain older than 1.26), every suspect is stalled.
+func (s *Scheduler[E, C]) stallBlocked(suspects []*hand[E, C], busy int, trusted, ok bool) {
 	slices.SortFunc(suspects, func(a, b *hand[E, C]) int { return cmp.Compare(a.stuck, b.stuck) })
 	blocked := len(suspects)
-	if busy, ok := s.busyGoroutines(); ok {
+	if ok {
 		blocked = max(blocked-busy, 0)
 	}
 	now := s.now()
 	for i, h := range suspects {
-		if i < blocked {
-			h.blocked++
-		} else {
-			h.blocked = 0
-		}
-		if h.blocked >= _blockedLooks || now-h.stuck >= _computeLimit*s.stallAfter {
+		if !ok || (h.counted && trusted) || now-h.stuck >= _computeLimit*s.stallAfter {
 			s.stall(h)
 		}
+		h.counted = i < blocked
 	}
 }
 
-// _blockedLooks is how many looks in a row must count a suspect blocked
-// before it is stalled (see stallBlocked). A collector's mark phase (when
-// allocating handlers wait for it) lasts a few milliseconds, while looks
-// are a stall threshold (5 ms) apart or more, so several looks in a row
-// rarely all land in one; a blocked handler waits three looks more. Three
-// looks still let 16 allocating handlers run 6 at once under
-// Options.Workers 4 (1 run in 20, GOMAXPROCS 4 on 2 cores); four, none in
-// 60.
-const _blockedLooks = 4
-
-// busyGoroutines returns how many goroutines of the process run or wait to
-// run, not counting the caller, from runtime/metrics; ok is false when the
-// toolchain does not provide them.
-func (s *Scheduler[E, C]) busyGoroutines() (busy int, ok bool) {
+// sample reads, from runtime/metrics, how many goroutines of the process
+// run or wait to run, not counting the caller, and how many GC cycles have
+// completed; ok is false when the toolchain does not provide them.
+func (s *Scheduler[E, C]) sample() (busy int, gcs uint64, ok bool) {
 	if s.probe == nil {
-		s.probe = []metrics.Sample{{Name: "/sched/goroutines/running:goroutines"}, {Name: "/sched/goroutines/runnable:goroutines"}}
+		s.probe = []metrics.Sample{
+			{Name: "/sched/goroutines/running:goroutines"},
+			{Name: "/sched/goroutines/runnable:goroutines"},
+			{Name: "/gc/cycles/total:gc-cycles"},
+		}
 	}
 	metrics.Read(s.probe)
 	for _, m := range s.probe {
 		if m.Value.Kind() != metrics.KindUint64 {
-			return 0, false
+			return 0, 0, false
 		}
-		busy += int(m.Value.Uint64())
 	}
-	return max(busy-1, 0), true
+	busy = int(s.probe[0].Value.Uint64() + s.probe[1].Value.Uint64())
+	return max(busy-1, 0), s.probe[2].Value.Uint64(), true
 }
 
 // stall marks h stalled and hands the deliveries of its batch that it has

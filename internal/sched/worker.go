@@ -45,7 +45,7 @@ type hand[E, C any] struct {
 	seenTakes uint64 // takes and next at the watchdog's last look
 	seenNext  int32
 	stuck     time.Duration // since when (s.now) the watchdog finds this batch with no progress; -1: it progresses
-	blocked   int           // looks in a row that counted it blocked (see stallBlocked)
+	counted   bool          // the previous look counted it blocked (see stallBlocked)
 	parked    bool          // idle, with nothing taken since it parked
 	parkedAt  uint64        // s.reapTicks when it parked
 	retire    bool          // idle for idleAfter: exits unless work is ready

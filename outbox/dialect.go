@@ -17,7 +17,6 @@ type queries struct {
 	claim    string // PostgreSQL: now, limit; SQLite: limit, low
 	fail     string // attempts, nextAt, heldFor, handled, lastError, seq
 	wait     string // nextAt, heldFor, handled, seq
-	held     string // PostgreSQL: seq; the pending rows below it that hold listeners back, claimed or not
 	dead     string // attempts, lastError, handled, seq
 	maxSeq   string
 	pending  string // seq
@@ -67,9 +66,15 @@ func newQueries(postgres bool, t string) queries {
 		// Locked until the relay's transaction ends: other relays skip
 		// them; a crash ends the transaction and frees them at once.
 		q.claim += " FOR UPDATE SKIP LOCKED"
-		// Read without locking: the committed state of rows that another
-		// relay's pass may hold locked (the claim skipped them).
-		q.held = fmt.Sprintf("SELECT seq, next_at, held_for FROM %s WHERE state = 0 AND held_for <> '' AND seq < %s ORDER BY seq", t, ph(1))
+		// In the same statement (one round trip), and without locking:
+		// the rows below the last one claimed that hold listeners back
+		// and that the claim skipped, another relay's pass holding them
+		// (see heldElsewhere). The first column tells them apart.
+		q.claim = fmt.Sprintf("WITH c AS (%s) "+
+			"SELECT true, seq, id, name, payload, attempts, next_at, held_for, handled FROM c "+
+			"UNION ALL SELECT false, seq, NULL, NULL, NULL, NULL, next_at, held_for, NULL FROM %s "+
+			"WHERE state = 0 AND held_for <> '' AND seq < (SELECT MAX(seq) FROM c) AND seq NOT IN (SELECT seq FROM c)",
+			q.claim, t)
 	}
 	return q
 }

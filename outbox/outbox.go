@@ -73,7 +73,7 @@ import (
 //     17×BatchSize, as the deletes wait for the application's writers),
 //     and the listeners that had handled an event whose failure had not yet
 //     been recorded. On PostgreSQL, a pass whose commit fails is as a
-//     crash (the relay then claims half as many rows, doubling back after
+//     crash (the relay then claims half as many rows, and one more after
 //     each pass that commits, so that a pass the server ends for lasting
 //     too long gets shorter until it commits); so is a Close that gives up
 //     on a running listener, for the listeners of that event that had

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eventbus-go/eventbus"
@@ -101,6 +102,50 @@ func (o *Outbox[T]) exit() {
 	o.lifeCancel()
 }
 
+// settleBound bounds a pass's settling once Close has started: its timer
+// (finishGrace, then the pass's context is cancelled) starts when Close
+// has started and no listener call is running, so that a listener that
+// outlasts it does not lose its pass.
+type settleBound struct {
+	mu     sync.Mutex
+	busy   bool        // a listener call is running
+	cancel func()      // set when Close has started
+	t      *time.Timer // the grace's timer, once started
+}
+
+// closing records that Close has started; the pass's context is cancel.
+func (b *settleBound) closing(cancel func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cancel = cancel
+	b.start()
+}
+
+// listening records that a listener call starts (true) or has returned.
+func (b *settleBound) listening(busy bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.busy = busy
+	b.start()
+}
+
+// start starts the timer, with b.mu held, if Close has started and no
+// listener call runs.
+func (b *settleBound) start() {
+	if b.cancel != nil && !b.busy && b.t == nil {
+		b.t = time.AfterFunc(finishGrace, b.cancel)
+	}
+}
+
+// stop stops the timer: the pass has ended.
+func (b *settleBound) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.t != nil {
+		b.t.Stop()
+	}
+}
+
 // finishGrace bounds the database work that settles what the relay
 // delivered (recording, deleting, committing) once Close has started and
 // the relay has stopped delivering: a database that does not answer within
@@ -153,7 +198,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		ex = tx
 	}
 	batch := o.batch
-	rows, err := o.claim(ctx, ex, now)
+	rows, elsewhere, err := o.claim(ctx, ex, now)
 	if err != nil {
 		if ctx.Err() == nil {
 			o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
@@ -163,15 +208,13 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	if !unstop() {
 		return false, false, time.Time{} // Close started: the claim is rolled back, nothing delivered
 	}
-	var elsewhere []heldRow // PostgreSQL: rows another relay's pass holds, that hold listeners back
-	if o.q.postgres && len(rows) > 0 {
-		if elsewhere, err = o.heldElsewhere(ctx, ex, rows, now); err != nil {
-			if ctx.Err() == nil {
-				o.o.onError(fmt.Errorf("outbox: claiming rows of %s: %w", o.o.table, err))
-			}
-			return false, false, time.Time{}
-		}
-	}
+	// Settling: once Close has started and no listener runs, the pass has
+	// finishGrace to record what it delivered (the loop below ends at the
+	// first row after Close started).
+	var bound settleBound
+	grace := context.AfterFunc(o.stop, func() { bound.closing(cancel) })
+	defer grace()
+	defer bound.stop()
 	var dead []func() // dead-letter reports, made once the pass is committed
 	var (
 		// blocked: the ordered listeners (by heldKey) that an earlier row
@@ -220,7 +263,9 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			ls, _ = o.m.ListenersOf(r.name) // the name is valid: decodeRow checked it
 			cache[r.name] = ls
 		}
+		bound.listening(true)
 		out := o.attempt(r, data, ls, blocked)
+		bound.listening(false)
 		if out.stopped {
 			// The EventManager is closed, or Close gave up: not an
 			// attempt. The row stays as it was for a later pass or
@@ -256,14 +301,6 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			o.low = r.seq
 		}
 	}
-	// Settling: bounded to finishGrace once Close has started (the loop
-	// above ends at the first row after it).
-	grace := context.AfterFunc(o.stop, func() {
-		t := time.AfterFunc(finishGrace, cancel)
-		<-ctx.Done() // the pass returned, or the grace ran out
-		t.Stop()
-	})
-	defer grace()
 	if tx != nil {
 		o.changed() // Flush counts delivered rows as done, deleted or not
 		err := o.deleteDelivered(ctx, tx)
@@ -279,7 +316,9 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			// server ends for lasting too long (idle_in_transaction_
 			// session_timeout: listeners run inside it) gets shorter
 			// until it commits, instead of delivering its first rows
-			// again forever.
+			// again forever. It grows back by one row per pass that
+			// commits (doubling back went straight to the size that
+			// failed, which failed again every other pass).
 			o.forgetUndeleted()
 			o.reporting.Add(-int64(len(dead)))
 			o.batch = max(1, o.batch/2)
@@ -289,7 +328,7 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			return false, false, retryAt
 		}
 		o.deletedAll()
-		o.batch = min(o.o.batch, 2*o.batch)
+		o.batch = min(o.o.batch, o.batch+1)
 	}
 	for _, report := range dead {
 		report()
@@ -325,44 +364,29 @@ type heldRow struct {
 	until int64    // unix ms: when this relay looks at the listeners again
 }
 
-// heldElsewhere reads, on PostgreSQL, the rows below the last one claimed
-// that hold listeners back (held_for) and that the claim skipped: another
-// relay's pass holds them locked, retrying them or holding back for them.
-// Their committed state holds those listeners back here too, so that an
-// ordered listener that failed gets none of the later events in any relay's
-// pass until the failed one is done. A row that is due now (another pass
-// is retrying it) holds them back for heldRecheck more. A failure that
-// another pass has not committed yet is not seen: until it commits, that
-// pass's rows and this one's are delivered side by side (see Databases in
-// the README).
-func (o *Outbox[T]) heldElsewhere(ctx context.Context, ex execer, rows []row, now int64) ([]heldRow, error) {
-	rs, err := ex.QueryContext(ctx, o.q.held, rows[len(rows)-1].seq)
+// heldElsewhere converts a row of the claim's second part (PostgreSQL): a
+// pending row below the last one claimed that holds listeners back
+// (held_for) and that the claim skipped, another relay's pass holding it
+// locked, retrying it or holding back for it. Its committed state holds
+// those listeners back in this pass too, so that an ordered listener that
+// failed gets none of the later events in any relay's pass until the failed
+// one is done. A row that is due now (another pass is retrying it) holds
+// them back for heldRecheck more. A failure that another pass has not
+// committed yet is not seen: until it commits, that pass's rows and this
+// one's are delivered side by side (see Databases in the README). ok is
+// false for a row that holds nothing back, or whose seq cannot be read.
+func heldElsewhere(v *[claimColumns]any, now int64) (h heldRow, ok bool) {
+	seq, err := intColumn(v[0])
 	if err != nil {
-		return nil, err
+		return h, false
 	}
-	defer rs.Close()
-	var out []heldRow
-	for rs.Next() {
-		var seqV, nextV, heldV any
-		if err := rs.Scan(&seqV, &nextV, &heldV); err != nil {
-			return nil, err
-		}
-		seq, err := intColumn(seqV)
-		if err != nil {
-			continue
-		}
-		if _, claimed := slices.BinarySearchFunc(rows, seq, func(r row, s int64) int { return cmpInt(r.seq, s) }); claimed {
-			continue // this pass has it: the loop sees what it holds back
-		}
-		text, _ := textColumn(heldV, true)
-		names := parseHeld(text)
-		if len(names) == 0 {
-			continue
-		}
-		next, _ := intColumn(nextV) // unreadable: due now
-		out = append(out, heldRow{seq: seq, names: names, until: max(next, now+heldRecheck.Milliseconds())})
+	text, _ := textColumn(v[6], true)
+	names := parseHeld(text)
+	if len(names) == 0 {
+		return h, false
 	}
-	return out, rs.Err()
+	next, _ := intColumn(v[5]) // unreadable: due now
+	return heldRow{seq: seq, names: names, until: max(next, now+heldRecheck.Milliseconds())}, true
 }
 
 // heldRecheck is how long a row held back by a row that another relay's
@@ -377,7 +401,11 @@ type execer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, error) {
+// claim reads the pass's rows, in table order: on PostgreSQL it locks them
+// (the rows another relay's pass has locked are skipped), and returns
+// besides, in elsewhere, the held rows among those skipped (see
+// heldElsewhere); on SQLite it reads, and elsewhere is nil.
+func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) (rows []row, elsewhere []heldRow, err error) {
 	o.startClaim()
 	// Rows delivered but not yet deleted come back (on SQLite, those above
 	// the low-water mark): read that many more.
@@ -388,15 +416,25 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 	}
 	rs, err := ex.QueryContext(ctx, o.q.claim, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rs.Close()
-	var rows []row
 	var unaddressable []string
 	for rs.Next() {
 		var v [claimColumns]any // converted by rowFrom: a bad value is that row's error alone
-		if err := rs.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]); err != nil {
-			return nil, err
+		dest := []any{&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]}
+		var claimed any = true
+		if o.q.postgres {
+			dest = append([]any{&claimed}, dest...)
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return nil, nil, err
+		}
+		if c, _ := claimed.(bool); !c {
+			if h, ok := heldElsewhere(&v, now); ok {
+				elsewhere = append(elsewhere, h)
+			}
+			continue
 		}
 		r, err := rowFrom(&v)
 		if err != nil {
@@ -406,7 +444,7 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 		rows = append(rows, r)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if unaddressable != nil {
 		// Rows the relay cannot even name: skipped (the rows behind them
@@ -415,7 +453,8 @@ func (o *Outbox[T]) claim(ctx context.Context, ex execer, now int64) ([]row, err
 		o.o.onError(fmt.Errorf("%w: %d row(s) of %s skipped: %s", ErrDecode, len(unaddressable), o.o.table, strings.Join(unaddressable, "; ")))
 	}
 	slices.SortFunc(rows, func(a, b row) int { return cmpInt(a.seq, b.seq) })
-	return rows, nil
+	slices.SortFunc(elsewhere, func(a, b heldRow) int { return cmpInt(a.seq, b.seq) })
+	return rows, elsewhere, nil
 }
 
 // maxUndeleted bounds the rows delivered and not yet deleted, in batches:

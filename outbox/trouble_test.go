@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net"
 	"net/url"
 	"strings"
@@ -269,11 +270,46 @@ func TestPassEndedByTheServerShrinksUntilItCommits(t *testing.T) {
 		}
 	})
 	require.NoError(t, ob.Flush(ctx))
-	assert.Equal(t, 0, countRows(t, admin, "eventbus_outbox"))
+	// Flush counts rows delivered by a pass not yet committed as done:
+	// should the server end that pass, they are delivered again.
+	require.Eventually(t, func() bool { return countRows(t, admin, "eventbus_outbox") == 0 }, 30*time.Second, 10*time.Millisecond)
 	assert.Positive(t, ended.Load(), "the server ended a pass at least once")
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range 64 {
 		assert.Positive(t, count[i], "event %d", i)
 	}
+}
+
+// The database stops answering while the pass records a listener's failure,
+// after Close has started: the relay gives that work finishGrace (5 s) from
+// the listener's return, then exits, leaving the row to the next relay.
+// Between the claim and the end of the row loop nothing bounded it: the
+// relay waited until the connection died.
+func TestCloseBoundsAPassWhoseDatabaseStopsAnswering(t *testing.T) {
+	dsn := pgDatabase(t)
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	p := newPartition(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	db := openPgx(t, u.String())
+	ctx := testCtx(t)
+	m := eventbus.New[int]()
+	var ob *outbox.Outbox[int]
+	returning := make(chan struct{})
+	_, err = m.RegisterListener("p.*", func(lctx context.Context, _ eventbus.Event[int]) error {
+		p.cut.Store(true)
+		// From a listener Close cannot wait for its caller: it stops the
+		// relay and returns at once.
+		assert.ErrorIs(t, ob.Close(lctx), eventbus.ErrReentrant)
+		close(returning)
+		return errors.New("fail") // recorded through the cut connection
+	}, eventbus.Name("l"))
+	require.NoError(t, err)
+	ob, err = outbox.New(ctx, db, m, outbox.PollInterval(10*time.Millisecond))
+	require.NoError(t, err)
+	inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "p.x", 1)) })
+	<-returning
+	require.NoError(t, ob.Close(ctx), "the relay exits within the grace")
+	require.NoError(t, m.Close(ctx))
 }

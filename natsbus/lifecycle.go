@@ -138,7 +138,7 @@ func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error
 	switch {
 	case b.consumer != nil && drain:
 		b.consumer.Drain()
-		keep(b.waitOrConnClosed(ctx, b.consumer.Closed()))
+		keep(stage("draining the inbound consumer", b.waitOrConnClosed(ctx, b.consumer.Closed())))
 		b.consumer.Stop()
 	case b.consumer != nil:
 		b.consumer.Stop()
@@ -154,7 +154,7 @@ func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error
 		// A draining subscription closes once its buffer is delivered.
 		for _, s := range b.subs {
 			if err := b.waitOrConnClosed(ctx, s.closed); err != nil {
-				keep(err)
+				keep(stage("draining the inbound subscriptions", err))
 				break
 			}
 		}
@@ -174,10 +174,19 @@ func (b *Bridge[T]) stopInbound(ctx context.Context, drain bool, keep func(error
 	if !drain || !b.emitsInbound() {
 		b.endLife()
 	}
-	keep(waitGroup(ctx, &b.inActive))
+	keep(stage("waiting for the inbound messages being handled", waitGroup(ctx, &b.inActive)))
 	if b.consumer != nil {
-		keep(b.waitOrConnClosed(ctx, b.consumer.Closed()))
+		keep(stage("stopping the inbound consumer", b.waitOrConnClosed(ctx, b.consumer.Closed())))
 	}
+}
+
+// stage says which stage of a shutdown err comes from (nil stays nil), so
+// that a ctx that ended in one stage is not blamed on the next.
+func stage(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("natsbus: %s: %w", what, err)
 }
 
 func (b *Bridge[T]) stopOutbound(ctx context.Context, drain bool, keep func(error)) {

@@ -207,3 +207,23 @@ func TestShutdownAccountsForEventsEmittedWhileAcksAreAwaited(t *testing.T) {
 		})
 	}
 }
+
+// A Drain whose ctx ends while the server is down says which stage it was
+// in: here the inbound consumer's drain, which nats.go gives 10 s to flush.
+// The error used to name only a later stage ("waiting for the acks of the
+// events published"), although no publish was waiting.
+func TestDrainSaysWhichStageItsContextEndedIn(t *testing.T) {
+	ts := startServer(t, withJetStream(t.TempDir()))
+	nc := connect(t, ts)
+	createStream(t, nc, "IN", "in.>", "out.>")
+	m := newManager(t)
+	b := newBridge(t, m, nc, natsbus.Inbound("in.>"), natsbus.Outbound("out.>"),
+		natsbus.WithJetStream(natsbus.JetStreamConfig{Stream: "IN", Durable: "d"}))
+	ts.stop()
+	require.Eventually(t, func() bool { return !nc.IsConnected() }, 10*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := b.Drain(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "natsbus: draining the inbound consumer: context deadline exceeded")
+}

@@ -72,8 +72,9 @@ func newQueries(postgres bool, t string) queries {
 		// (see heldElsewhere). The first column tells them apart.
 		q.claim = fmt.Sprintf("WITH c AS (%s) "+
 			"SELECT true, seq, id, name, payload, attempts, next_at, held_for, handled FROM c "+
-			"UNION ALL SELECT false, seq, NULL, NULL, NULL, NULL, next_at, held_for, NULL FROM %s "+
-			"WHERE state = 0 AND held_for <> '' AND seq < (SELECT MAX(seq) FROM c) AND seq NOT IN (SELECT seq FROM c)",
+			"UNION ALL SELECT false, h.seq, NULL, NULL, NULL, NULL, h.next_at, h.held_for, NULL FROM %s h "+
+			"WHERE h.state = 0 AND h.held_for <> '' AND h.seq < (SELECT MAX(seq) FROM c) "+
+			"AND NOT EXISTS (SELECT 1 FROM c WHERE c.seq = h.seq)", // not NOT IN: a NULL seq (a table made by hand) would hide every row
 			q.claim, t)
 	}
 	return q

@@ -177,3 +177,45 @@ func TestPostgresOrderedHoldBackAcrossRelays(t *testing.T) {
 		assert.Equal(t, 1, seen[k], "event %d delivered once", k)
 	}
 }
+
+// The held rows another relay's pass has locked still hold listeners back
+// when the claim also takes a row whose seq is NULL (a table made by hand):
+// the claim's second part excluded the claimed rows with NOT IN, which a
+// NULL in the list makes false for every row.
+func TestPostgresHeldElsewhereSurvivesANullSeq(t *testing.T) {
+	db := openPostgres(t)
+	ctx := testCtx(t)
+	far := time.Now().Add(time.Hour).UnixMilli()
+	for _, q := range []string{
+		`CREATE TABLE eventbus_outbox (seq BIGINT, id TEXT NOT NULL, name TEXT NOT NULL, payload BYTEA NOT NULL,
+	state SMALLINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, next_at BIGINT NOT NULL DEFAULT 0,
+	held_for TEXT NOT NULL DEFAULT '', last_error TEXT NOT NULL DEFAULT '', handled TEXT NOT NULL DEFAULT '')`,
+		fmt.Sprintf(`INSERT INTO eventbus_outbox (seq, id, name, payload, held_for, next_at, attempts) VALUES (1, 'a', 'o.c', '1', 'l', %d, 1)`, far),
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (2, 'b', 'o.c', '1')`,
+		`INSERT INTO eventbus_outbox (seq, id, name, payload) VALUES (NULL, 'n', 'o.c', '1')`,
+	} {
+		_, err := db.ExecContext(ctx, q)
+		require.NoError(t, err, q)
+	}
+	other, err := db.BeginTx(ctx, nil) // another relay's pass, holding row 1
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback() }()
+	_, err = other.ExecContext(ctx, `SELECT seq FROM eventbus_outbox WHERE seq = 1 FOR UPDATE`)
+	require.NoError(t, err)
+	m := eventbus.New[int]()
+	var mu sync.Mutex
+	var got []string
+	_, err = m.RegisterListener("o.*", func(ctx context.Context, _ eventbus.Event[int]) error {
+		id, _ := outbox.EventID(ctx)
+		mu.Lock()
+		got = append(got, id)
+		mu.Unlock()
+		return nil
+	}, eventbus.Name("l"), eventbus.Ordered())
+	require.NoError(t, err)
+	ob := newOutbox(t, db, m, outbox.PollInterval(10*time.Millisecond), outbox.WithErrorHandler(func(error) {}))
+	require.Eventually(t, func() bool { return ob.Stats().Scans >= 5 }, 10*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.NotContains(t, got, "b", "row 2 reached l while row 1, held elsewhere, holds l back")
+}

@@ -111,6 +111,7 @@ type settleBound struct {
 	busy   bool        // a listener call is running
 	cancel func()      // set when Close has started
 	t      *time.Timer // the grace's timer, once started
+	ended  bool        // the pass has returned: no timer starts
 }
 
 // closing records that Close has started; the pass's context is cancel.
@@ -121,26 +122,41 @@ func (b *settleBound) closing(cancel func()) {
 	b.start()
 }
 
-// listening records that a listener call starts (true) or has returned.
-func (b *settleBound) listening(busy bool) {
+// enter records that a listener call starts, unless Close has started
+// (false: the pass delivers nothing more). Checking Close here, under the
+// same lock, keeps the grace from starting before a call that would then
+// outlast it.
+func (b *settleBound) enter() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.busy = busy
+	if b.cancel != nil {
+		return false
+	}
+	b.busy = true
+	return true
+}
+
+// leave records that the listener call has returned.
+func (b *settleBound) leave() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.busy = false
 	b.start()
 }
 
-// start starts the timer, with b.mu held, if Close has started and no
-// listener call runs.
+// start starts the timer, with b.mu held, if Close has started, no
+// listener call runs and the pass has not returned.
 func (b *settleBound) start() {
-	if b.cancel != nil && !b.busy && b.t == nil {
+	if b.cancel != nil && !b.busy && !b.ended && b.t == nil {
 		b.t = time.AfterFunc(finishGrace, b.cancel)
 	}
 }
 
-// stop stops the timer: the pass has ended.
+// stop stops the timer, if started: the pass has returned.
 func (b *settleBound) stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.ended = true
 	if b.t != nil {
 		b.t.Stop()
 	}
@@ -263,9 +279,11 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 			ls, _ = o.m.ListenersOf(r.name) // the name is valid: decodeRow checked it
 			cache[r.name] = ls
 		}
-		bound.listening(true)
+		if !bound.enter() {
+			break // Close started: this row is left as it is
+		}
 		out := o.attempt(r, data, ls, blocked)
-		bound.listening(false)
+		bound.leave()
 		if out.stopped {
 			// The EventManager is closed, or Close gave up: not an
 			// attempt. The row stays as it was for a later pass or

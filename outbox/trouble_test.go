@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/url"
@@ -312,4 +313,45 @@ func TestCloseBoundsAPassWhoseDatabaseStopsAnswering(t *testing.T) {
 	<-returning
 	require.NoError(t, ob.Close(ctx), "the relay exits within the grace")
 	require.NoError(t, m.Close(ctx))
+}
+
+// slowCodec decodes like JSON, but its first decoding signals decoding and
+// takes 300 ms: Close starts then, between the relay's check for Close and
+// the listener call.
+type slowCodec struct {
+	once     sync.Once
+	decoding chan struct{}
+}
+
+func (c *slowCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (c *slowCodec) Unmarshal(b []byte, v any) error {
+	c.once.Do(func() { close(c.decoding); time.Sleep(300 * time.Millisecond) })
+	return json.Unmarshal(b, v)
+}
+
+// A Close that starts while the relay decodes a row, just before the
+// listener call, either keeps the call from starting (the row stays) or
+// waits for it to return before the 5 s grace starts (the row is deleted):
+// never both a call and its row left. The grace used to start there, and a
+// listener taking longer than it lost its pass: delivered, and delivered
+// again by the next relay.
+func TestCloseStartingBeforeAListenerCallDoesNotCutItsPass(t *testing.T) {
+	db := openPostgres(t)
+	ctx := testCtx(t)
+	m := eventbus.New[int]()
+	var calls atomic.Int32
+	_, err := m.RegisterListener("p.*", func(context.Context, eventbus.Event[int]) error {
+		calls.Add(1)
+		time.Sleep(6 * time.Second) // the duration is the point: longer than the grace
+		return nil
+	}, eventbus.Name("l"))
+	require.NoError(t, err)
+	c := &slowCodec{decoding: make(chan struct{})}
+	ob, err := outbox.New(ctx, db, m, outbox.PollInterval(10*time.Millisecond), outbox.WithCodec(c))
+	require.NoError(t, err)
+	inTx(t, db, true, func(tx *sql.Tx) { require.NoError(t, ob.Emit(ctx, tx, "p.x", 1)) })
+	<-c.decoding
+	require.NoError(t, ob.Close(ctx))
+	require.NoError(t, m.Close(ctx))
+	assert.Equal(t, 1, int(calls.Load())+countRows(t, db, "eventbus_outbox"), "a call and its row are never both there")
 }

@@ -85,9 +85,9 @@ func buildOptions(opts []Option) options {
 // goroutines of the process that are running or runnable; that many
 // suspects may be computing and are left alone, the others are counted
 // blocked, and one counted blocked is stalled at the next look (a stall
-// threshold later) unless a garbage collection cycle completed around the
-// look that counted it: a handler that allocates waits for the collector
-// at times, and the metrics then count it waiting.
+// threshold later) unless a garbage collection cycle was marking at either
+// look or completed around them: a handler that allocates waits for the
+// collector at times, and the metrics then count it waiting.
 // So handlers that compute run at most n at once (n+1 while a replacement
 // starts, as the metrics are approximate), and listeners that block
 // (waiting for an acknowledgement, a lock, the network) do not stop the

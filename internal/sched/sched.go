@@ -156,17 +156,18 @@ type Scheduler[E, C any] struct {
 	retryT  poolTimer // timer.go
 
 	// Workers.
-	hands     []*hand[E, C]    // one per worker goroutine
-	workers   int              // worker goroutines started and not yet exited
-	stalled   int              // workers whose handler has run past stallAfter
-	idle      int              // workers waiting on work and not yet signalled
-	watchdog  poolTimer        // replaces stalled workers, bounds batches in time (watchdog.go)
-	suspects  []*hand[E, C]    // the watchdog's scratch list
-	probe     []metrics.Sample // the watchdog's runtime metrics
-	gcPrev    [2]uint64        // completed GC cycles at the watchdog's previous look and the one before ([0] the latest)
-	looks     int              // the watchdog's looks, at most 2 (enough for gcPrev)
-	reapTicks uint64           // times the idle timer fired
-	reaper    poolTimer        // retires workers parked for idleAfter (watchdog.go)
+	hands      []*hand[E, C]    // one per worker goroutine
+	workers    int              // worker goroutines started and not yet exited
+	stalled    int              // workers whose handler has run past stallAfter
+	idle       int              // workers waiting on work and not yet signalled
+	watchdog   poolTimer        // replaces stalled workers, bounds batches in time (watchdog.go)
+	suspects   []*hand[E, C]    // the watchdog's scratch list
+	probe      []metrics.Sample // the watchdog's runtime metrics
+	gcPrev     [2]uint64        // completed GC cycles at the watchdog's previous look and the one before ([0] the latest)
+	looks      int              // the watchdog's looks, at most 2 (enough for gcPrev)
+	markedPrev bool             // a GC cycle was marking at the watchdog's previous look
+	reapTicks  uint64           // times the idle timer fired
+	reaper     poolTimer        // retires workers parked for idleAfter (watchdog.go)
 
 	// Accounting (see Stats).
 	queued  int // deliveries in mailboxes

@@ -71,11 +71,13 @@ func (s *Scheduler[E, C]) watch() {
 			suspects = append(suspects, h)
 		}
 	}
-	busy, gcs, ok := s.sample()
+	busy, gcs, marking, ok := s.sample()
 	if len(suspects) > 0 {
-		s.stallBlocked(suspects, busy, ok && s.looks == 2 && gcs == s.gcPrev[1], ok)
+		trusted := ok && s.looks == 2 && gcs == s.gcPrev[1] && !marking && !s.markedPrev
+		s.stallBlocked(suspects, busy, trusted, ok)
 	}
 	s.gcPrev[0], s.gcPrev[1] = gcs, s.gcPrev[0]
+	s.markedPrev = marking
 	s.looks = min(s.looks+1, 2)
 	clear(suspects)
 	s.suspects = suspects[:0]
@@ -101,9 +103,14 @@ func (s *Scheduler[E, C]) watch() {
 // waiting, neither running nor runnable: with the count of one look, 16
 // allocating handlers ran 4-5 at once under Options.Workers 2. So a suspect
 // counted blocked is stalled at the next look, and only if no GC cycle
-// completed between the look before the one that counted it and this one
-// (trusted): a mark phase in progress when it was counted would have
-// completed by now, as they last less than a stall threshold. Requiring
+// completed between the look before the one that counted it and this one,
+// and none was marking at either look (trusted): a cycle starting when it
+// was counted (goroutines waiting for its first pause) is marking or done
+// by now, and a mark phase in progress then would still be marking or have
+// completed. (The marking check alone, stalling at once on a look outside a
+// mark phase, let allocating handlers run 6-7 at once under
+// Options.Workers 4; the cycle check alone overshot once in 36 runs under
+// the whole test suite, whose larger heap makes mark phases longer.) Requiring
 // several looks in a row to agree instead made a blocked handler wait up to
 // the computeLimit whenever other goroutines computed in bursts. So
 // handlers that compute are not replaced (at most Options.Workers of them
@@ -132,24 +139,36 @@ func (s *Scheduler[E, C]) stallBlocked(suspects []*hand[E, C], busy int, trusted
 }
 
 // sample reads, from runtime/metrics, how many goroutines of the process
-// run or wait to run, not counting the caller, and how many GC cycles have
-// completed; ok is false when the toolchain does not provide them.
-func (s *Scheduler[E, C]) sample() (busy int, gcs uint64, ok bool) {
+// run or wait to run, not counting the caller, how many GC cycles have
+// completed, and whether one is marking: each completed cycle counts two
+// stop-the-world pauses, so more pauses than twice the cycles means one has
+// begun (the metrics may lag a pause at a cycle's end: taken as marking
+// too). ok is false when the toolchain does not provide them.
+func (s *Scheduler[E, C]) sample() (busy int, gcs uint64, marking, ok bool) {
 	if s.probe == nil {
 		s.probe = []metrics.Sample{
 			{Name: "/sched/goroutines/running:goroutines"},
 			{Name: "/sched/goroutines/runnable:goroutines"},
 			{Name: "/gc/cycles/total:gc-cycles"},
+			{Name: "/sched/pauses/total/gc:seconds"},
 		}
 	}
 	metrics.Read(s.probe)
-	for _, m := range s.probe {
+	for _, m := range s.probe[:3] {
 		if m.Value.Kind() != metrics.KindUint64 {
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 	}
 	busy = int(s.probe[0].Value.Uint64() + s.probe[1].Value.Uint64())
-	return max(busy-1, 0), s.probe[2].Value.Uint64(), true
+	gcs = s.probe[2].Value.Uint64()
+	if s.probe[3].Value.Kind() == metrics.KindFloat64Histogram {
+		var pauses uint64
+		for _, n := range s.probe[3].Value.Float64Histogram().Counts {
+			pauses += n
+		}
+		marking = pauses != 2*gcs
+	}
+	return max(busy-1, 0), gcs, marking, true
 }
 
 // stall marks h stalled and hands the deliveries of its batch that it has

@@ -102,58 +102,73 @@ func (o *Outbox[T]) exit() {
 	o.lifeCancel()
 }
 
-// settleBound bounds a pass's settling once Close has started: its timer
-// (finishGrace, then the pass's context is cancelled) starts when Close
-// has started and no listener call is running, so that a listener that
-// outlasts it does not lose its pass.
-type settleBound struct {
-	mu     sync.Mutex
-	busy   bool        // a listener call is running
-	cancel func()      // set when Close has started
-	t      *time.Timer // the grace's timer, once started
-	ended  bool        // the pass has returned: no timer starts
+// passBound is what Close does to a pass's database context (cancel).
+// Until the pass has claimed its rows, Close cancels it at once: nothing is
+// delivered yet, and a database that does not answer must not hold Close.
+// From then on the context settles what the pass delivers (records, deletes,
+// commits: cancelling it would deliver those events again), and Close
+// starts a finishGrace timer that cancels it, once no listener call runs,
+// so that a listener that outlasts the grace does not lose its pass.
+type passBound struct {
+	mu      sync.Mutex
+	cancel  func()
+	claimed bool        // the rows are claimed: Close no longer cancels at once
+	closing bool        // Close has started
+	busy    bool        // a listener call is running
+	t       *time.Timer // the grace's timer, once started
+	ended   bool        // the pass has returned: no timer starts
 }
 
-// closing records that Close has started; the pass's context is cancel.
-func (b *settleBound) closing(cancel func()) {
+// close records that Close has started (o.stop's AfterFunc).
+func (b *passBound) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.cancel = cancel
+	b.closing = true
+	if !b.claimed {
+		b.cancel()
+		return
+	}
 	b.start()
+}
+
+// claim records that the rows are claimed, unless Close has started
+// (false: the claim was or will be cancelled; the pass delivers nothing).
+func (b *passBound) claim() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.claimed = !b.closing
+	return b.claimed
 }
 
 // enter records that a listener call starts, unless Close has started
 // (false: the pass delivers nothing more). Checking Close here, under the
 // same lock, keeps the grace from starting before a call that would then
 // outlast it.
-func (b *settleBound) enter() bool {
+func (b *passBound) enter() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cancel != nil {
-		return false
-	}
-	b.busy = true
-	return true
+	b.busy = !b.closing
+	return b.busy
 }
 
 // leave records that the listener call has returned.
-func (b *settleBound) leave() {
+func (b *passBound) leave() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.busy = false
 	b.start()
 }
 
-// start starts the timer, with b.mu held, if Close has started, no
-// listener call runs and the pass has not returned.
-func (b *settleBound) start() {
-	if b.cancel != nil && !b.busy && !b.ended && b.t == nil {
+// start starts the grace's timer, with b.mu held, if Close has started
+// after the claim, no listener call runs and the pass has not returned.
+func (b *passBound) start() {
+	if b.closing && b.claimed && !b.busy && !b.ended && b.t == nil {
 		b.t = time.AfterFunc(finishGrace, b.cancel)
 	}
 }
 
 // stop stops the timer, if started: the pass has returned.
-func (b *settleBound) stop() {
+func (b *passBound) stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ended = true
@@ -174,15 +189,14 @@ const finishGrace = 5 * time.Second
 // retryAt: the earliest retry among the rows claimed, if any.
 func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 	o.stats.scans.Add(1)
-	// ctx is the pass's database context. Until the rows are claimed,
-	// Close cancels it (nothing is delivered yet: a database that does not
-	// answer must not hold Close). From then on it settles what the pass
-	// delivers, and Close does not cancel it: it is bounded to finishGrace
-	// once Close has started and no listener is running (see settle).
+	// ctx is the pass's database context: see passBound for what Close
+	// does to it.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	unstop := context.AfterFunc(o.stop, cancel)
-	defer unstop()
+	bound := passBound{cancel: cancel}
+	unwatch := context.AfterFunc(o.stop, bound.close)
+	defer unwatch()
+	defer bound.stop()
 	now := time.Now().UnixMilli()
 	var earliest any // untyped, as in claim: a next_at of another type must not stop the relay
 	if err := o.db.QueryRowContext(ctx, o.q.due).Scan(&earliest); err != nil {
@@ -221,16 +235,9 @@ func (o *Outbox[T]) scan() (progress, more bool, retryAt time.Time) {
 		}
 		return false, false, time.Time{}
 	}
-	if !unstop() {
+	if !bound.claim() {
 		return false, false, time.Time{} // Close started: the claim is rolled back, nothing delivered
 	}
-	// Settling: once Close has started and no listener runs, the pass has
-	// finishGrace to record what it delivered (the loop below ends at the
-	// first row after Close started).
-	var bound settleBound
-	grace := context.AfterFunc(o.stop, func() { bound.closing(cancel) })
-	defer grace()
-	defer bound.stop()
 	var dead []func() // dead-letter reports, made once the pass is committed
 	var (
 		// blocked: the ordered listeners (by heldKey) that an earlier row

@@ -137,6 +137,16 @@ func newPartition(t *testing.T, target string) *partition {
 	return p
 }
 
+// partitionedDB opens a pool on a fresh PostgreSQL database through a
+// partition, still whole.
+func partitionedDB(t *testing.T) (*partition, *sql.DB) {
+	u, err := url.Parse(pgDatabase(t))
+	require.NoError(t, err)
+	p := newPartition(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	return p, openPgx(t, u.String())
+}
+
 // heal ends the partition by resetting every connection, and waits for the
 // proxy's goroutines.
 func (p *partition) heal() {
@@ -153,12 +163,7 @@ func (p *partition) heal() {
 // relay polls: the pass had claimed nothing, so Close abandons it. It used
 // to wait, with context.Background(), until the connections were reset.
 func TestCloseDoesNotWaitForAnUnansweringDatabase(t *testing.T) {
-	dsn := pgDatabase(t)
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	p := newPartition(t, u.Host)
-	u.Host = p.ln.Addr().String()
-	db := openPgx(t, u.String())
+	p, db := partitionedDB(t)
 	ctx := testCtx(t)
 	m := eventbus.New[int]()
 	var r recorder[int]
@@ -288,17 +293,12 @@ func TestPassEndedByTheServerShrinksUntilItCommits(t *testing.T) {
 // Between the claim and the end of the row loop nothing bounded it: the
 // relay waited until the connection died.
 func TestCloseBoundsAPassWhoseDatabaseStopsAnswering(t *testing.T) {
-	dsn := pgDatabase(t)
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	p := newPartition(t, u.Host)
-	u.Host = p.ln.Addr().String()
-	db := openPgx(t, u.String())
+	p, db := partitionedDB(t)
 	ctx := testCtx(t)
 	m := eventbus.New[int]()
 	var ob *outbox.Outbox[int]
 	returning := make(chan struct{})
-	_, err = m.RegisterListener("p.*", func(lctx context.Context, _ eventbus.Event[int]) error {
+	_, err := m.RegisterListener("p.*", func(lctx context.Context, _ eventbus.Event[int]) error {
 		p.cut.Store(true)
 		// From a listener Close cannot wait for its caller: it stops the
 		// relay and returns at once.
